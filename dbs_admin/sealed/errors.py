@@ -1,0 +1,60 @@
+"""Exceptions of the sealed container.
+
+Every failure a user can meet is one of these, so callers (the CLI, the
+Django layer, the admin) can tell a wrong passphrase from a damaged file
+without parsing messages. Messages say what happened and what to do.
+This module imports nothing from Django.
+"""
+
+from __future__ import annotations
+
+
+class SealedError(Exception):
+    """Base class of every error raised by ``dbs_admin.sealed``."""
+
+
+class NotSealedError(SealedError):
+    """The file is not a sealed backup at all (foreign, empty or unknown magic)."""
+
+
+class UnsupportedVersionError(SealedError):
+    """The file is a sealed backup of a format version this code cannot read."""
+
+
+class KeyError_(SealedError):
+    """Base for key problems; not named KeyError to avoid shadowing the builtin."""
+
+
+class NoKeyError(KeyError_):
+    """Decryption was asked for but no passphrase or identity that fits was given."""
+
+
+class WrongPassphraseError(KeyError_):
+    """The passphrase does not open any passphrase slot of this file."""
+
+
+class WrongIdentityError(KeyError_):
+    """The identity (private key) does not open any recipient slot of this file."""
+
+
+class AuthenticationError(SealedError):
+    """Ciphertext failed authentication: the data was tampered with, reordered,
+    truncated or spliced. Nothing decrypted from it is returned."""
+
+
+class UnrecoverableError(SealedError):
+    """Damage beyond what the redundancy can repair.
+
+    ``blocks`` names the data blocks (0-based indexes in the data stream)
+    that could not be healed; ``regions`` names metadata regions that could
+    not be recovered (for example ``"header"``).
+    """
+
+    def __init__(self, message: str, *, blocks: tuple[int, ...] = (), regions: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.blocks = tuple(blocks)
+        self.regions = tuple(regions)
+
+
+class UsageError(SealedError):
+    """The caller asked for something impossible (bad argument, missing input)."""
