@@ -21,19 +21,19 @@ class UnsupportedVersionError(SealedError):
     """The file is a sealed backup of a format version this code cannot read."""
 
 
-class KeyError_(SealedError):
-    """Base for key problems; not named KeyError to avoid shadowing the builtin."""
+class KeySlotError(SealedError):
+    """Base for key problems: no key given, or the given one opens no slot."""
 
 
-class NoKeyError(KeyError_):
+class NoKeyError(KeySlotError):
     """Decryption was asked for but no passphrase or identity that fits was given."""
 
 
-class WrongPassphraseError(KeyError_):
+class WrongPassphraseError(KeySlotError):
     """The passphrase does not open any passphrase slot of this file."""
 
 
-class WrongIdentityError(KeyError_):
+class WrongIdentityError(KeySlotError):
     """The identity (private key) does not open any recipient slot of this file."""
 
 
