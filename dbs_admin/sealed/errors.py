@@ -37,6 +37,11 @@ class WrongIdentityError(KeySlotError):
     """The identity (private key) does not open any recipient slot of this file."""
 
 
+class KeySlotFormatError(SealedError):
+    """The key slots are malformed (truncated, wrong sizes) or ask for hostile
+    Argon2 costs that this reader refuses before computing anything."""
+
+
 class AuthenticationError(SealedError):
     """Ciphertext failed authentication: the data was tampered with, reordered,
     truncated or spliced. Nothing decrypted from it is returned."""
