@@ -1,0 +1,1 @@
+"""The demo blog: categories, tags, posts written in Markdown or HTML, uploaded images."""
