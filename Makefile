@@ -1,0 +1,29 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench-sealed clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[demo,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the demo console (web, Celery worker, Celery beat) on SQLite and the filesystem broker.
+demo: install
+	./scripts/demo.sh
+
+## Run the whole test suite (DATABASE_URL / REDIS_URL select PostgreSQL / Redis).
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf var/ .pytest_cache .ruff_cache .hypothesis
