@@ -1,8 +1,4 @@
-"""Records of the backup console.
-
-For now only the admin entry point lives here; Backup, Job, DrillReport and
-AuditEvent arrive with the issues that use them.
-"""
+"""The admin index entry of the console."""
 
 from __future__ import annotations
 

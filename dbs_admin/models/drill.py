@@ -1,0 +1,44 @@
+"""The result of one restore drill and each check it ran."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class DrillReport(models.Model):
+    backup = models.ForeignKey(
+        "dbs_admin.Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="drills"
+    )
+    backup_name = models.CharField(max_length=255, help_text="Kept when the Backup row is pruned.")
+    job = models.ForeignKey("dbs_admin.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    passed = models.BooleanField(null=True, help_text="None while running.")
+    engine = models.CharField(max_length=40, blank=True)
+    scratch_database = models.CharField(max_length=255, blank=True)
+    restore_seconds = models.FloatField(null=True, blank=True, help_text="Measured RTO.")
+    backup_age_seconds = models.FloatField(null=True, blank=True, help_text="RPO at drill time.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        state = "running" if self.passed is None else ("passed" if self.passed else "failed")
+        return f"Drill of {self.backup_name}: {state}"
+
+
+class DrillCheck(models.Model):
+    report = models.ForeignKey(DrillReport, on_delete=models.CASCADE, related_name="checks")
+    order = models.PositiveIntegerField(default=0)
+    name = models.CharField(max_length=200)
+    passed = models.BooleanField()
+    detail = models.TextField(blank=True)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["report", "order"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'passed' if self.passed else 'failed'}"

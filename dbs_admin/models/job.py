@@ -1,0 +1,57 @@
+"""A unit of background work (backup, restore, validate, drill, prune) and its progress."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        BACKUP = "backup", "Backup"
+        RESTORE = "restore", "Restore"
+        VALIDATE = "validate", "Validate"
+        DRILL = "drill", "Restore drill"
+        PRUNE = "prune", "Prune"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        LOST = "lost", "Failed (worker lost)"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
+    stage = models.CharField(max_length=100, blank=True)
+    progress = models.FloatField(default=0.0, help_text="0.0 to 1.0")
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True, help_text="Non-secret parameters (target, kind, label).")
+    backup = models.ForeignKey(
+        "dbs_admin.Backup", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    partial_files = models.JSONField(default=list, blank=True, help_text="Files to remove if the job dies.")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED, self.State.LOST}
