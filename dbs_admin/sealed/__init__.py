@@ -1,0 +1,62 @@
+"""The sealed container (``.dbs``): streaming, zstd-compressed, encrypted, self-healing.
+
+Pure Python with no Django import, so a backup can be checked, healed and
+decrypted on a bare machine (``python -m dbs_admin.sealed``). The byte
+format is specified in docs/FORMAT.md.
+
+    seal(source, destination, *, passphrase=None, recipients=(), manifest=None, ...) -> SealReport
+    open_sealed(path, *, passphrase=None, identity=None) -> SealedReader   (read / iterate / read_all_to)
+    verify(path, *, passphrase=None, identity=None) -> VerifyReport
+    heal(path, destination) -> HealReport
+    info(path) -> dict
+
+Consumers of ``open_sealed`` must commit nothing before reading to EOF
+without an exception (see ``reader``); ``read_all_to`` does that for files.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    AuthenticationError,
+    KeySlotError,
+    NoKeyError,
+    NotSealedError,
+    SealedError,
+    UnrecoverableError,
+    UnsupportedVersionError,
+    UsageError,
+    WrongIdentityError,
+    WrongPassphraseError,
+)
+from .heal import HealReport, heal
+from .keys import Argon2Params, Identity, generate_identity, load_identity
+from .reader import SealedReader, open_sealed
+from .reports import SealReport, VerifyReport
+from .verify import info, verify
+from .writer import seal
+
+__all__ = [
+    "seal",
+    "open_sealed",
+    "verify",
+    "heal",
+    "info",
+    "SealReport",
+    "VerifyReport",
+    "HealReport",
+    "SealedReader",
+    "Argon2Params",
+    "Identity",
+    "generate_identity",
+    "load_identity",
+    "SealedError",
+    "NotSealedError",
+    "UnsupportedVersionError",
+    "KeySlotError",
+    "NoKeyError",
+    "WrongPassphraseError",
+    "WrongIdentityError",
+    "AuthenticationError",
+    "UnrecoverableError",
+    "UsageError",
+]

@@ -1,0 +1,88 @@
+"""Atomic creation of output files: temporary name, fsync, rename, fsync of the directory.
+
+Why: a crash (or an exception) half way through a backup or a decryption
+must never leave a file under the final name that looks complete. Outputs
+are written to ``<dest>.tmp-<random>`` in the same directory and appear
+under their real name only once complete, flushed and checked.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import UsageError
+
+
+def write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:
+    """Write every byte (a raw file's ``write`` may write fewer than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view) :]
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort on systems without directory fsync)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_output(
+    destination: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    check: Callable[[Path], None] | None = None,
+) -> Iterator[BinaryIO]:
+    """Yield a file to write; on clean exit fsync it, run ``check(tmp_path)``, then publish it.
+
+    With ``overwrite=False`` an existing destination is refused before any
+    work, and publishing uses ``link`` (which fails if the name appeared in
+    the meantime) instead of ``rename`` (which would replace it).
+    On any exception the temporary file is removed and nothing is published.
+    """
+    dest = Path(destination)
+    if dest.is_dir():
+        raise UsageError(f"{dest} is a directory; give a file name for the output")
+    if not overwrite and (dest.exists() or dest.is_symlink()):
+        raise UsageError(f"{dest} already exists; refusing to overwrite it (pass overwrite=True / --force)")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"directory {parent} does not exist")
+    tmp = parent / f"{dest.name}.tmp-{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w+b", buffering=0) as f:
+            yield f
+            os.fsync(f.fileno())
+        if check is not None:
+            check(tmp)
+        if overwrite:
+            os.replace(tmp, dest)
+        else:
+            try:
+                os.link(tmp, dest)
+            except FileExistsError:
+                raise UsageError(f"{dest} appeared while writing; refusing to overwrite it") from None
+            except OSError:
+                if dest.exists():
+                    raise
+                os.rename(tmp, dest)  # file systems without hard links
+        fsync_directory(parent)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,142 @@
+"""Writing the container around an already-encrypted data stream.
+
+Used by ``seal`` (which feeds it fresh ciphertext) and by ``heal`` (which
+feeds it the healed ciphertext of a damaged file, without any key). The
+byte layout it produces is the one in docs/FORMAT.md:
+
+    header#0 | copy A | table#0 | manifest#0 | copy B | header#1 | table#1 | manifest#1 | locator
+
+Copy B is written last from copy A's bytes on disk (``copy_file_range``), so
+the writer never holds more than one batch of blocks in memory, and the two
+copies of any block are about half a file apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import BinaryIO
+
+from .atomic import write_all
+from .blocks import BATCH_BLOCKS, encode_blocks
+from .layout import (
+    KIND_HEADER,
+    KIND_LOCATOR,
+    KIND_MANIFEST,
+    KIND_TABLE,
+    Header,
+    Locator,
+    Table,
+    copy_size,
+    header_digest,
+)
+from .metadata import encode_record
+
+
+def _copy_range(f: BinaryIO, src: int, dst: int, length: int) -> None:
+    """Copy ``length`` bytes of ``f`` from ``src`` to ``dst`` (in-kernel where possible)."""
+    fd = f.fileno()
+    done = 0
+    copy_file_range = getattr(os, "copy_file_range", None)
+    while copy_file_range is not None and done < length:
+        try:
+            n = copy_file_range(fd, fd, length - done, src + done, dst + done)
+        except OSError:
+            break
+        if n <= 0:
+            break
+        done += n
+    while done < length:
+        n = min(1 << 22, length - done)
+        chunk = os.pread(fd, n, src + done)
+        if not chunk:
+            raise OSError("short read while duplicating the data stream")
+        view = memoryview(chunk)
+        pos = dst + done
+        while view:
+            w = os.pwrite(fd, view, pos)
+            view = view[w:]
+            pos += w
+        done += len(chunk)
+
+
+class ContainerWriter:
+    """Lays out one sealed file. Call ``feed`` with the data stream, then ``finish``."""
+
+    def __init__(self, f: BinaryIO, header: Header, header_payload: bytes | None = None):
+        """``header_payload`` lets ``heal`` keep the original bytes (the AEAD binds their digest)."""
+        self.f = f
+        self.header = header
+        self.header_payload = header.pack() if header_payload is None else header_payload
+        self.digest = header_digest(self.header_payload)
+        self.block_size = header.block_size
+        header_record = encode_record(KIND_HEADER, 0, header.file_id, self.header_payload)
+        f.seek(0)
+        write_all(f, header_record)
+        self.header_offsets = [0]
+        self.copy_a = len(header_record)
+        self.offset = self.copy_a
+        self.data_length = 0
+        self.block_count = 0
+        self.entries = bytearray()
+        self._pending = bytearray()
+        self._batch = BATCH_BLOCKS * self.block_size
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append bytes of the data stream (any sizes)."""
+        self._pending += data
+        if len(self._pending) >= self._batch:
+            whole = len(self._pending) - len(self._pending) % self.block_size
+            chunk = bytes(self._pending[:whole])
+            del self._pending[:whole]
+            self._emit(chunk)
+
+    def _emit(self, buf: bytes) -> None:
+        records, entries = encode_blocks(buf, self.block_size)
+        write_all(self.f, records)
+        self.offset += len(records)
+        self.entries += entries
+        self.data_length += len(buf)
+        self.block_count += -(-len(buf) // self.block_size)
+
+    def finish(self, manifest_payload: bytes) -> int:
+        """Write the rest of the layout; returns the total file size."""
+        if self._pending:
+            self._emit(bytes(self._pending))
+            self._pending = bytearray()
+        size_a = copy_size(self.block_count, self.data_length, self.block_size)
+        assert self.offset == self.copy_a + size_a
+        file_id = self.header.file_id
+        table_len = len(encode_record(KIND_TABLE, 0, file_id, self._table(0, 0).pack()))
+        manifest_len = len(encode_record(KIND_MANIFEST, 0, file_id, manifest_payload))
+        table_0 = self.copy_a + size_a
+        manifest_0 = table_0 + table_len
+        copy_b = manifest_0 + manifest_len
+        table_payload = self._table(self.copy_a, copy_b).pack()
+        f = self.f
+        write_all(f, encode_record(KIND_TABLE, 0, file_id, table_payload))
+        write_all(f, encode_record(KIND_MANIFEST, 0, file_id, manifest_payload))
+        f.flush()
+        _copy_range(f, self.copy_a, copy_b, size_a)
+        header_1 = copy_b + size_a
+        header_len = len(encode_record(KIND_HEADER, 1, file_id, self.header_payload))
+        table_1 = header_1 + header_len
+        manifest_1 = table_1 + table_len
+        locator_off = manifest_1 + manifest_len
+        f.seek(header_1)
+        write_all(f, encode_record(KIND_HEADER, 1, file_id, self.header_payload))
+        write_all(f, encode_record(KIND_TABLE, 1, file_id, table_payload))
+        write_all(f, encode_record(KIND_MANIFEST, 1, file_id, manifest_payload))
+        locator = Locator(file_id, (0, header_1), header_len, (table_0, table_1), table_len,
+                          (manifest_0, manifest_1), manifest_len, (self.copy_a, copy_b), 0)
+        locator_record = encode_record(KIND_LOCATOR, 0, file_id, locator.pack())
+        total = locator_off + len(locator_record)
+        locator = dataclasses.replace(locator, total_size=total)
+        write_all(f, encode_record(KIND_LOCATOR, 0, file_id, locator.pack()))
+        f.truncate(total)
+        f.flush()
+        return total
+
+    def _table(self, copy_a: int, copy_b: int) -> Table:
+        return Table(self.header.file_id, self.digest, self.data_length, self.block_count,
+                     self.block_size, (copy_a, copy_b), bytes(self.entries))

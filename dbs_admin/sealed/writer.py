@@ -1,0 +1,160 @@
+"""``seal``: compress, encrypt and lay out a new sealed file, atomically, then verify it.
+
+Pipeline (constant memory): source pieces -> zstd stream -> AES-256-GCM
+chunks (aead.ChunkEncryptor) -> 64 KiB blocks with hashes and RS parity
+(container.ContainerWriter) -> ``<dest>.tmp-<random>`` -> fsync -> keyless
+verification of every hash of both copies -> link/rename to ``dest``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+import zstandard
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .aead import PLAINTEXT_CHUNK_SIZE, ChunkEncryptor, derive_subkey
+from .atomic import atomic_output
+from .container import ContainerWriter
+from .errors import SealedError, UsageError
+from .keys import Argon2Params, describe_key_slots, new_data_key, wrap_key_slots
+from .layout import BLOCK_SIZE, FILE_ID_SIZE, Header
+from .reports import SealReport
+
+Source = str | os.PathLike | IO[bytes] | Iterable[bytes] | bytes | bytearray | memoryview
+
+READ_SIZE = 1 << 20
+MANIFEST_PURPOSE = b"manifest"
+MANIFEST_NONCE_SIZE = 12
+DEFAULT_ZSTD_LEVEL = 3
+
+
+def source_chunks(source: Source, counter: list[int]) -> Iterator[bytes]:
+    """Pieces of the source, counting bytes into ``counter[0]``.
+
+    Accepts a path, a binary file object (anything with ``read``), a bytes-like
+    object, or an iterable of bytes.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        counter[0] += len(source)
+        yield bytes(source)
+        return
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            f = open(source, "rb")
+        except OSError as exc:
+            raise UsageError(f"cannot read {source}: {exc.strerror}") from None
+        with f:
+            yield from source_chunks(f, counter)
+        return
+    read = getattr(source, "read", None)
+    if read is not None:
+        while True:
+            piece = read(READ_SIZE)
+            if not piece:
+                return
+            if isinstance(piece, str):
+                raise UsageError("the source must be opened in binary mode")
+            counter[0] += len(piece)
+            yield piece
+    for piece in source:
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
+            raise UsageError(f"the source yielded {type(piece).__name__}, expected bytes")
+        counter[0] += len(piece)
+        yield piece
+
+
+def _compressed(pieces: Iterable[bytes], level: int, counter: list[int]) -> Iterator[bytes]:
+    cobj = zstandard.ZstdCompressor(level=level).compressobj()
+    for piece in pieces:
+        out = cobj.compress(piece)
+        if out:
+            counter[0] += len(out)
+            yield out
+    out = cobj.flush()
+    counter[0] += len(out)
+    yield out
+
+
+def encrypt_manifest(data_key: bytes, digest: bytes, envelope: Mapping) -> bytes:
+    """Manifest record payload: nonce || AES-256-GCM(zstd(JSON)), AD = header digest."""
+    try:
+        text = json.dumps(envelope, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"the manifest must be JSON-serialisable: {exc}") from None
+    packed = zstandard.ZstdCompressor(level=DEFAULT_ZSTD_LEVEL).compress(text.encode("utf-8"))
+    nonce = secrets.token_bytes(MANIFEST_NONCE_SIZE)
+    return nonce + AESGCM(derive_subkey(data_key, MANIFEST_PURPOSE)).encrypt(nonce, packed, digest)
+
+
+def seal(
+    source: Source,
+    destination: str | os.PathLike[str],
+    *,
+    passphrase: str | bytes | None = None,
+    recipients: Iterable[str] = (),
+    manifest: Mapping | None = None,
+    argon2: Argon2Params | None = None,
+    allow_weak_argon2: bool = False,
+    overwrite: bool = False,
+    compression_level: int = DEFAULT_ZSTD_LEVEL,
+    verify_after_write: bool = True,
+) -> SealReport:
+    """Seal ``source`` into a new file at ``destination``; returns a SealReport.
+
+    Needs a passphrase and/or recipients (X25519 public keys, ``dbs1...``).
+    ``manifest`` is any JSON-able mapping; it is stored encrypted and
+    redundantly, and comes back as ``open_sealed(...).manifest``. The file
+    appears at ``destination`` only once fully written, synced and verified;
+    an existing file is refused unless ``overwrite=True``.
+    """
+    started = time.monotonic()
+    recipients = list(recipients)
+    if manifest is not None and not isinstance(manifest, Mapping):
+        raise UsageError("the manifest must be a mapping (a dict)")
+    data_key = new_data_key()
+    slots = wrap_key_slots(data_key, passphrase=passphrase, recipients=recipients,
+                           argon2=argon2 if argon2 is not None else Argon2Params(),
+                           allow_weak=allow_weak_argon2)
+    header = Header(file_id=secrets.token_bytes(FILE_ID_SIZE), created=int(time.time()),
+                    block_size=BLOCK_SIZE, chunk_size=PLAINTEXT_CHUNK_SIZE, slots=slots)
+    input_size = [0]
+    compressed_size = [0]
+    checked = [False]
+
+    def check(tmp: Path) -> None:
+        if not verify_after_write:
+            return
+        from .verify import verify
+
+        report = verify(tmp)
+        if not report.intact:
+            raise SealedError(
+                f"verification after writing {destination} failed ({report.error or 'damaged blocks'}): "
+                "the disk or memory may be faulty; nothing was written"
+            )
+        checked[0] = True
+
+    with atomic_output(destination, overwrite=overwrite, check=check) as f:
+        writer = ContainerWriter(f, header)
+        encryptor = ChunkEncryptor(data_key, writer.digest, header.chunk_size)
+        pieces = _compressed(source_chunks(source, input_size), compression_level, compressed_size)
+        for chunk in encryptor.encrypt_stream(pieces):
+            writer.feed(chunk)
+        envelope = {"format": 1, "manifest": dict(manifest or {}), "plaintext_size": input_size[0],
+                    "compressed_size": compressed_size[0]}
+        size = writer.finish(encrypt_manifest(data_key, writer.digest, envelope))
+    return SealReport(
+        path=str(destination), size=size, input_size=input_size[0], compressed_size=compressed_size[0],
+        data_length=writer.data_length, block_count=writer.block_count, file_id=header.file_id.hex(),
+        key_slots=describe_key_slots(slots), verified=checked[0], seconds=time.monotonic() - started,
+    )
+
+
+__all__ = ["seal", "source_chunks", "encrypt_manifest"]
