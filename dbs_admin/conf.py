@@ -31,8 +31,11 @@ def _defaults() -> dict[str, Any]:
         "TARGETS": {"local": {"kind": "local", "path": str(var / "dbs_backups")}},
         # Target used when a command or form names none.
         "DEFAULT_TARGET": "local",
-        # Models never backed up ("app_label.ModelName").
-        "EXCLUDE_MODELS": ["sessions.Session"],
+        # Models never backed up: "app_label.ModelName", or "app_label.*" for a whole app.
+        # The console's own records (jobs, audit log, backup list, history index) are
+        # excluded so a restore never rewrites the log of what happened, nor the job
+        # that is running the restore.
+        "EXCLUDE_MODELS": ["sessions.Session", "dbs_admin.*"],
         # X25519 recipient strings (dbs1...) used by unattended (scheduled) backups,
         # so the server writes backups it cannot read.
         "RECIPIENTS": [],

@@ -1,0 +1,44 @@
+"""Errors of backups and restores that users can meet, each with a message saying what to do."""
+
+from __future__ import annotations
+
+
+class BackupError(Exception):
+    """Base class of backup, restore and target errors."""
+
+
+class KeyMissingError(BackupError):
+    """No passphrase and no recipient (or identity) was given, and prompting is not possible."""
+
+
+class BackupExistsError(BackupError):
+    """A backup of that name already exists; names are never reused or overwritten."""
+
+
+class MigrationMismatchError(BackupError):
+    """The backup's migration state differs from the code's; ``diff`` says how."""
+
+    def __init__(self, message: str, *, only_in_backup: list[str], only_in_code: list[str]):
+        super().__init__(message)
+        self.only_in_backup = only_in_backup
+        self.only_in_code = only_in_code
+
+
+class RestoreError(BackupError):
+    """A restore failed; nothing was changed (the database and media are as before)."""
+
+
+class UnsafePathError(RestoreError):
+    """A file in the backup would be written outside MEDIA_ROOT or the configured file roots."""
+
+
+class CancelledError(BackupError):
+    """The job was cancelled; partial output was removed."""
+
+
+class ToolMissingError(BackupError):
+    """An external tool a native backup needs (pg_dump, pg_restore) is missing or too old."""
+
+
+class TargetError(BackupError):
+    """A target (local folder, SFTP server) failed: unreachable, unknown host key, upload mismatch."""
