@@ -9,6 +9,7 @@ produces must hash right too, so no unverified byte is ever returned.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -23,26 +24,37 @@ from .metadata import read_exact_at
 BATCH_BLOCKS = 32  # blocks encoded / read per numpy batch (2 MiB): amortises per-call overhead
 
 
-def encode_blocks(buf: bytes | bytearray | memoryview, block_size: int) -> tuple[bytes, bytes]:
-    """Records and table entries for the blocks in ``buf``.
-
-    ``buf`` holds whole blocks of ``block_size`` bytes, except that the last
-    may be short (only at the end of the stream).
-    """
+def block_parities(buf: bytes | bytearray | memoryview, block_size: int) -> list[bytes]:
+    """RS parity of each block in ``buf`` (whole blocks, except that the last may be short)."""
     view = memoryview(buf)
     full = len(view) // block_size
-    rest = len(view) - full * block_size
     parities = rs.pieces_parity(view[: full * block_size], full) if full else []
-    if rest:
+    if len(view) > full * block_size:
         parities.append(rs.piece_parity(view[full * block_size :]))
+    return parities
+
+
+def assemble_records(
+    buf: bytes | bytearray | memoryview, parities: list[bytes], block_size: int
+) -> tuple[bytearray, bytearray, list[int]]:
+    """(records, table entries, CRC-32 of each record) for the blocks of ``buf`` and their parities."""
+    view = memoryview(buf)
     records = bytearray()
     entries = bytearray()
+    crcs = []
     for i, parity in enumerate(parities):
         data = view[i * block_size : min((i + 1) * block_size, len(view))]
         records += data
         records += parity
         entries += blake2b(data, DATA_HASH_SIZE)
         entries += blake2b(parity, PARITY_HASH_SIZE)
+        crcs.append(zlib.crc32(parity, zlib.crc32(data)))
+    return records, entries, crcs
+
+
+def encode_blocks(buf: bytes | bytearray | memoryview, block_size: int) -> tuple[bytes, bytes]:
+    """Records and table entries for the blocks in ``buf`` (single-threaded convenience)."""
+    records, entries, _ = assemble_records(buf, block_parities(buf, block_size), block_size)
     return bytes(records), bytes(entries)
 
 

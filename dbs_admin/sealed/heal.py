@@ -15,7 +15,7 @@ from pathlib import Path
 from .atomic import atomic_output
 from .blocks import BlockReader
 from .container import ContainerWriter
-from .errors import SealedError, UnrecoverableError, UsageError
+from .errors import UnrecoverableError, UsageError
 from .metadata import file_size_of
 from .structure import load_structure
 
@@ -53,6 +53,14 @@ def heal(path: str | os.PathLike[str], destination: str | os.PathLike[str], *,
         f = open(path, "rb")
     except OSError as exc:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+    from .verify import verify
+
+    found = verify(path)
+    if not found.ok:
+        raise UnrecoverableError(
+            f"{path} cannot be healed: {found.error}", blocks=tuple(found.unrecoverable_blocks),
+            regions=tuple(found.unrecoverable_regions),
+        )
     with f:
         size = file_size_of(f)
         st = load_structure(f, size)
@@ -60,18 +68,18 @@ def heal(path: str | os.PathLike[str], destination: str | os.PathLike[str], *,
             raise UnrecoverableError("the manifest is damaged beyond repair in both copies",
                                      regions=("manifest",))
         blocks = BlockReader(f, size, st.table)
-
+        writers: list[ContainerWriter] = []
         def check(tmp: Path) -> None:
-            from .verify import verify
-
-            report = verify(tmp)
-            if not report.intact:
-                raise SealedError(f"the healed copy failed verification after writing ({report.error})")
+            writers[0].check_written(tmp)
 
         with atomic_output(destination, overwrite=overwrite, check=check) as out:
             writer = ContainerWriter(out, st.header, st.header_payload)
-            for data in blocks.iter_data():
-                writer.feed(data)
-            written = writer.finish(st.manifest_payload)
-    damaged = st.damaged_regions + ([] if st.locator is not None else ["locator"])
-    return HealReport(str(path), str(destination), written, list(blocks.healed), damaged)
+            writers.append(writer)
+            try:
+                for data in blocks.iter_data():
+                    writer.feed(data)
+                written = writer.finish(st.manifest_payload)
+            finally:
+                writer.close()
+    return HealReport(str(path), str(destination), written, list(found.healed_blocks),
+                      list(found.damaged_regions))

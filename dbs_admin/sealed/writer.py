@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .aead import PLAINTEXT_CHUNK_SIZE, ChunkEncryptor, derive_subkey
 from .atomic import atomic_output
 from .container import ContainerWriter
-from .errors import SealedError, UsageError
+from .errors import UsageError
 from .keys import Argon2Params, describe_key_slots, new_data_key, wrap_key_slots
 from .layout import BLOCK_SIZE, FILE_ID_SIZE, Header
 from .reports import SealReport
@@ -128,28 +128,26 @@ def seal(
     compressed_size = [0]
     checked = [False]
 
-    def check(tmp: Path) -> None:
-        if not verify_after_write:
-            return
-        from .verify import verify
+    writers: list[ContainerWriter] = []
 
-        report = verify(tmp)
-        if not report.intact:
-            raise SealedError(
-                f"verification after writing {destination} failed ({report.error or 'damaged blocks'}): "
-                "the disk or memory may be faulty; nothing was written"
-            )
-        checked[0] = True
+    def check(tmp: Path) -> None:
+        if verify_after_write:
+            writers[0].check_written(tmp)
+            checked[0] = True
 
     with atomic_output(destination, overwrite=overwrite, check=check) as f:
         writer = ContainerWriter(f, header)
-        encryptor = ChunkEncryptor(data_key, writer.digest, header.chunk_size)
-        pieces = _compressed(source_chunks(source, input_size), compression_level, compressed_size)
-        for chunk in encryptor.encrypt_stream(pieces):
-            writer.feed(chunk)
-        envelope = {"format": 1, "manifest": dict(manifest or {}), "plaintext_size": input_size[0],
-                    "compressed_size": compressed_size[0]}
-        size = writer.finish(encrypt_manifest(data_key, writer.digest, envelope))
+        writers.append(writer)
+        try:
+            encryptor = ChunkEncryptor(data_key, writer.digest, header.chunk_size)
+            pieces = _compressed(source_chunks(source, input_size), compression_level, compressed_size)
+            for chunk in encryptor.encrypt_stream(pieces):
+                writer.feed(chunk)
+            envelope = {"format": 1, "manifest": dict(manifest or {}), "plaintext_size": input_size[0],
+                        "compressed_size": compressed_size[0]}
+            size = writer.finish(encrypt_manifest(data_key, writer.digest, envelope))
+        finally:
+            writer.close()
     return SealReport(
         path=str(destination), size=size, input_size=input_size[0], compressed_size=compressed_size[0],
         data_length=writer.data_length, block_count=writer.block_count, file_id=header.file_id.hex(),
