@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT="${PORT:-8000}"
-mkdir -p var
+VAR="${DBS_VAR_DIR:-var}"
+mkdir -p "$VAR"
 
 "$BIN/python" manage.py migrate --no-input -v 0
-if [ ! -f var/.demo-seeded ]; then
+if [ ! -f "$VAR/.demo-seeded" ]; then
     "$BIN/python" manage.py demo_seed --posts 200 --images 40 --flush
-    touch var/.demo-seeded
+    touch "$VAR/.demo-seeded"
 fi
 "$BIN/python" manage.py demo_superuser
 
@@ -24,7 +25,7 @@ trap stop_all INT TERM EXIT
 
 "$BIN/python" manage.py runserver "127.0.0.1:$PORT" --noreload & pids+=($!)
 "$BIN/celery" -A demo_site worker --loglevel INFO --concurrency 2 & pids+=($!)
-"$BIN/celery" -A demo_site beat --loglevel INFO --pidfile var/celerybeat.pid & pids+=($!)
+"$BIN/celery" -A demo_site beat --loglevel INFO --pidfile "$VAR/celerybeat.pid" --schedule "$VAR/celerybeat-schedule" & pids+=($!)
 
 sleep 2
 echo
