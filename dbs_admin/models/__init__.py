@@ -6,6 +6,7 @@ never depends on one. Nothing here ever stores a passphrase or a raw key.
 
 from .audit import AuditEvent
 from .backup import Backup, BackupCopy
+from .console import HandoffSecret, TargetLock
 from .dashboard import Dashboard
 from .drill import DrillCheck, DrillReport
 from .history import HistoryVersion
@@ -13,4 +14,5 @@ from .job import Job
 
 __all__ = [
     "AuditEvent", "Backup", "BackupCopy", "Dashboard", "DrillCheck", "DrillReport", "HistoryVersion", "Job",
+    "HandoffSecret", "TargetLock",
 ]
