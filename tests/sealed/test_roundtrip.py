@@ -1,0 +1,175 @@
+"""Round trips through seal / open_sealed / verify / heal / info on real files."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from dbs_admin.sealed import (
+    NoKeyError,
+    UsageError,
+    WrongIdentityError,
+    WrongPassphraseError,
+    generate_identity,
+    heal,
+    info,
+    open_sealed,
+    seal,
+    verify,
+)
+from dbs_admin.sealed.aead import PLAINTEXT_CHUNK_SIZE
+from dbs_admin.sealed.layout import BLOCK_SIZE
+
+from .conftest import CHEAP, PASSPHRASE, random_bytes, seal_bytes
+
+BOUNDARIES = [0, 1, BLOCK_SIZE - 1, BLOCK_SIZE, BLOCK_SIZE + 1, PLAINTEXT_CHUNK_SIZE - 1,
+              PLAINTEXT_CHUNK_SIZE, PLAINTEXT_CHUNK_SIZE + 1, 3 * BLOCK_SIZE + 17]
+
+
+@pytest.mark.parametrize("size", BOUNDARIES)
+def test_round_trip_at_boundaries(tmp_path, size):
+    data = random_bytes(size, seed=size)
+    path = seal_bytes(data, tmp_path / "f.dbs", manifest={"size": size})
+    with open_sealed(path, passphrase=PASSPHRASE) as reader:
+        assert reader.read() == data
+        assert reader.manifest == {"size": size}
+        assert reader.healed_blocks == []
+    report = verify(path, passphrase=PASSPHRASE)
+    assert report.ok and report.intact and report.decrypted and report.healing_margin == 1.0
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=300_000), compressible=st.booleans())
+@example(data=b"", compressible=False)
+@example(data=b"x", compressible=True)
+def test_round_trip_hypothesis(tmp_path_factory, data, compressible):
+    if compressible:
+        data = data * 7
+    path = seal_bytes(data, tmp_path_factory.mktemp("h") / "f.dbs")
+    with open_sealed(path, passphrase=PASSPHRASE) as reader:
+        assert b"".join(reader) == data
+
+
+def test_round_trip_100_mb(tmp_path):
+    """One large case: many AEAD chunks and hundreds of blocks, read back in odd-sized reads."""
+    size = 100 * 1000 * 1000
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        for i in range(0, size, 1 << 22):
+            n = min(1 << 22, size - i)
+            f.write(random_bytes(n, seed=i) if i % (1 << 24) else bytes(n))  # some runs of zeros
+    report = seal(src, tmp_path / "big.dbs", passphrase=PASSPHRASE, **CHEAP)
+    assert report.input_size == size and report.verified
+    out = tmp_path / "big.out"
+    with open_sealed(tmp_path / "big.dbs", passphrase=PASSPHRASE) as reader:
+        assert reader.read_all_to(out) == size
+    with open(src, "rb") as a, open(out, "rb") as b:
+        while True:
+            x, y = a.read(1 << 22), b.read(1 << 22)
+            assert x == y
+            if not x:
+                break
+
+
+def test_source_kinds(tmp_path):
+    data = random_bytes(200_000, seed=3)
+    (tmp_path / "in.bin").write_bytes(data)
+    sources = {
+        "path": tmp_path / "in.bin",
+        "str": str(tmp_path / "in.bin"),
+        "file": io.BytesIO(data),
+        "iterable": (data[i : i + 999] for i in range(0, len(data), 999)),
+        "bytes": data,
+    }
+    for name, source in sources.items():
+        path = tmp_path / f"{name}.dbs"
+        report = seal(source, path, passphrase=PASSPHRASE, **CHEAP)
+        assert report.input_size == len(data)
+        with open_sealed(path, passphrase=PASSPHRASE) as reader:
+            chunks = []
+            while chunk := reader.read(12345):
+                chunks.append(chunk)
+        assert b"".join(chunks) == data, name
+
+
+def test_recipients_and_identity(tmp_path):
+    identity = generate_identity(tmp_path / "id", "id pass", argon2=CHEAP["argon2"], allow_weak=True)
+    other = generate_identity(tmp_path / "other", "id pass", argon2=CHEAP["argon2"], allow_weak=True)
+    data = random_bytes(70_000)
+    path = tmp_path / "r.dbs"
+    seal(data, path, recipients=[identity.recipient])  # a server that cannot read it: no passphrase
+    with open_sealed(path, identity=identity) as reader:
+        assert reader.read() == data
+    with pytest.raises(WrongIdentityError):
+        open_sealed(path, identity=other)
+    with pytest.raises(NoKeyError):
+        open_sealed(path)
+    assert [s["type"] for s in info(path)["key_slots"]] == ["recipient"]
+
+
+def test_wrong_passphrase_yields_no_data(tmp_path):
+    path = seal_bytes(b"secret rows", tmp_path / "f.dbs")
+    with pytest.raises(WrongPassphraseError):
+        open_sealed(path, passphrase="not it")
+    with pytest.raises(WrongPassphraseError):
+        verify(path, passphrase="not it")
+
+
+def test_refuses_to_overwrite_and_leaves_no_temporary_files(tmp_path):
+    path = seal_bytes(b"one", tmp_path / "f.dbs")
+    before = path.read_bytes()
+    with pytest.raises(UsageError):
+        seal_bytes(b"two", path)
+    assert path.read_bytes() == before
+    seal_bytes(b"two", path, overwrite=True)
+    with open_sealed(path, passphrase=PASSPHRASE) as reader:
+        assert reader.read() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.dbs"]
+
+
+def test_failed_seal_publishes_nothing(tmp_path):
+    def source():
+        yield b"a" * 500_000
+        raise RuntimeError("the database went away mid-backup")
+
+    with pytest.raises(RuntimeError):
+        seal(source(), tmp_path / "f.dbs", passphrase=PASSPHRASE, **CHEAP)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_must_be_json(tmp_path):
+    with pytest.raises(UsageError):
+        seal_bytes(b"x", tmp_path / "f.dbs", manifest={"when": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_heal_of_intact_file_is_byte_identical(sealed_sample, tmp_path):
+    src, _ = sealed_sample
+    report = heal(src, tmp_path / "healed.dbs")
+    assert not report.was_damaged
+    assert (tmp_path / "healed.dbs").read_bytes() == src.read_bytes()
+
+
+def test_info_needs_no_key(sealed_sample):
+    src, data = sealed_sample
+    meta = info(src)
+    assert meta["format_version"] == 1
+    assert meta["block_size"] == BLOCK_SIZE
+    assert meta["block_count"] == -(-meta["data_length"] // BLOCK_SIZE)
+    assert meta["size"] == os.path.getsize(src)
+    assert all(r["copies_intact"] == 2 for r in meta["regions"].values())
+
+
+def test_read_all_to_publishes_only_after_authentication(sealed_sample, tmp_path):
+    src, data = sealed_sample
+    out = tmp_path / "out.bin"
+    with open_sealed(src, passphrase=PASSPHRASE) as reader:
+        assert reader.read_all_to(out) == len(data)
+    assert out.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    assert Path(out).stat().st_size == len(data)
