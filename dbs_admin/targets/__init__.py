@@ -7,7 +7,7 @@ Nothing here holds a secret: SFTP targets name key and known_hosts files.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +21,23 @@ class StoredFile:
     modified: datetime  # aware, UTC
     sha256: str | None  # from the sidecar/verification when known
 
+    @property
+    def created_at(self) -> datetime:
+        """When the backup was made: from its name (the same on every copy), else the file's mtime."""
+        from .naming import parse_backup_file_name
+
+        parsed = parse_backup_file_name(self.name)
+        return parsed[0] if parsed else self.modified
+
 
 class Target(Protocol):
     name: str
 
-    def put(self, local_path: Path, name: str) -> StoredFile:
+    def put(self, local_path: Path, name: str, *, progress: Callable[[int, int], None] | None = None) -> StoredFile:
         """Store ``local_path`` as ``name``: temporary name, verify size and hash, rename.
 
         Refuses an existing name (BackupExistsError); never overwrites.
+        ``progress(bytes_done, bytes_total)`` is called while copying.
         """
 
     def list(self) -> list[StoredFile]:
@@ -40,7 +49,11 @@ class Target(Protocol):
     def fetch(self, name: str, local_path: Path) -> Path:
         """Copy the file to ``local_path`` (atomically) and return it."""
 
-    def delete(self, name: str) -> None: ...
+    def verify(self, name: str) -> StoredFile:
+        """Re-read the stored file and compare it with its ``.sha256`` sidecar (TargetError on mismatch)."""
+
+    def delete(self, name: str) -> None:
+        """Remove the file and its sidecar (StoredFileMissingError when there is no such file)."""
 
     def exists(self, name: str) -> bool: ...
 

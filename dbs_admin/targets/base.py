@@ -1,0 +1,148 @@
+"""What every target shares: name rules, the ``.sha256`` sidecar, hashing, target errors.
+
+Why a sidecar: it records the hash the upload was verified against next to
+the file, in ``sha256sum`` format, so an operator can check a copy with
+standard tools, and listing can show the hash without reading the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from django.core.exceptions import ImproperlyConfigured
+
+from dbs_admin.backups.errors import BackupExistsError, TargetError
+
+CHUNK = 1024 * 1024
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+SIDECAR_SUFFIX = ".sha256"
+# A stored name is one path component, visible (no leading dot: temporary
+# files start with one), without separators or control characters.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)`` called while a file is copied."""
+
+
+class TargetConfigError(TargetError, ImproperlyConfigured):
+    """``DBS_ADMIN["TARGETS"]`` names no such target, or an entry is malformed."""
+
+
+class StoredFileMissingError(TargetError):
+    """The target holds no file of that name."""
+
+
+def check_name(name: str) -> str:
+    """Refuse names that could escape the target folder or clash with temporary and sidecar files."""
+    if not _NAME_RE.match(name) or ".." in name or name.endswith(SIDECAR_SUFFIX):
+        raise TargetError(
+            f"{name!r} is not a valid backup file name: use one path component of letters, digits, '.', '_' "
+            f"and '-', not starting with '.' and not ending in {SIDECAR_SUFFIX!r}"
+        )
+    return name
+
+
+def is_listed_name(name: str) -> bool:
+    """Whether a file in a target folder is a sealed backup (not a temporary file or a sidecar)."""
+    return name.endswith(".dbs") and not name.startswith(".") and _NAME_RE.match(name) is not None
+
+
+def sidecar_name(name: str) -> str:
+    return name + SIDECAR_SUFFIX
+
+
+def sidecar_text(name: str, sha256: str) -> bytes:
+    """``sha256sum`` format, so ``sha256sum -c NAME.sha256`` checks the copy."""
+    return f"{sha256}  {name}\n".encode("ascii")
+
+
+def parse_sidecar(data: bytes) -> str | None:
+    """The hash recorded in a sidecar, or None when it is unreadable."""
+    try:
+        first = data.decode("ascii").split()[0].lower()
+    except (UnicodeDecodeError, IndexError):
+        return None
+    return first if _HEX64.match(first) else None
+
+
+def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> tuple[int, str]:
+    """``(size, sha256 hex)`` of everything left in ``stream``, in constant memory."""
+    digest = hashlib.sha256()
+    size = 0
+    while block := stream.read(chunk):
+        digest.update(block)
+        size += len(block)
+    return size, digest.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path(folder: Path, name: str) -> Path:
+    """A hidden name in the same folder (same filesystem, so publishing is atomic); never listed."""
+    return folder / f".{name}.{secrets.token_hex(6)}.part"
+
+
+def publish_no_replace(tmp: Path, final: Path) -> None:
+    """Give ``tmp`` its final name without ever replacing an existing file.
+
+    ``link`` fails when the name exists, where ``rename`` would silently
+    replace it; filesystems without hard links fall back to a checked rename.
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise BackupExistsError(f"{final} already exists; backups are never overwritten") from None
+    except OSError:
+        if final.exists():
+            raise BackupExistsError(f"{final} already exists; backups are never overwritten") from None
+        os.rename(tmp, final)
+    else:
+        tmp.unlink()
+
+
+def receive_file(src: BinaryIO, dest: Path, *, expected_sha256: str | None, what: str) -> tuple[int, str]:
+    """Copy ``src`` to a new local file ``dest`` atomically, checking the hash when one is known.
+
+    Returns ``(size, sha256)``. On any failure nothing is left at ``dest``.
+    """
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if dest.exists():
+        raise BackupExistsError(f"{dest} already exists; choose another path (files are never overwritten)")
+    tmp = temp_path(folder, dest.name)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "wb") as out:
+            while block := src.read(CHUNK):
+                out.write(block)
+                digest.update(block)
+                size += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
+            raise TargetError(
+                f"{what} does not match its recorded sha256; that copy is damaged "
+                "(check it with `dbs_validate`, or fetch it from another target)"
+            )
+        publish_no_replace(tmp, dest)
+        fsync_dir(folder)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size, digest.hexdigest()

@@ -1,0 +1,82 @@
+"""Targets built from ``DBS_ADMIN["TARGETS"]``.
+
+Each entry is checked when it is used, with a message naming the entry and
+the key at fault, so a typo in settings fails loudly instead of, say,
+silently connecting without a known_hosts file. Targets are cheap objects
+(no connection is opened until an operation needs one), so they are built
+on each call and always reflect the current settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from dbs_admin.conf import dbs_settings
+
+from . import Target
+from .base import TargetConfigError
+from .local import LocalTarget
+from .sftp import SftpTarget
+
+# kind -> (constructor, required keys, optional keys)
+_KINDS: dict[str, tuple[Callable[..., Target], set[str], set[str]]] = {
+    "local": (LocalTarget, {"path"}, set()),
+    "sftp": (
+        SftpTarget,
+        {"host", "path", "username", "key_filename", "known_hosts"},
+        {"port", "key_passphrase_env", "timeout", "retries", "backoff"},
+    ),
+}
+
+
+def _targets_setting() -> Mapping[str, Any]:
+    targets = dbs_settings.TARGETS
+    if not isinstance(targets, Mapping):
+        raise TargetConfigError('DBS_ADMIN["TARGETS"] must be a dict of name -> {"kind": ..., ...}')
+    return targets
+
+
+def build_target(name: str, entry: Any) -> Target:
+    """A target from one settings entry; TargetConfigError saying what is wrong with it."""
+    where = f'DBS_ADMIN["TARGETS"][{name!r}]'
+    if not isinstance(entry, Mapping):
+        raise TargetConfigError(f"{where} must be a dict with a 'kind' key, not {type(entry).__name__}")
+    kind = entry.get("kind")
+    if kind not in _KINDS:
+        raise TargetConfigError(f"{where} has kind {kind!r}; use one of {sorted(_KINDS)}")
+    factory, required, optional = _KINDS[kind]
+    options = {k: v for k, v in entry.items() if k != "kind"}
+    missing = sorted(required - set(options))
+    if missing:
+        raise TargetConfigError(f"{where} ({kind}) lacks {missing}")
+    unknown = sorted(set(options) - required - optional)
+    if unknown:
+        hint = " (secrets never go in settings: name an environment variable with 'key_passphrase_env')" if any(
+            "pass" in k or "secret" in k for k in unknown
+        ) else ""
+        raise TargetConfigError(f"{where} ({kind}) has unknown keys {unknown}; valid: {sorted(required | optional)}"
+                                f"{hint}")
+    bad = sorted(k for k in required if not isinstance(options[k], str) or not options[k])
+    if bad:
+        raise TargetConfigError(f"{where} ({kind}): {bad} must be non-empty strings")
+    try:
+        return factory(name, **options)
+    except (TypeError, ValueError) as exc:
+        raise TargetConfigError(f"{where} ({kind}) is invalid: {exc}") from None
+
+
+def get_target(name: str | None = None) -> Target:
+    """The target called ``name`` (default: ``DBS_ADMIN["DEFAULT_TARGET"]``)."""
+    targets = _targets_setting()
+    name = name or dbs_settings.DEFAULT_TARGET
+    if name not in targets:
+        known = ", ".join(sorted(targets)) or "none"
+        raise TargetConfigError(f'no backup target named {name!r} in DBS_ADMIN["TARGETS"] (configured: {known})')
+    return build_target(name, targets[name])
+
+
+def iter_targets() -> Iterator[Target]:
+    """Every configured target, in settings order."""
+    for name, entry in _targets_setting().items():
+        yield build_target(name, entry)
