@@ -57,6 +57,11 @@ def _defaults() -> dict[str, Any]:
         "RETENTION": {"*": {"last": 7, "daily": 7, "weekly": 4, "monthly": 12}},
         # Token that lets monitoring read the JSON status view without a login.
         "STATUS_TOKEN": None,
+        # Identity file whose recipient is in RECIPIENTS: the weekly restore drill opens scheduled
+        # backups with it, unattended. Its passphrase comes from the environment variable named by
+        # DRILL_IDENTITY_PASSPHRASE_ENV, never from settings.
+        "DRILL_IDENTITY": None,
+        "DRILL_IDENTITY_PASSPHRASE_ENV": "DBS_DRILL_IDENTITY_PASSPHRASE",
         # Rows fetched and written per batch by logical backups and restores.
         "BATCH_SIZE": 2000,
     }
