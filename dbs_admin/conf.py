@@ -64,6 +64,8 @@ def _defaults() -> dict[str, Any]:
         "DRILL_IDENTITY_PASSPHRASE_ENV": "DBS_DRILL_IDENTITY_PASSPHRASE",
         # Rows fetched and written per batch by logical backups and restores.
         "BATCH_SIZE": 2000,
+        # Seconds without a heartbeat after which a running job counts as lost (worker died).
+        "JOB_HEARTBEAT_TIMEOUT": 60,
     }
 
 

@@ -1,0 +1,138 @@
+"""What the dashboard shows, computed in plain Python: RPO light, next runs, last jobs, newest drill, size chart.
+
+The chart is inline SVG built here (a polyline per target), so the page
+needs no JavaScript charting library and renders the same in any browser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+
+from ..conf import dbs_settings
+from ..models import Backup, BackupCopy, DrillReport, Job
+
+VERIFIED = (Backup.Status.OK, Backup.Status.HEALED)
+AMBER_FRACTION = 0.75
+COLORS = ["#417690", "#c4701a", "#3b8a3e", "#9b3f9b", "#b23b3b", "#5a5a5a"]
+
+
+@dataclass(frozen=True)
+class RpoLight:
+    color: str  # "green" | "amber" | "red"
+    age: timedelta | None
+    rpo: timedelta
+    backup: Backup | None
+
+    @property
+    def text(self) -> str:
+        if self.backup is None:
+            return "No verified backup yet."
+        return f"Newest verified backup is {_human(self.age)} old (RPO {_human(self.rpo)})."
+
+
+def _human(delta: timedelta | None) -> str:
+    if delta is None:
+        return "—"
+    seconds = int(delta.total_seconds())
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} days"
+
+
+def rpo_light(now=None) -> RpoLight:
+    """Green while the newest verified backup is younger than 3/4 of the RPO, amber up to the RPO, red beyond."""
+    now = now or timezone.now()
+    rpo = dbs_settings.RPO if isinstance(dbs_settings.RPO, timedelta) else timedelta(seconds=dbs_settings.RPO)
+    newest = Backup.objects.filter(status__in=VERIFIED).order_by("-created_at").first()
+    if newest is None:
+        return RpoLight("red", None, rpo, None)
+    age = now - newest.created_at
+    color = "green" if age <= rpo * AMBER_FRACTION else "amber" if age <= rpo else "red"
+    return RpoLight(color, age, rpo, newest)
+
+
+def last_jobs(limit: int = 10) -> list[Job]:
+    return list(Job.objects.select_related("backup", "created_by")[:limit])
+
+
+def newest_drill() -> DrillReport | None:
+    return DrillReport.objects.select_related("backup").first()
+
+
+def size_chart(width: int = 640, height: int = 180, limit: int = 200) -> SafeString:
+    """Inline SVG: backup size over time, one line per target (the last ``limit`` copies)."""
+    rows = list(
+        BackupCopy.objects.select_related("backup").order_by("-backup__created_at")
+        .values_list("target", "backup__created_at", "backup__size")[:limit]
+    )
+    if not rows:
+        return mark_safe('<p class="dbs-muted">No backups to chart yet.</p>')
+    rows.reverse()
+    pad_l, pad_r, pad_t, pad_b = 60, 10, 10, 24
+    t0, t1 = rows[0][1].timestamp(), rows[-1][1].timestamp()
+    top = max(size for _, _, size in rows) or 1
+    span = (t1 - t0) or 1.0
+
+    def xy(at, size) -> str:
+        x = pad_l + (at.timestamp() - t0) / span * (width - pad_l - pad_r) if t1 > t0 else (width + pad_l) / 2
+        y = height - pad_b - size / top * (height - pad_t - pad_b)
+        return f"{x:.1f},{y:.1f}"
+
+    targets = sorted({t for t, _, _ in rows})
+    lines = []
+    for i, target in enumerate(targets):
+        pts = " ".join(xy(at, size) for t, at, size in rows if t == target)
+        color = COLORS[i % len(COLORS)]
+        lines.append(format_html(
+            '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"><title>{}</title></polyline>'
+            '<text x="{}" y="{}" fill="{}" font-size="11">{}</text>',
+            color, pts, target, width - pad_r - 120, pad_t + 12 + 14 * i, color, target,
+        ))
+        for p in pts.split():
+            x, y = p.split(",")
+            lines.append(format_html('<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', x, y, color))
+    axis = format_html(
+        '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{l}" y1="{t}" x2="{l}" y2="{b}" '
+        'stroke="#999"/><text x="2" y="{ty}" font-size="11">{top}</text><text x="2" y="{b}" font-size="11">0</text>'
+        '<text x="{l}" y="{h}" font-size="11">{first}</text><text x="{lx}" y="{h}" font-size="11" '
+        'text-anchor="end">{last}</text>',
+        l=pad_l, r=width - pad_r, t=pad_t, b=height - pad_b, ty=pad_t + 10, top=_size(top), h=height - 6,
+        first=timezone.localtime(rows[0][1]).strftime("%Y-%m-%d %H:%M"), lx=width - pad_r,
+        last=timezone.localtime(rows[-1][1]).strftime("%Y-%m-%d %H:%M"),
+    )
+    body = axis + format_html_join("", "{}", ((line,) for line in lines))
+    return format_html(
+        '<svg class="dbs-chart" role="img" aria-label="Backup size over time per target" width="{}" height="{}" '
+        'viewBox="0 0 {} {}" xmlns="http://www.w3.org/2000/svg">{}</svg>', width, height, width, height, body,
+    )
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def context() -> dict:
+    from . import schedules
+    from .jobs import reap_lost_jobs
+
+    reap_lost_jobs()
+    schedules.ensure_reaper()
+    return {
+        "rpo": rpo_light(),
+        "next_runs": schedules.next_runs(),
+        "jobs": last_jobs(),
+        "drill": newest_drill(),
+        "chart": size_chart(),
+        "backup_count": Backup.objects.count(),
+    }

@@ -1,0 +1,101 @@
+"""Hand a passphrase from the web process to one Celery worker without exposing it.
+
+Why: a Celery message sits in the broker (Redis keys, or files of the
+filesystem transport), may be logged by the worker, and task arguments end up
+in result backends and monitoring tools. A passphrase put there is a
+passphrase leaked. So the web process seals it and the task carries only a
+random reference id.
+
+How:
+- A fresh 32-byte salt and a 96-bit nonce per secret; the key is
+  HKDF-SHA256(SECRET_KEY, salt, info="dbs_admin handoff v1"); the secret is
+  encrypted with AES-256-GCM, the reference id and purpose bound as
+  associated data (a ciphertext cannot be replayed under another id or for
+  another purpose).
+- Only ``salt || nonce || ciphertext`` is stored, in :class:`HandoffSecret`,
+  with an expiry of minutes. :func:`take` deletes the row in the same
+  transaction that reads it: a secret is used at most once.
+- Expired rows are deleted by :func:`purge_expired` (the reaper calls it).
+
+Threat model:
+- Someone who reads the broker, the worker log, a result backend or a
+  database dump *alone* learns nothing: ids are random, rows are ciphertext.
+- Someone holding both SECRET_KEY and a database copy taken within the few
+  minutes before the worker consumed the row could decrypt it; the short TTL
+  and delete-on-read keep that window small. SECRET_KEY is already the key to
+  every session of the site, so this adds no new secret to protect.
+- A worker that never runs (killed, queue lost) leaves a row that expires.
+- Rotating SECRET_KEY invalidates pending hand-offs (the job fails with a
+  clear "enter the passphrase again" message), never decrypts them wrongly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import HandoffSecret
+
+DEFAULT_TTL = timedelta(minutes=5)
+_INFO = b"dbs_admin handoff v1"
+_SALT, _NONCE = 32, 12
+
+
+class HandoffError(Exception):
+    """The sealed secret is gone (expired, already used) or cannot be opened."""
+
+
+def _key(salt: bytes) -> bytes:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=_INFO)
+    return hkdf.derive(settings.SECRET_KEY.encode())
+
+
+def _aad(ref: str, purpose: str) -> bytes:
+    return f"{ref}\x00{purpose}".encode()
+
+
+def put(secret: str, *, purpose: str, ttl: timedelta = DEFAULT_TTL) -> str:
+    """Seal ``secret`` and return the reference id to put in a task message."""
+    ref = secrets.token_urlsafe(24)
+    salt, nonce = os.urandom(_SALT), os.urandom(_NONCE)
+    sealed = AESGCM(_key(salt)).encrypt(nonce, secret.encode(), _aad(ref, purpose))
+    HandoffSecret.objects.create(
+        id=ref, purpose=purpose, ciphertext=salt + nonce + sealed, expires_at=timezone.now() + ttl
+    )
+    return ref
+
+
+def take(ref: str, *, purpose: str) -> str:
+    """Return the secret behind ``ref`` and delete it; HandoffError when missing, expired or forged."""
+    with transaction.atomic():
+        row = HandoffSecret.objects.filter(id=ref, purpose=purpose).first()
+        if row is None:
+            raise HandoffError("The passphrase hand-off was already used or has expired; enter the passphrase again.")
+        HandoffSecret.objects.filter(id=ref).delete()
+    if row.expires_at < timezone.now():
+        raise HandoffError("The passphrase hand-off has expired; enter the passphrase again.")
+    blob = bytes(row.ciphertext)
+    salt, nonce, sealed = blob[:_SALT], blob[_SALT : _SALT + _NONCE], blob[_SALT + _NONCE :]
+    try:
+        return AESGCM(_key(salt)).decrypt(nonce, sealed, _aad(ref, purpose)).decode()
+    except InvalidTag:
+        raise HandoffError("The passphrase hand-off cannot be opened (SECRET_KEY changed?); enter it again.") from None
+
+
+def discard(ref: str | None) -> None:
+    """Delete a hand-off nobody will use (job cancelled before it started)."""
+    if ref:
+        HandoffSecret.objects.filter(id=ref).delete()
+
+
+def purge_expired() -> int:
+    return HandoffSecret.objects.filter(expires_at__lt=timezone.now()).delete()[0]

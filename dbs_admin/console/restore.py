@@ -1,0 +1,226 @@
+"""Restore… in two steps: (1) source + passphrase → manifest; (2) type the database name → restore job.
+
+Between the steps nothing secret is kept by the browser or the session: step
+1 seals the passphrase (``handoff``) and hands the browser a signed "plan"
+(source, hand-off reference, user, time) that step 2 sends back. The plan is
+bound to the user and expires with the hand-off.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django import forms
+from django.core import signing
+from django.db import connections
+from django.db.migrations.recorder import MigrationRecorder
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from ..models import AuditEvent, Backup, Job
+from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, info
+from . import audit, handoff
+from .access import admin_context, console_view
+from .tasks import RESTORE_PURPOSE, run_restore
+from .uploads import FIELD, SealedUploadHandler, UploadRefused, private_upload_path
+
+PLAN_SALT = "dbs_admin.restore-plan"
+PLAN_TTL = timedelta(minutes=10)
+WRONG_PASSPHRASE = "Wrong passphrase: it opens none of this backup's key slots. Check it and try again."
+DAMAGED = "This backup is damaged beyond repair and cannot be restored: {detail}"
+
+
+class RestoreSourceForm(forms.Form):
+    backup = forms.ModelChoiceField(queryset=Backup.objects.all(), required=False, label="Backup",
+                                    empty_label="— upload a file instead —")
+    passphrase = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False)
+
+
+class RestoreConfirmForm(forms.Form):
+    plan = forms.CharField(widget=forms.HiddenInput)
+    confirm = forms.CharField(label="Type the database name to confirm", max_length=500)
+
+
+def database_label(alias: str = "default") -> str:
+    """What the user types to confirm: the database's name (SQLite: the file name)."""
+    name = str(connections[alias].settings_dict["NAME"])
+    return Path(name).name if connections[alias].vendor == "sqlite" else name
+
+
+def _applied_migrations(alias: str = "default") -> set[tuple[str, str]]:
+    return set(MigrationRecorder(connections[alias]).applied_migrations())
+
+
+def _manifest_migrations(manifest: dict) -> set[tuple[str, str]] | None:
+    raw = manifest.get("migrations")
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        return {(app, name) for app, names in raw.items() for name in names}
+    return {tuple(item)[:2] for item in raw}
+
+
+def summarize(manifest: dict, alias: str = "default") -> dict:
+    """What step 1 shows: rows per model, files, and whether migrations match this code's database."""
+    counts = manifest.get("counts") or manifest.get("models") or manifest.get("rows") or {}
+    if isinstance(counts, list):
+        counts = {item.get("model", "?"): item.get("count", item.get("rows", 0)) for item in counts}
+    files = manifest.get("files")
+    if isinstance(files, dict):
+        file_count, file_bytes = files.get("count", 0), files.get("bytes", 0)
+    elif isinstance(files, list):
+        file_count, file_bytes = len(files), sum(f.get("size", 0) for f in files if isinstance(f, dict))
+    else:
+        file_count, file_bytes = manifest.get("file_count", files or 0), manifest.get("file_bytes", 0)
+    in_backup = _manifest_migrations(manifest)
+    here = _applied_migrations(alias)
+    return {
+        "counts": sorted((str(k), v) for k, v in counts.items()),
+        "total_rows": sum(v for v in counts.values() if isinstance(v, int)),
+        "file_count": file_count,
+        "file_bytes": file_bytes,
+        "migrations_known": in_backup is not None,
+        "migrations_match": in_backup == here if in_backup is not None else None,
+        "only_in_backup": sorted(f"{a}.{n}" for a, n in (in_backup or set()) - here),
+        "only_here": sorted(f"{a}.{n}" for a, n in here - (in_backup or set())) if in_backup is not None else [],
+        "engine": manifest.get("engine", ""),
+        "created": manifest.get("created_at") or manifest.get("created", ""),
+        "label": manifest.get("label", ""),
+    }
+
+
+def _explain(exc: BaseException) -> str:
+    """One clear sentence per failure a user can meet."""
+    if isinstance(exc, KeySlotError):
+        return WRONG_PASSPHRASE
+    if isinstance(exc, UnrecoverableError):
+        return DAMAGED.format(detail=exc)
+    if isinstance(exc, NotSealedError):
+        return f"This is not a dbs_admin backup (.dbs): {exc}"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, SealedError) and cause is not exc:
+        return _explain(cause)
+    return str(exc)
+
+
+def _read_manifest(source, target: str | None, passphrase: str) -> dict:
+    from ..backups.api import read_manifest
+
+    return read_manifest(source, target=target, passphrase=passphrase)
+
+
+def _render_step1(request, form, error: str | None = None, status: int = 200) -> HttpResponse:
+    context = {**admin_context(request, "Restore a backup"), "form": form, "error": error, "upload_field": FIELD}
+    return render(request, "dbs_admin/restore_step1.html", context, status=status)
+
+
+@console_view
+def restore_start(request: HttpRequest) -> HttpResponse:
+    """Step 1 page (GET); its form posts to :func:`restore_check`."""
+    initial = {"backup": request.GET.get("backup")} if request.GET.get("backup") else {}
+    return _render_step1(request, RestoreSourceForm(initial=initial))
+
+
+@csrf_exempt
+@console_view
+def restore_check(request: HttpRequest) -> HttpResponse:
+    """Install the streaming upload handler before anything reads the body, then check CSRF as usual."""
+    handler = SealedUploadHandler(request)
+    request.upload_handlers = [handler]
+    return _restore_check(request, handler)
+
+
+_restore_check = csrf_protect(lambda request, handler: _step1_post(request, handler))
+
+
+def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpResponse:
+    if request.method != "POST":
+        return redirect("dbs_admin:restore")
+    form = RestoreSourceForm(request.POST)
+    request.FILES  # noqa: B018 - parse the body now (the handler streams the upload)
+    if handler.error:
+        audit.record(request, "upload", outcome=AuditEvent.Outcome.DENIED, detail=handler.error)
+        return _render_step1(request, RestoreSourceForm(), handler.error, status=400)
+    if not form.is_valid():
+        handler.discard()
+        return _render_step1(request, form, status=400)
+    backup = form.cleaned_data["backup"]
+    upload = handler.path if FIELD in request.FILES else None
+    if backup is None and upload is None:
+        return _render_step1(request, form, "Choose a backup from the list or upload a .dbs file.", status=400)
+    if upload is not None:
+        backup = None  # an upload wins over the list
+        try:
+            info(upload)  # cheap structural check, no key needed
+        except SealedError as exc:
+            handler.discard()
+            audit.record(request, "upload", outcome=AuditEvent.Outcome.DENIED, detail=str(exc))
+            return _render_step1(request, RestoreSourceForm(), _explain(exc), status=400)
+    copy = backup.copies.order_by("target").first() if backup else None
+    source = upload if upload is not None else backup.name
+    target = copy.target if copy else None
+    passphrase = form.cleaned_data["passphrase"]
+    try:
+        manifest = _read_manifest(source, target, passphrase)
+    except Exception as exc:  # every failure gets one sentence; nothing was changed
+        if upload is not None:
+            handler.discard()
+        audit.record(request, "restore-check", backup=backup, outcome=AuditEvent.Outcome.DENIED,
+                     detail=_explain(exc), object_repr=backup.name if backup else "upload")
+        return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), _explain(exc), status=400)
+    ref = handoff.put(passphrase, purpose=RESTORE_PURPOSE, ttl=PLAN_TTL)
+    plan = signing.TimestampSigner(salt=PLAN_SALT).sign_object({
+        "u": request.user.pk, "ref": ref, "backup": backup.pk if backup else None,
+        "target": target, "upload": upload.name if upload is not None else None,
+    })
+    return _render_step2(request, plan, summarize(manifest), backup, upload is not None)
+
+
+def _render_step2(request, plan, summary, backup, uploaded, form=None, error=None, status=200):
+    context = {
+        **admin_context(request, "Restore a backup: confirm"),
+        "summary": summary, "backup": backup, "uploaded": uploaded, "database": database_label(),
+        "form": form or RestoreConfirmForm(initial={"plan": plan}), "error": error,
+    }
+    return render(request, "dbs_admin/restore_step2.html", context, status=status)
+
+
+@console_view
+def restore_confirm(request: HttpRequest) -> HttpResponse:
+    """Step 2: the typed database name must match; then queue the restore job and show its progress."""
+    if request.method != "POST":
+        return redirect("dbs_admin:restore")
+    form = RestoreConfirmForm(request.POST)
+    if not form.is_valid():
+        return redirect("dbs_admin:restore")
+    try:
+        plan = signing.TimestampSigner(salt=PLAN_SALT).unsign_object(
+            form.cleaned_data["plan"], max_age=PLAN_TTL.total_seconds()
+        )
+    except signing.BadSignature:
+        return _render_step1(request, RestoreSourceForm(),
+                             "This restore form has expired or was altered; start again.", status=400)
+    if plan["u"] != request.user.pk:
+        return _render_step1(request, RestoreSourceForm(), "This restore form is not yours; start again.", 403)
+    if form.cleaned_data["confirm"].strip() != database_label():
+        backup = Backup.objects.filter(pk=plan["backup"]).first()
+        return _render_step2(request, form.cleaned_data["plan"], None, backup, bool(plan["upload"]), form=form,
+                             error=f"That is not the database name. Type {database_label()!r} exactly.", status=400)
+    params = {"database": "default", "target": plan["target"]}
+    backup = None
+    if plan["upload"]:
+        try:
+            params["upload"] = str(private_upload_path(plan["upload"]))
+        except UploadRefused as exc:
+            return _render_step1(request, RestoreSourceForm(), str(exc), status=400)
+    else:
+        backup = get_object_or_404(Backup, pk=plan["backup"])
+        params["backup_name"] = backup.name
+    job = Job.objects.create(kind=Job.Kind.RESTORE, created_by=request.user, params=params, backup=backup)
+    audit.record(request, "restore", backup=backup, object_repr=backup.name if backup else "upload",
+                 detail=f"job {job.pk} queued into {database_label()!r}")
+    result = run_restore.apply_async(kwargs={"job_id": job.pk, "secret_ref": plan["ref"]})
+    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    return redirect("dbs_admin:job", pk=job.pk)

@@ -1,0 +1,285 @@
+"""Celery tasks of the console: thin wrappers that run a Job around a service call.
+
+Every task receives a Job id and, when a passphrase is needed, only the
+reference of a sealed hand-off (``handoff``), never the secret. Retries with
+backoff are for transport errors (``TargetError``: an SFTP server away) only;
+anything else fails the job with the service's own message.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import close_old_connections
+from django.utils import timezone
+
+from ..backups.errors import BackupError, CancelledError, TargetError
+from ..conf import dbs_settings
+from ..models import Backup, Job
+from ..sealed import SealedError
+from . import handoff, locks
+from .jobs import JobRun, job_dir, reap_lost_jobs
+
+log = logging.getLogger("dbs_admin.jobs")
+
+SOFT_TIME_LIMIT = 6 * 3600
+HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
+TRANSPORT_RETRIES = 3
+LOCK_WAIT_SECONDS = 5
+LOCK_WAIT_RETRIES = 720  # an hour of waiting for the target to be free
+BACKUP_PURPOSE = "backup"
+RESTORE_PURPOSE = "restore"
+
+_job_task = {
+    "bind": True,
+    "acks_late": True,
+    "soft_time_limit": SOFT_TIME_LIMIT,
+    "time_limit": HARD_TIME_LIMIT,
+    "ignore_result": True,
+}
+
+
+def _backoff(retries: int) -> int:
+    return min(300, 10 * 2**retries)
+
+
+def _load_job(job_id: int) -> Job | None:
+    close_old_connections()
+    job = Job.objects.filter(pk=job_id).first()
+    if job is None:
+        log.warning("job %s does not exist; nothing to do", job_id)
+    return job
+
+
+def _reseal(ref: str | None, purpose: str) -> str | None:
+    """Move a hand-off to a fresh reference so a retried task can still read it once."""
+    if not ref:
+        return None
+    try:
+        return handoff.put(handoff.take(ref, purpose=purpose), purpose=purpose)
+    except handoff.HandoffError:
+        return None
+
+
+def _local_partials(target_name: str) -> list[str]:
+    """Temporary names a backup may leave in a local target; safe to sweep while we hold its lock."""
+    from ..targets import get_target
+
+    try:
+        path = get_target(target_name).local_path("x.dbs")
+    except Exception:
+        return []
+    if path is None:
+        return []
+    return [str(path.parent / ".*.part"), str(path.parent / "*.tmp-*")]
+
+
+def _fail_message(exc: BaseException) -> str:
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return f"Stopped: the job ran longer than {SOFT_TIME_LIMIT // 3600} hours."
+    if isinstance(exc, (BackupError, SealedError, handoff.HandoffError)):
+        return str(exc)
+    return f"Internal error ({type(exc).__name__}); see the worker log."
+
+
+def _run(task, run: JobRun, body, *, retry_kwargs) -> None:
+    """Run ``body()`` and record how the job ended.
+
+    TargetError (transport) puts the job back to QUEUED and retries with
+    backoff; ``retry_kwargs()`` builds the retried task's arguments (with a
+    freshly sealed hand-off, since the first one was consumed).
+    """
+    try:
+        message, fields = body()
+    except CancelledError:
+        run.finish(Job.State.CANCELLED, "Cancelled; partial output was removed.")
+    except TargetError as exc:
+        if task.request.retries < TRANSPORT_RETRIES:
+            countdown = _backoff(task.request.retries)
+            run.finish(Job.State.QUEUED, f"{exc} — retrying in {countdown} s.", finished_at=None)
+            raise task.retry(kwargs=retry_kwargs(), countdown=countdown, exc=exc) from None
+        run.finish(Job.State.FAILED, str(exc))
+    except BaseException as exc:
+        if not isinstance(exc, (BackupError, SealedError, handoff.HandoffError, SoftTimeLimitExceeded)):
+            log.exception("job %s failed", run.job.pk)
+        run.finish(Job.State.FAILED, _fail_message(exc))
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        run.finish(Job.State.SUCCEEDED, message, **fields)
+
+
+def _wait_or_refuse(task, job: Job, holder: Job, target: str, on_busy: str, kwargs: dict, purpose: str) -> None:
+    text = f"Target {target!r} is busy with {holder.get_kind_display().lower()} job #{holder.pk}"
+    if on_busy == "skip" or task.request.retries >= LOCK_WAIT_RETRIES:
+        handoff.discard(kwargs.get("secret_ref"))
+        Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+            state=Job.State.CANCELLED, finished_at=timezone.now(), message=f"{text}; this run was skipped."
+        )
+        return
+    Job.objects.filter(pk=job.pk).update(message=f"{text}; waiting for it to finish.")
+    kwargs = {**kwargs, "secret_ref": _reseal(kwargs.get("secret_ref"), purpose)}
+    raise task.retry(kwargs=kwargs, countdown=LOCK_WAIT_SECONDS, max_retries=LOCK_WAIT_RETRIES)
+
+
+@shared_task(name="dbs_admin.backup", **_job_task)
+def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = "wait") -> None:
+    """Make the backup described by the Job's params (kind, target, label); passphrase from the hand-off."""
+    from ..backups.api import create_backup
+
+    job = _load_job(job_id)
+    if job is None or job.state != Job.State.QUEUED:
+        handoff.discard(secret_ref)
+        return
+    if job.cancel_requested:
+        handoff.discard(secret_ref)
+        Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+            state=Job.State.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started."
+        )
+        return
+    target = job.params.get("target") or dbs_settings.DEFAULT_TARGET
+    kwargs = {"job_id": job_id, "secret_ref": secret_ref, "on_busy": on_busy}
+    holder = locks.acquire(target, job)
+    if holder is not None:
+        return _wait_or_refuse(self, job, holder, target, on_busy, kwargs, BACKUP_PURPOSE)
+    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
+    if not run.claim():
+        locks.release(target, job)
+        handoff.discard(secret_ref)
+        return
+    scratch = job_dir(job)
+    run.set_partial_files([str(scratch), *_local_partials(target)])
+
+    held: dict[str, str] = {}
+
+    def body():
+        passphrase = handoff.take(secret_ref, purpose=BACKUP_PURPOSE) if secret_ref else None
+        if passphrase is not None:
+            held["passphrase"] = passphrase  # in memory only, for a transport retry
+        scratch.mkdir(parents=True, exist_ok=True)
+        run.stage("starting")
+        result = create_backup(
+            kind=job.params.get("kind", "logical"),
+            target=target,
+            label=job.params.get("label", ""),
+            passphrase=passphrase,
+            recipients=None if passphrase else (list(dbs_settings.RECIPIENTS) or None),
+            user=job.created_by,
+            progress=run.progress,
+            cancel=run.cancel_requested,
+        )
+        backup_id = result.backup_id or Backup.objects.filter(name=result.name).values_list("pk", flat=True).first()
+        return f"{result.name} ({result.size} bytes) on {', '.join(result.targets) or target}", {
+            "backup_id": backup_id, "stage": "done",
+        }
+
+    def retry_kwargs() -> dict:
+        p = held.get("passphrase")
+        return {**kwargs, "secret_ref": handoff.put(p, purpose=BACKUP_PURPOSE) if p else None}
+
+    _run(self, run, body, retry_kwargs=retry_kwargs)
+
+
+@shared_task(name="dbs_admin.scheduled_backup", **_job_task)
+def scheduled_backup(self, target: str | None = None, kind: str = "logical") -> None:
+    """Beat's nightly backup: sealed to DBS_ADMIN["RECIPIENTS"], skipped if the target is already busy."""
+    target = target or dbs_settings.DEFAULT_TARGET
+    job = Job.objects.create(
+        kind=Job.Kind.BACKUP, params={"target": target, "kind": kind, "label": "scheduled", "scheduled": True}
+    )
+    run_backup.apply_async(kwargs={"job_id": job.pk, "on_busy": "skip"})
+
+
+@shared_task(name="dbs_admin.restore", **_job_task)
+def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
+    """Restore a listed backup (params.backup_name on params.target) or an upload (params.upload) into a database."""
+    from ..backups.api import restore_backup
+
+    job = _load_job(job_id)
+    if job is None or job.state != Job.State.QUEUED or job.cancel_requested:
+        if job is not None and job.state == Job.State.QUEUED:
+            Job.objects.filter(pk=job.pk).update(
+                state=Job.State.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started."
+            )
+        handoff.discard(secret_ref)
+        return
+    database = job.params.get("database", "default")
+    lock_name = f"database:{database}"
+    holder = locks.acquire(lock_name, job)
+    if holder is not None:
+        return _wait_or_refuse(
+            self, job, holder, lock_name, "wait", {"job_id": job_id, "secret_ref": secret_ref}, RESTORE_PURPOSE
+        )
+    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
+    if not run.claim():
+        locks.release(lock_name, job)
+        handoff.discard(secret_ref)
+        return
+    upload = job.params.get("upload")
+    run.set_partial_files([str(job_dir(job)), *([upload] if upload else [])])
+    held: dict[str, str] = {}
+
+    def body():
+        passphrase = handoff.take(secret_ref, purpose=RESTORE_PURPOSE) if secret_ref else None
+        if passphrase is not None:
+            held["passphrase"] = passphrase
+        run.stage("starting")
+        source = Path(upload) if upload else job.params["backup_name"]
+        result = restore_backup(
+            source,
+            target=None if upload else job.params.get("target"),
+            passphrase=passphrase,
+            database=database,
+            reset=True,
+            progress=run.progress,
+            cancel=run.cancel_requested,
+        )
+        rows = sum(result.rows.values())
+        healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
+        return f"Restored {rows} rows and {result.files} files into {database!r}{healed}.", {"stage": "done"}
+
+    def retry_kwargs() -> dict:
+        p = held.get("passphrase")
+        return {"job_id": job_id, "secret_ref": handoff.put(p, purpose=RESTORE_PURPOSE) if p else None}
+
+    _run(self, run, body, retry_kwargs=retry_kwargs)
+
+
+@shared_task(name="dbs_admin.validate", **_job_task)
+def run_validate(self, job_id: int) -> None:
+    """Check a backup's structure, hashes and parity (no key needed) and record its state on the Backup row."""
+    from ..backups.api import validate_backup
+
+    job = _load_job(job_id)
+    if job is None or job.state != Job.State.QUEUED:
+        return
+    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
+    if not run.claim():
+        return
+
+    def body():
+        backup = job.backup
+        run.stage("validating")
+        copy = backup.copies.order_by("target").first()
+        result = validate_backup(backup.name, target=copy.target if copy else None)
+        status = (
+            Backup.Status.DAMAGED if not result.ok
+            else Backup.Status.HEALED if result.healed_blocks else Backup.Status.OK
+        )
+        Backup.objects.filter(pk=backup.pk).update(
+            status=status, verified_at=timezone.now(), healed_blocks=len(result.healed_blocks),
+            healing_margin=result.healing_margin,
+        )
+        text = result.message or ("Intact." if status == Backup.Status.OK else Backup.Status(status).label)
+        return text, {}
+
+    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id})
+
+
+@shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)
+def reap_lost_jobs_task() -> list[int]:
+    """Run by beat every minute (and by the dashboard): jobs whose worker died become "failed (worker lost)"."""
+    return reap_lost_jobs()

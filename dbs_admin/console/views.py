@@ -1,0 +1,124 @@
+"""Console pages: Back up now (HTMX), job progress and cancel, Schedules."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from ..models import Job
+from . import audit, handoff, schedules
+from .access import admin_context, console_view
+from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
+from .tasks import BACKUP_PURPOSE, run_backup
+
+
+def progress_context(job: Job) -> dict:
+    """Stage, percent, bytes, elapsed and ETA of a job, for the progress partial."""
+    now = timezone.now()
+    started = job.started_at
+    elapsed = ((job.finished_at or now) - started).total_seconds() if started else 0.0
+    percent = round(100 * (1.0 if job.state == Job.State.SUCCEEDED else job.progress), 1)
+    eta = None
+    if job.state == Job.State.RUNNING and 0.01 < job.progress < 1.0 and elapsed > 0:
+        eta = elapsed * (1 - job.progress) / job.progress
+    return {"job": job, "percent": percent, "elapsed": int(elapsed), "eta": int(eta) if eta is not None else None}
+
+
+def _active_backup_job(request: HttpRequest) -> Job | None:
+    """The user's unfinished backup job, so leaving and coming back shows the same bar."""
+    active = (Job.State.QUEUED, Job.State.RUNNING)
+    return Job.objects.filter(kind=Job.Kind.BACKUP, state__in=active, created_by=request.user).first()
+
+
+@console_view
+def backup_now(request: HttpRequest) -> HttpResponse:
+    """GET: the form (or the running job's bar). POST (HTMX or not): queue a backup job."""
+    if request.method == "POST":
+        form = BackupNowForm(request.POST)
+        if form.is_valid():
+            job = start_backup(request, form.cleaned_data)
+            if request.htmx:
+                return render(request, "dbs_admin/_job_progress.html", progress_context(job))
+            return redirect("dbs_admin:job", pk=job.pk)
+        template = "dbs_admin/_backup_form.html" if request.htmx else "dbs_admin/backup_now.html"
+        return render(request, template, {**admin_context(request, "Back up now"), "form": form}, status=400)
+    job = _active_backup_job(request)
+    context = {**admin_context(request, "Back up now"), "form": BackupNowForm(),
+               **(progress_context(job) if job else {})}
+    return render(request, "dbs_admin/backup_now.html", context)
+
+
+def start_backup(request: HttpRequest, data: dict) -> Job:
+    """Create the Job, seal the passphrase (if any) and queue the task with only the reference."""
+    job = Job.objects.create(
+        kind=Job.Kind.BACKUP, created_by=request.user,
+        params={"kind": data["kind"], "target": data["target"], "label": data.get("label", ""),
+                "key": data["key"]},
+    )
+    ref = handoff.put(data["passphrase"], purpose=BACKUP_PURPOSE) if data.get("passphrase") else None
+    result = run_backup.apply_async(kwargs={"job_id": job.pk, "secret_ref": ref})
+    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    audit.record(request, "backup", object_repr=f"job {job.pk}",
+                 detail=f"{data['kind']} to {data['target']} queued")
+    return job
+
+
+@console_view
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Full page of one job; with HTMX, just the progress partial (polled until the job ends)."""
+    job = get_object_or_404(Job.objects.select_related("backup"), pk=pk)
+    context = progress_context(job)
+    if request.htmx:
+        return render(request, "dbs_admin/_job_progress.html", context)
+    return render(request, "dbs_admin/job.html", {**admin_context(request, str(job)), **context})
+
+
+@console_view
+@require_POST
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    """Ask the job to stop. A queued job ends at once; a running one stops at its next check."""
+    job = get_object_or_404(Job, pk=pk)
+    if not job.finished:
+        Job.objects.filter(pk=pk).update(cancel_requested=True)
+        Job.objects.filter(pk=pk, state=Job.State.QUEUED).update(
+            state=Job.State.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started."
+        )
+        audit.record(request, "cancel", backup=job.backup, object_repr=str(job))
+    job.refresh_from_db()
+    if request.htmx:
+        return render(request, "dbs_admin/_job_progress.html", progress_context(job))
+    return redirect("dbs_admin:job", pk=pk)
+
+
+@console_view
+def schedules_page(request: HttpRequest) -> HttpResponse:
+    """Daily backup time and retention per target, and the weekly drill, over django-celery-beat."""
+    targets = [name for name, _ in target_choices()]
+    if request.method == "POST":
+        target_forms = [(t, TargetScheduleForm(request.POST, prefix=f"t-{t}")) for t in targets]
+        drill_form = DrillScheduleForm(request.POST, prefix="drill")
+        if all(f.is_valid() for _, f in target_forms) and drill_form.is_valid():
+            for target, form in target_forms:
+                d = form.cleaned_data
+                schedules.save_target(target, enabled=d["enabled"], at=d["at"], retention={
+                    "last": d["keep_last"], "daily": d["keep_daily"],
+                    "weekly": d["keep_weekly"], "monthly": d["keep_monthly"],
+                })
+            d = drill_form.cleaned_data
+            schedules.save_drill(enabled=d["enabled"], weekday=d["weekday"], at=d["at"])
+            schedules.ensure_reaper()
+            audit.record(request, "schedules", detail="schedules saved")
+            messages.success(request, "Schedules saved; Celery beat picks them up without a restart.")
+            return redirect("dbs_admin:schedules")
+        status = 400
+    else:
+        target_forms = [(t, TargetScheduleForm(initial=schedules.target_initial(t), prefix=f"t-{t}"))
+                        for t in targets]
+        drill_form = DrillScheduleForm(initial=schedules.drill_initial(), prefix="drill")
+        status = 200
+    context = {**admin_context(request, "Schedules"), "target_forms": target_forms, "drill_form": drill_form,
+               "next_runs": schedules.next_runs(), "time_zone": timezone.get_current_timezone_name()}
+    return render(request, "dbs_admin/schedules.html", context, status=status)
