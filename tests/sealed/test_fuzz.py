@@ -14,12 +14,14 @@ from .damage import outcome
 
 DATA = random_bytes(150_000, seed=31)
 
+WHERE = st.floats(0, 1, exclude_max=True)
+SEED = st.integers(0, 2**32)
 mutation = st.one_of(
-    st.tuples(st.just("flip"), st.floats(0, 1, exclude_max=True), st.integers(1, 255), st.just(0)),
-    st.tuples(st.just("zero"), st.floats(0, 1, exclude_max=True), st.integers(1, 9000), st.just(0)),
-    st.tuples(st.just("noise"), st.floats(0, 1, exclude_max=True), st.integers(1, 3000), st.integers(0, 2**32)),
-    st.tuples(st.just("cut"), st.floats(0, 1, exclude_max=True), st.just(0), st.just(0)),
-    st.tuples(st.just("move"), st.floats(0, 1, exclude_max=True), st.integers(1, 20000), st.integers(0, 2**32)),
+    st.tuples(st.just("flip"), WHERE, st.integers(1, 255), st.just(0)),
+    st.tuples(st.just("zero"), WHERE, st.integers(1, 9000), st.just(0)),
+    st.tuples(st.just("noise"), WHERE, st.integers(1, 3000), SEED),
+    st.tuples(st.just("cut"), WHERE, st.just(0), st.just(0)),
+    st.tuples(st.just("move"), WHERE, st.integers(1, 20000), SEED),
 )
 
 
