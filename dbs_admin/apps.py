@@ -16,3 +16,6 @@ class DbsAdminConfig(AppConfig):
         # Import every installed app's dbs.py, as the admin does with admin.py,
         # so declarations are in place before any backup or snapshot runs.
         autodiscover_modules("dbs")
+        from .history.signals import connect_signals  # after dbs.py: it connects the models they track
+
+        connect_signals()

@@ -1,0 +1,134 @@
+"""Signals of tracked models -> one snapshot per object per transaction, sent after the commit.
+
+Why it works this way:
+
+* ``transaction.on_commit``: a rolled-back save leaves no snapshot, and the
+  callback runs after *everything* in the transaction, including the admin's
+  ``save_related`` that sets a new post's tags, so a new post's first version
+  already has its tags (no time windows).
+* One callback per object and transaction: a save plus three tag changes is
+  one snapshot. The callback re-reads the committed row, so the snapshot is
+  the final state of the transaction.
+* Capture in the web process, write in a worker: the payload carries the
+  committed state, so a slow or busy worker can never make two saves collapse
+  into one version, and the request only pays for two small queries and one
+  broker message.
+* ``pre_delete`` captures the state while the row (and its tags) still exist;
+  the worker stores it if it is new and marks the object deleted, so it shows
+  up under *Recover deleted*.
+* Receivers are connected per tracked model, never globally: a global
+  ``pre_delete`` receiver would turn off Django's fast deletes for every model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, models, router, transaction
+from django.db.models.signals import m2m_changed, post_save, pre_delete
+
+from ..registry import registry
+from ..suspend import history_is_suspended
+from . import collect, context
+from .snapshot import make_payload
+
+logger = logging.getLogger("dbs_admin.history")
+
+
+def connect_signals() -> None:
+    """Connect the receivers of every model passed to ``track_history`` (idempotent)."""
+    for model in list(registry.history):
+        uid = f"dbs_history:{model._meta.label}"
+        post_save.connect(_on_save, sender=model, dispatch_uid=uid)
+        pre_delete.connect(_on_delete, sender=model, dispatch_uid=uid)
+        for field in model._meta.many_to_many:
+            m2m_changed.connect(_on_m2m, sender=field.remote_field.through, dispatch_uid=f"{uid}:{field.name}")
+
+
+def _on_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str | None = None,
+             **kwargs: Any) -> None:
+    if raw or history_is_suspended():
+        return
+    schedule(sender, instance.pk, using=using)
+
+
+def _on_m2m(sender: Any, instance: models.Model, action: str, reverse: bool, model: type[models.Model],
+            pk_set: set | None, using: str | None = None, **kwargs: Any) -> None:
+    if history_is_suspended() or action not in {"post_add", "post_remove", "post_clear", "pre_clear"}:
+        return
+    if not reverse:
+        if action != "pre_clear" and registry.history_for(type(instance)):
+            schedule(type(instance), instance.pk, using=using)
+        return
+    # Reverse side (tag.posts.add(post)): the tracked objects are the ones in pk_set.
+    if registry.history_for(model) is None:
+        return
+    if action == "pre_clear":
+        field = next(f for f in model._meta.many_to_many if f.remote_field.through is sender)
+        pk_set = set(model._default_manager.using(using).filter(**{field.name: instance}).values_list("pk", flat=True))
+    elif action == "post_clear":
+        return
+    for pk in pk_set or ():
+        schedule(model, pk, using=using)
+
+
+def _on_delete(sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
+    if history_is_suspended():
+        return
+    try:
+        data = collect.capture_instance(instance)
+    except Exception:  # noqa: BLE001 - a snapshot must never block a delete
+        logger.exception("history: could not capture %s %s before delete", sender._meta.label, instance.pk)
+        return
+    payload = make_payload(sender, instance.pk, data, user=context.current_user(), deleted=True)
+    using = using or router.db_for_write(sender)
+    transaction.on_commit(lambda: send(payload), using=using)
+
+
+def schedule(model: type[models.Model], pk: Any, *, using: str | None = None) -> None:
+    """Snapshot ``model`` ``pk`` after the current transaction commits (once per transaction)."""
+    using = using or router.db_for_write(model) or DEFAULT_DB_ALIAS
+    connection = transaction.get_connection(using)
+    key = (collect.model_label(model), str(pk))
+    pending = connection.__dict__.setdefault("_dbs_history_pending", {})
+    callback = pending.get(key)
+    # The callback is gone when a rollback discarded it (or it already ran): schedule a new one.
+    if callback is not None and any(item[1] is callback for item in connection.run_on_commit):
+        return
+    user, restored_from = context.current_user(), context.current_restore()
+
+    def flush() -> None:
+        pending.pop(key, None)
+        flush_snapshot(model, pk, user=user, restored_from=restored_from, using=using)
+
+    pending[key] = flush
+    transaction.on_commit(flush, using=using)
+
+
+def flush_snapshot(model: type[models.Model], pk: Any, *, user: Any = None, restored_from: str | None = None,
+                   using: str | None = None) -> None:
+    """Capture the committed state and hand it to a worker (inline if the broker is unreachable)."""
+    saved_at = dt.datetime.now(dt.UTC)
+    manager = model._default_manager.db_manager(using) if using else model._default_manager
+    fks = [f.name for f in collect.tracked_fields(model) if f.is_relation]
+    obj = manager.select_related(*fks).filter(pk=pk).first()
+    if obj is None:  # deleted later in the same transaction: the delete handler took care of it
+        return
+    payload = make_payload(model, pk, collect.capture_instance(obj), user=user, restored_from=restored_from,
+                           saved_at=saved_at)
+    send(payload)
+
+
+def send(payload: dict[str, Any]) -> None:
+    from .tasks import snapshot_object
+
+    try:
+        snapshot_object.apply_async(args=[payload], retry=False)
+    except Exception:  # noqa: BLE001 - the broker is down: never lose what the editor wrote
+        logger.warning("history: broker unreachable, writing %s %s inline", payload["model"], payload["pk"],
+                       exc_info=True)
+        from .snapshot import take_snapshot
+
+        take_snapshot(payload)

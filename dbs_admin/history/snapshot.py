@@ -1,0 +1,174 @@
+"""The worker side: turn a captured state into a stored version and its index row.
+
+The web process captures the committed state (``collect.capture``) and sends
+it as a plain-JSON payload; here the images are read and hashed, the object's
+folder is locked, the state is compared with the newest version (no change,
+no version), and the version and its index row are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from django.db import models
+
+from ..conf import dbs_settings
+from ..models import HistoryVersion
+from . import index, markdown
+from .collect import ImageFile, collect_images, ignored_in_compare, model_for_label, model_label, options_for
+from .store import META, ObjectHistory
+
+logger = logging.getLogger("dbs_admin.history")
+
+
+def history_root() -> Path:
+    return Path(dbs_settings.HISTORY_ROOT)
+
+
+def object_history(model: type[models.Model], key: str) -> ObjectHistory:
+    """The history of the object whose key (slug or pk) is ``key``."""
+    return ObjectHistory(history_root(), model_label(model), key, model._meta.model_name)
+
+
+def history_in_folder(model: type[models.Model], folder: str) -> ObjectHistory:
+    return ObjectHistory.from_folder(history_root(), model_label(model), folder, model._meta.model_name)
+
+
+def resolve_history(model: type[models.Model], pk: Any, data: dict[str, Any]) -> ObjectHistory:
+    """The folder this object's versions go to.
+
+    An object keeps the folder it started in even when its slug changes later
+    (found through the index by primary key); a new object gets a folder named
+    by its key field, or its primary key when that is empty.
+    """
+    folder = (
+        HistoryVersion.objects.filter(model_label=model_label(model), object_pk=str(pk), object_deleted=False)
+        .order_by("-created_at").values_list("object_key", flat=True).first()
+    )
+    if folder:
+        return history_in_folder(model, folder)
+    key = data.get(options_for(model).key_field) or pk
+    return object_history(model, str(key))
+
+
+def make_payload(
+    model: type[models.Model], pk: Any, data: dict[str, Any], *, user: Any = None,
+    restored_from: str | None = None, deleted: bool = False, saved_at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """What the web process sends to the worker: plain JSON, no model instances."""
+    return {
+        "model": model_label(model),
+        "pk": str(pk),
+        "data": data,
+        "user_id": getattr(user, "pk", None),
+        "username": user.get_username() if user is not None else "",
+        "saved_at": (saved_at or dt.datetime.now(dt.UTC)).isoformat(),
+        "restored_from": restored_from,
+        "deleted": deleted,
+    }
+
+
+def _image_set(entries: list[dict[str, Any]] | list[ImageFile]) -> dict[str, str | None]:
+    return {
+        (e["name"] if isinstance(e, dict) else e.name): (e["sha256"] if isinstance(e, dict) else e.sha256)
+        for e in entries
+    }
+
+
+def summarize(
+    model: type[models.Model], before: dict[str, Any] | None, data: dict[str, Any], images: list[ImageFile]
+) -> dict[str, Any]:
+    """What changed against the previous version: field names, related names +/-, images +/-/changed."""
+    new_images = _image_set(images)
+    if before is None:
+        return {"created": True, "fields": [], "m2m": {}, "images": {"added": sorted(new_images)}}
+    ignored = ignored_in_compare(model) | {META, "images"}
+    m2m_names = {f.name for f in model._meta.many_to_many}
+    fields = [k for k in data if k not in ignored and k not in m2m_names and data.get(k) != before.get(k)]
+    m2m = {}
+    for name in m2m_names & set(data):
+        old, new = set(before.get(name) or []), set(data.get(name) or [])
+        if old != new:
+            m2m[name] = {"added": sorted(new - old), "removed": sorted(old - new)}
+    old_images = _image_set(before.get("images") or [])
+    image_diff = {
+        "added": sorted(set(new_images) - set(old_images)),
+        "removed": sorted(set(old_images) - set(new_images)),
+        "changed": sorted(n for n in set(new_images) & set(old_images) if new_images[n] != old_images[n]),
+    }
+    return {"created": False, "fields": fields, "m2m": m2m, "images": {k: v for k, v in image_diff.items() if v}}
+
+
+def describe_summary(summary: dict[str, Any]) -> str:
+    """A one-line "what changed" of a version summary (history lists, CLI)."""
+    parts = ["created"] if summary.get("created") else list(summary.get("fields") or [])
+    for name, delta in (summary.get("m2m") or {}).items():
+        parts += [f"{name} +{v}" for v in delta.get("added", [])] + [f"{name} -{v}" for v in delta.get("removed", [])]
+    images = summary.get("images") or {}
+    if not summary.get("created"):
+        parts += [f"image +{n}" for n in images.get("added", [])]
+    parts += [f"image -{n}" for n in images.get("removed", [])] + [f"image ~{n}" for n in images.get("changed", [])]
+    if summary.get("restored_from"):
+        parts.append(f"restored from {summary['restored_from']}")
+    if summary.get("imported_from"):
+        parts.append(f"imported from {summary['imported_from']}")
+    return ", ".join(parts) or "no change"
+
+
+def is_unchanged(summary: dict[str, Any]) -> bool:
+    return not summary["created"] and not summary["fields"] and not summary["m2m"] and not summary["images"]
+
+
+def take_snapshot(payload: dict[str, Any], *, now: dt.datetime | None = None) -> str | None:
+    """Store the payload's state as a new version unless it equals the newest one; returns the version id."""
+    model = model_for_label(payload["model"])
+    options = options_for(model)
+    data = payload["data"]
+    history = resolve_history(model, payload["pk"], data)
+    images = collect_images(model, data)
+    with history.lock():
+        newest = history.newest()
+        summary = summarize(model, newest[1] if newest else None, data, images)
+        if payload.get("restored_from"):
+            summary["restored_from"] = payload["restored_from"]
+        version_id = None
+        if not is_unchanged(summary):
+            version_id = _write(history, model, options, payload, data, images, summary, now)
+        if payload.get("deleted"):
+            history.mark_deleted({"pk": payload["pk"], "deleted_at": payload["saved_at"],
+                                  "user_id": payload.get("user_id"), "username": payload.get("username", "")})
+            index.mark_deleted(history, True)
+        elif history.deleted_info() is not None:
+            history.clear_deleted()
+            index.mark_deleted(history, False)
+    if version_id:
+        _after_write(history, version_id)
+    return version_id
+
+
+def _write(history, model, options, payload, data, images, summary, now) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    version_id = history.next_version_id(now)
+    meta = {
+        "model": payload["model"], "pk": payload["pk"], "key": history.key, "key_field": options.key_field,
+        "title": str(data.get("title") or data.get(options.key_field) or payload["pk"])[:300],
+        "saved_at": payload["saved_at"], "written_at": now.isoformat(),
+        "user_id": payload.get("user_id"), "username": payload.get("username", ""), "summary": summary,
+    }
+    text = markdown.render(options, data, [i.name for i in images], version_id)
+    version_id, _entries = history.write_version(data, images, meta, text, now=now, version_id=version_id)
+    index.record(history, version_id, history.read(version_id))
+    logger.info("history: %s %s -> %s", payload["model"], history.key, version_id)
+    return version_id
+
+
+def _after_write(history: ObjectHistory, version_id: str) -> None:
+    """Commit the new version to git when the tree is a repository (optional; never fails the snapshot)."""
+    try:
+        from . import gitstore
+    except ImportError:  # pragma: no cover - gitstore is optional
+        return
+    gitstore.commit_version(history, version_id)
