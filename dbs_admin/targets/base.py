@@ -42,7 +42,7 @@ class StoredFileMissingError(TargetError):
 
 def check_name(name: str) -> str:
     """Refuse names that could escape the target folder or clash with temporary and sidecar files."""
-    if not _NAME_RE.match(name) or ".." in name or name.endswith(SIDECAR_SUFFIX):
+    if not _NAME_RE.fullmatch(name) or ".." in name or name.endswith(SIDECAR_SUFFIX):
         raise TargetError(
             f"{name!r} is not a valid backup file name: use one path component of letters, digits, '.', '_' "
             f"and '-', not starting with '.' and not ending in {SIDECAR_SUFFIX!r}"
@@ -52,7 +52,7 @@ def check_name(name: str) -> str:
 
 def is_listed_name(name: str) -> bool:
     """Whether a file in a target folder is a sealed backup (not a temporary file or a sidecar)."""
-    return name.endswith(".dbs") and not name.startswith(".") and _NAME_RE.match(name) is not None
+    return name.endswith(".dbs") and not name.startswith(".") and _NAME_RE.fullmatch(name) is not None
 
 
 def sidecar_name(name: str) -> str:
@@ -70,7 +70,7 @@ def parse_sidecar(data: bytes) -> str | None:
         first = data.decode("ascii").split()[0].lower()
     except (UnicodeDecodeError, IndexError):
         return None
-    return first if _HEX64.match(first) else None
+    return first if _HEX64.fullmatch(first) else None
 
 
 def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> tuple[int, str]:

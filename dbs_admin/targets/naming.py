@@ -30,7 +30,7 @@ def backup_file_name(created_at: datetime, kind: str, label: str = "") -> str:
     """The file name of a backup created at ``created_at`` (aware) of ``kind`` ("logical", "native")."""
     if created_at.tzinfo is None or created_at.utcoffset() is None:
         raise ValueError("created_at must be timezone-aware (use django.utils.timezone.now())")
-    if not _KIND_RE.match(kind):
+    if not _KIND_RE.fullmatch(kind):
         raise ValueError(f"backup kind {kind!r} must be lower-case letters and digits, e.g. 'logical'")
     stamp = created_at.astimezone(UTC).strftime(_STAMP)
     slug = label_slug(label)
@@ -39,7 +39,7 @@ def backup_file_name(created_at: datetime, kind: str, label: str = "") -> str:
 
 def parse_backup_file_name(name: str) -> tuple[datetime, str, str] | None:
     """``(created_at UTC, kind, label slug)`` of a name made by :func:`backup_file_name`, else None."""
-    match = _NAME_RE.match(name)
+    match = _NAME_RE.fullmatch(name)
     if match is None:
         return None
     try:

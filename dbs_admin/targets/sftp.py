@@ -146,16 +146,19 @@ class SftpTarget:
                 f"{self.key_filename}) is not set"
             )
         try:
-            return paramiko.PKey.from_path(self.key_filename, passphrase=passphrase)
+            return paramiko.PKey.from_path(
+                self.key_filename, passphrase=passphrase.encode() if passphrase is not None else None
+            )
         except FileNotFoundError:
             raise TargetError(f"target {self.name!r}: key file {self.key_filename} does not exist") from None
-        except paramiko.PasswordRequiredException:
+        except (paramiko.PasswordRequiredException, TypeError):  # TypeError: cryptography's "no password given"
             raise TargetError(
                 f"target {self.name!r}: key file {self.key_filename} is encrypted; name the environment variable "
                 "holding its passphrase in the target's 'key_passphrase_env'"
             ) from None
         except (paramiko.SSHException, ValueError, OSError) as exc:
-            raise TargetError(f"target {self.name!r}: cannot load key file {self.key_filename}: {exc}") from None
+            hint = " (wrong passphrase?)" if passphrase is not None else ""
+            raise TargetError(f"target {self.name!r}: cannot load key file {self.key_filename}{hint}: {exc}") from None
 
     def _client(self) -> paramiko.SSHClient:
         if not self.known_hosts.is_file():
