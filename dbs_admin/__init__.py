@@ -7,3 +7,14 @@ be checked and decrypted on a machine where the site is gone.
 """
 
 __version__ = "0.1.0"
+
+_API = ("create_backup", "restore_backup", "validate_backup", "read_manifest")
+
+
+def __getattr__(name: str):
+    """``dbs_admin.create_backup`` etc., imported on first use (an eager import would break app loading)."""
+    if name in _API:
+        from dbs_admin.backups import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'dbs_admin' has no attribute {name!r}")

@@ -42,3 +42,11 @@ class ToolMissingError(BackupError):
 
 class TargetError(BackupError):
     """A target (local folder, SFTP server) failed: unreachable, unknown host key, upload mismatch."""
+
+
+class PayloadError(RestoreError):
+    """The decrypted contents are not a well-formed backup stream (corrupt, truncated or foreign)."""
+
+
+class IntegrityCheckError(RestoreError):
+    """A restored file or table does not match the hashes and counts the backup recorded."""

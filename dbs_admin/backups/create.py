@@ -1,0 +1,196 @@
+"""``create_backup``: snapshot, stream, seal, verify, store on a target, record.
+
+Why in this order: the manifest summary is computed inside the snapshot
+before a byte is streamed (the container may need it up front); the sealed
+writer verifies what it wrote before the file gets its name; the copy on the
+target is verified again (size and hash, and the container's own check for a
+local copy) before the backup is recorded. Any failure or cancel removes
+partial output: nothing that looks like a backup is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+from django.utils import timezone
+
+from dbs_admin.conf import dbs_settings
+from dbs_admin.sealed import Argon2Params, SealedError, seal, verify
+from dbs_admin.sealed.errors import UsageError
+from dbs_admin.targets.naming import backup_file_name
+
+from . import logical_capture, manifest, native, native_postgres, native_sqlite
+from .api import BackupResult
+from .errors import BackupError, BackupExistsError, KeyMissingError, TargetError
+from .progress import Reporter
+from .records import record_backup
+from .sources import private_dir
+from .sources import target as get_target
+
+log = logging.getLogger("dbs_admin.backups")
+KINDS = ("logical", "native")
+
+
+def argon2_params() -> tuple[Argon2Params, bool]:
+    """Passphrase-slot cost from ``DBS_ADMIN["ARGON2"]``; ``allow_weak: True`` there permits cheap test costs."""
+    conf = dict(dbs_settings.ARGON2)
+    allow_weak = bool(conf.pop("allow_weak", False))
+    return Argon2Params(**conf), allow_weak
+
+
+def key_options(passphrase: str | None, recipients: list[str] | None) -> dict[str, Any]:
+    recipients = list(recipients or [])
+    if not passphrase and not recipients:
+        recipients = list(dbs_settings.RECIPIENTS)
+    if not passphrase and not recipients:
+        raise KeyMissingError(
+            "no key: give a passphrase (--passphrase-file or $DBS_PASSPHRASE) or a recipient "
+            "(--recipient, or DBS_ADMIN['RECIPIENTS'] for unattended backups)"
+        )
+    params, allow_weak = argon2_params()
+    return {"passphrase": passphrase or None, "recipients": recipients, "argon2": params,
+            "allow_weak_argon2": allow_weak}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
+    connection = connections[database]
+    with logical_capture.snapshot(database):
+        counts = logical_capture.count_rows(database)
+        summary = manifest.summary(
+            kind="logical", engine=connection.vendor, label=head["label"], created_at=head["_created"],
+            counts=counts, migrations=manifest.migration_state(connection),
+            files=logical_capture.count_file_references(database),
+        )
+        body = logical_capture.stream(database, head=_public(head), reporter=reporter, total_rows=sum(counts.values()))
+        report = seal(body, dest, manifest=summary, **keys)
+    return report, summary
+
+
+def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
+    connection = connections[database]
+    vendor = connection.vendor
+    common = {"kind": "native", "engine": vendor, "label": head["label"], "created_at": head["_created"]}
+    if vendor == "sqlite":
+        work = private_dir("native")
+        try:
+            copy = work / "db.sqlite3"
+            counts = native_sqlite.capture(database, copy)
+            summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
+                                       files=len(native.media_files()), extra={"dump_format": "sqlite3"})
+            body = native.stream(_public(head), native_sqlite.dump_chunks(copy),
+                                 {"engine": "sqlite", "format": "sqlite3"}, reporter)
+            report = seal(body, dest, manifest=summary, **keys)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return report, summary
+    if vendor == "postgresql":
+        native_postgres.check_tool("pg_dump", database)
+        with logical_capture.snapshot(database):
+            snapshot_id = native_postgres.export_snapshot(database)
+            counts = logical_capture.count_rows(database)
+            summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
+                                       files=len(native.media_files()),
+                                       extra={"dump_format": "pg_dump-custom",
+                                              "server_version": connection.pg_version})
+            body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
+                                 {"engine": "postgresql", "format": "pg_dump-custom"}, reporter)
+            report = seal(body, dest, manifest=summary, **keys)
+        return report, summary
+    raise BackupError(f"native backups support SQLite and PostgreSQL, not {vendor}; use --kind logical")
+
+
+def _public(head: dict) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in head.items() if not k.startswith("_")}
+
+
+def create_backup(
+    *, kind: str = "logical", target: str | None = None, output: str | Path | None = None, label: str = "",
+    passphrase: str | None = None, recipients: list[str] | None = None, database: str = "default", user: Any = None,
+    progress=None, cancel=None,
+) -> BackupResult:
+    if kind not in KINDS:
+        raise BackupError(f"unknown backup kind {kind!r}; use one of {', '.join(KINDS)}")
+    keys = key_options(passphrase, recipients)
+    reporter = Reporter(progress, cancel)
+    created_at = timezone.now()
+    name = backup_file_name(created_at, kind, label)
+    store = None
+    work = None
+    if output is not None:
+        dest = Path(output)
+        name = dest.name
+        if dest.exists() or dest.is_symlink():
+            raise BackupExistsError(f"{dest} already exists; backups are never overwritten, choose another name")
+    else:
+        store = get_target(target)
+        if store.exists(name):
+            raise BackupExistsError(f"target {store.name!r} already holds {name}; backups are never overwritten")
+        work = private_dir("create")
+        dest = work / name
+    head = {"format": 1, "kind": kind, "engine": connections[database].vendor, "label": label,
+            "created_at": created_at, "_created": created_at, "database": database}
+    sealer = _seal_logical if kind == "logical" else _seal_native
+    try:
+        try:
+            report, summary = sealer(database, dest, head, keys, reporter)
+        except UsageError as exc:
+            if "already exists" in str(exc) or "appeared while writing" in str(exc):
+                raise BackupExistsError(str(exc)) from None
+            raise
+        reporter.report("verifying", 0, None, force=True)
+        sha = sha256_file(dest)
+        size = dest.stat().st_size
+        copies: list[tuple[str, str]] = []
+        final_path = dest
+        if store is not None:
+            stored = store.put(dest, name)
+            if stored.size != size or (stored.sha256 and stored.sha256 != sha):
+                _quiet_delete(store, name)
+                raise TargetError(f"the copy on target {store.name!r} differs from what was written; it was removed")
+            local = store.local_path(name)
+            if local is not None:
+                check = verify(local)
+                if not check.intact:
+                    _quiet_delete(store, name)
+                    raise TargetError(f"the copy on target {store.name!r} failed verification; it was removed")
+                final_path = local
+            else:
+                final_path = Path(name)
+            copies.append((store.name, name))
+        else:
+            copies.append(("", str(dest.resolve())))
+    except SealedError as exc:
+        raise BackupError(f"writing the sealed file failed: {exc}") from exc
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    backup = record_backup(
+        name=name, kind=kind, label=label, created_at=created_at, user=user, engine=summary["engine"], size=size,
+        sha256=sha, key_slots=report.key_slots, manifest=summary, copies=copies,
+    )
+    reporter.report("done", 1, 1, force=True)
+    log.info("backup %s written (%s, %d bytes)", name, kind, size)
+    return BackupResult(
+        name=name, path=final_path, kind=kind, size=size, sha256=sha, created_at=created_at, manifest=summary,
+        key_slots=report.key_slots, targets=[store.name] if store is not None else [], backup_id=backup.pk,
+    )
+
+
+def _quiet_delete(store, name: str) -> None:
+    try:
+        store.delete(name)
+    except Exception:  # noqa: BLE001 - the original failure is what the user must see
+        log.warning("could not remove the bad copy %s from target %s", name, store.name)

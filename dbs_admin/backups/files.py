@@ -1,0 +1,112 @@
+"""Files that travel with a logical backup: where they live, and where a restore may write them.
+
+Why one module: the rule "never write outside MEDIA_ROOT or a configured file
+root, whatever names the backup holds" must be enforced in exactly one
+place, and the capture side uses the same rule so a hostile value in the
+database (``../../etc/passwd`` in a FILE_PATH column) is never read either.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+
+from dbs_admin.registry import FieldKind, registry
+
+from .errors import UnsafePathError
+from .selection import FileColumn
+
+MEDIA = "media"
+
+
+def _resolved(path: str | os.PathLike[str]) -> Path:
+    return Path(path).resolve()
+
+
+def file_roots() -> dict[str, Path]:
+    """Roots a restore may write into, by the id a backup names them with.
+
+    ``media`` is MEDIA_ROOT; other roots are named by their configured path:
+    the location of any FileSystemStorage a FileField uses, and the
+    ``file_roots`` declared in ``dbs.py``.
+    """
+    from django.apps import apps
+
+    roots = {MEDIA: _resolved(settings.MEDIA_ROOT)}
+    for policy in registry.policies.values():
+        for root in policy.file_roots:
+            roots.setdefault(str(root), _resolved(root))
+    for model in apps.get_models():
+        for f in model._meta.concrete_fields:
+            storage = getattr(f, "storage", None)
+            if isinstance(storage, FileSystemStorage):
+                loc = _resolved(storage.location)
+                if loc != roots[MEDIA]:
+                    roots.setdefault(str(storage.location), loc)
+    return roots
+
+
+def clean_name(name: str) -> str:
+    """A relative POSIX name with no ``..``, no absolute part, no NUL or backslash; else UnsafePathError."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        raise UnsafePathError(f"refusing file name {name!r} from the backup: it is empty or has forbidden characters")
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or name.startswith("/"):
+        raise UnsafePathError(
+            f"refusing file name {name!r} from the backup: it would be written outside its root folder"
+        )
+    return str(pure)
+
+
+def safe_path(root: Path, name: str) -> Path:
+    """``root/name`` resolved, guaranteed inside ``root`` (symlinks included); else UnsafePathError."""
+    rel = clean_name(name)
+    candidate = (root / rel).resolve()
+    if not candidate.is_relative_to(root):
+        raise UnsafePathError(f"refusing file name {name!r}: it resolves outside {root}")
+    return candidate
+
+
+def root_for_restore(root_id: str, roots: dict[str, Path]) -> Path:
+    try:
+        return roots[root_id]
+    except KeyError:
+        raise UnsafePathError(
+            f"the backup holds files for the folder {root_id!r}, which is neither MEDIA_ROOT nor a file root "
+            "configured in a dbs.py module; nothing was written"
+        ) from None
+
+
+def locate(column: FileColumn, value: str, roots: dict[str, Path]) -> tuple[str, str] | None:
+    """``(root id, relative name)`` of the file a column value refers to, or None when it is unsafe.
+
+    FILE columns are names inside their storage's folder; FILE_PATH columns
+    hold a path relative to MEDIA_ROOT or to a declared root, or an absolute
+    path inside one of them.
+    """
+    if column.kind is FieldKind.FILE:
+        storage = getattr(column.field, "storage", None)
+        root_id = MEDIA
+        if isinstance(storage, FileSystemStorage) and _resolved(storage.location) != roots[MEDIA]:
+            root_id = str(storage.location)
+        try:
+            safe_path(roots[root_id], value)
+        except (UnsafePathError, KeyError):
+            return None
+        return root_id, clean_name(value)
+    path = Path(value)
+    for root_id, root in roots.items():
+        if path.is_absolute():
+            resolved = path.resolve()
+            if resolved.is_relative_to(root):
+                return root_id, resolved.relative_to(root).as_posix()
+        else:
+            try:
+                if safe_path(root, value).is_file():
+                    return root_id, clean_name(value)
+            except UnsafePathError:
+                return None
+    return None

@@ -1,0 +1,455 @@
+"""Logical restore: load a payload into any database alias, all or nothing.
+
+Why this shape: rows go in with ``executemany`` (``COPY`` on PostgreSQL) in
+batches inside ONE transaction whose foreign-key checks are deferred to its
+end, so load order can never drop a row and a failure anywhere (a bad file
+hash, a truncated stream, a dangling key) rolls everything back. Files are
+staged and hash-checked before anything is committed (see staging.py).
+Nothing is committed before the sealed stream has reached its authenticated
+end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from django.apps import apps
+from django.core.management.color import no_style
+from django.db import IntegrityError, connections, models, transaction
+
+from dbs_admin.suspend import history_suspended
+
+from . import payload
+from .errors import IntegrityCheckError, PayloadError, RestoreError
+from .files import MEDIA, file_roots, root_for_restore, safe_path
+from .progress import Reporter
+from .selection import all_storable_models, decoder, file_columns, is_excluded
+from .staging import Staging
+
+log = logging.getLogger("dbs_admin.backups")
+
+
+@dataclass
+class Selection:
+    """What the caller asked to restore: everything, some models, or some objects."""
+
+    models: set[str] | None = None  # lower-case labels
+    objects: dict[str, set[str]] | None = None  # lower-case label -> primary keys as strings
+
+    @classmethod
+    def parse(cls, models_: list[str] | None, objects: list[str] | None) -> Selection:
+        sel = cls()
+        if models_:
+            sel.models = set()
+            for label in models_:
+                sel.models.add(_model(label)._meta.label_lower)
+        if objects:
+            sel.objects = {}
+            for entry in objects:
+                label, sep, pk = entry.partition(":")
+                if not sep or not pk:
+                    raise RestoreError(f"--object takes app_label.Model:pk, got {entry!r}")
+                sel.objects.setdefault(_model(label)._meta.label_lower, set()).add(pk)
+        return sel
+
+    @property
+    def partial(self) -> bool:
+        return self.models is not None or self.objects is not None
+
+
+def _model(label: str) -> type[models.Model]:
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        raise RestoreError(f"no model {label!r}; use app_label.ModelName, e.g. blog.Post") from None
+
+
+def _owner(model: type[models.Model]) -> tuple[type[models.Model], str] | None:
+    """For an auto-created M2M table: the declaring model and the column pointing at it."""
+    owner = model._meta.auto_created
+    if not isinstance(owner, type):
+        return None
+    for f in owner._meta.local_many_to_many:
+        if f.remote_field.through is model:
+            return owner, f.m2m_column_name()
+    return None
+
+
+@dataclass
+class _Table:
+    model: type[models.Model] | None
+    label: str
+    keep: list[int] = field(default_factory=list)  # payload column indexes written
+    convert: list[Any] = field(default_factory=list)  # per kept column: callable or None
+    extra_values: list[Any] = field(default_factory=list)  # defaults of fields absent from the payload
+    column_names: list[str] = field(default_factory=list)
+    filter_col: int | None = None
+    filter_values: set[str] | None = None
+    file_cols: list[int] = field(default_factory=list)
+    selected: bool = False
+
+
+class LogicalRestore:
+    def __init__(self, alias: str, selection: Selection, *, dry_run: bool, allow_mismatch: bool,
+                 manifest_counts: dict[str, int] | None, reporter: Reporter):
+        self.alias = alias
+        self.connection = connections[alias]
+        self.sel = selection
+        self.dry_run = dry_run
+        self.allow_mismatch = allow_mismatch
+        self.manifest_counts = manifest_counts
+        self.reporter = reporter
+        self.roots = file_roots()
+        self.staging = Staging()
+        self.rows_written: dict[str, int] = {}
+        self.rows_seen: dict[str, int] = {}
+        self.changes: list[str] = []
+        self.files_seen: dict[tuple[str, str], tuple[int, str]] = {}
+        self.files_written = 0
+        self.wanted_refs: set[str] = set()
+        self.ct_map: dict[int, int] = {}
+        self.perm_map: dict[int, int] = {}
+        self.restored_models: list[type[models.Model]] = []
+        self.found_objects: dict[str, set[str]] = {}
+        self.live_rows: dict[str, int] = {}
+
+    # --- entry point -------------------------------------------------------------------------------
+
+    def run(self, stream: BinaryIO) -> None:
+        try:
+            with history_suspended():
+                if self.dry_run:
+                    self._consume(stream)
+                    return
+                with transaction.atomic(using=self.alias):
+                    if self.connection.vendor == "postgresql":
+                        with self.connection.cursor() as c:
+                            c.execute("SET CONSTRAINTS ALL DEFERRED")
+                    self._consume(stream)
+                    self._after_load()
+                    self.reporter.report("files", 0, len(self.staging.files), force=True)
+                    self.staging.apply()
+        except BaseException:
+            self.staging.rollback()
+            raise
+        finally:
+            self.staging.cleanup()
+            if not self.dry_run:
+                from django.contrib.contenttypes.models import ContentType
+
+                ContentType.objects.clear_cache()
+
+    # --- stream ------------------------------------------------------------------------------------
+
+    def _consume(self, stream: BinaryIO) -> None:
+        frames = payload.read_frames(stream)
+        kind, body = next(frames)
+        if kind != payload.HEAD:
+            raise PayloadError("the backup's contents do not start with their header record")
+        head = payload.load_json(body)
+        if head.get("kind") != "logical":
+            raise RestoreError("this is not a logical backup")
+        table: _Table | None = None
+        staged = None
+        current_file: dict | None = None
+        trailer = None
+        with self.connection.cursor() as cursor:
+            for kind, body in frames:
+                if kind == payload.REFS:
+                    self._refs(payload.load_json(body))
+                elif kind == payload.MODEL:
+                    table = self._start_table(payload.load_json(body), cursor)
+                elif kind == payload.ROWS:
+                    if table is None:
+                        raise PayloadError("rows before their table record")
+                    self._rows(table, payload.load_json(body), cursor)
+                elif kind == payload.FILE:
+                    current_file = payload.load_json(body)
+                    staged = self._start_file(current_file)
+                elif kind == payload.DATA:
+                    if current_file is None:
+                        raise PayloadError("file data outside a file record")
+                    if staged is not None:
+                        staged.write(body)
+                    else:
+                        current_file.setdefault("_hash", hashlib.sha256()).update(body)
+                        current_file["_size"] = current_file.get("_size", 0) + len(body)
+                elif kind == payload.END_DATA:
+                    if current_file is None:
+                        raise PayloadError("end of file data outside a file record")
+                    self._end_file(current_file, staged, payload.load_json(body))
+                    current_file = staged = None
+                elif kind == payload.TRAILER:
+                    trailer = payload.load_json(body)
+                elif kind == payload.END:
+                    pass
+                else:
+                    raise PayloadError(f"unexpected record {kind!r} in a logical backup")
+        if trailer is None:
+            raise PayloadError("the backup's contents have no trailer; the file is incomplete")
+        self._check_trailer(trailer)
+
+    # --- references --------------------------------------------------------------------------------
+
+    def _refs(self, refs: dict) -> None:
+        from django.contrib.auth.models import Permission
+        from django.contrib.contenttypes.models import ContentType
+
+        cts = ContentType.objects.using(self.alias)
+        have = {(a, m): i for i, a, m in cts.values_list("id", "app_label", "model")}
+        for src_id, app_label, model in refs.get("contenttypes", []):
+            key = (app_label, model)
+            if key not in have and not self.dry_run:
+                have[key] = cts.create(app_label=app_label, model=model).pk
+            if key in have:
+                self.ct_map[src_id] = have[key]
+        perms = Permission.objects.using(self.alias)
+        have_p = {(c, ct): i for i, c, ct in perms.values_list("id", "codename", "content_type_id")}
+        for src_id, codename, src_ct, name in refs.get("permissions", []):
+            ct = self.ct_map.get(src_ct)
+            if ct is None:
+                continue
+            key = (codename, ct)
+            if key not in have_p and not self.dry_run:
+                have_p[key] = perms.create(codename=codename, content_type_id=ct, name=name[:255]).pk
+            if key in have_p:
+                self.perm_map[src_id] = have_p[key]
+
+    # --- tables ------------------------------------------------------------------------------------
+
+    def _selected(self, model: type[models.Model]) -> tuple[bool, int | None, set[str] | None]:
+        """Whether a table is restored, and the (column, values) filter of a per-object restore."""
+        label = model._meta.label_lower
+        owner = _owner(model)
+        if self.sel.objects is not None:
+            if label in self.sel.objects:
+                return True, None, self.sel.objects[label]
+            if owner is not None and owner[0]._meta.label_lower in self.sel.objects:
+                return True, -1, self.sel.objects[owner[0]._meta.label_lower]
+            return False, None, None
+        if self.sel.models is not None:
+            chosen = label in self.sel.models or (owner is not None and owner[0]._meta.label_lower in self.sel.models)
+            return chosen, None, None
+        return not is_excluded(model), None, None
+
+    def _start_table(self, spec: dict, cursor) -> _Table:
+        label = spec["model"]
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            if not self.allow_mismatch:
+                raise RestoreError(f"the backup holds model {label}, which this code does not have") from None
+            self.changes.append(f"{label}: skipped (no such model in this code)")
+            return _Table(None, label)
+        t = _Table(model, model._meta.label)
+        self.rows_seen.setdefault(label, 0)
+        selected, filter_kind, values = self._selected(model)
+        t.selected = selected
+        if not selected:
+            return t
+        columns = spec["columns"]
+        by_attname = {f.attname: f for f in model._meta.concrete_fields}
+        from django.contrib.auth.models import Permission
+        from django.contrib.contenttypes.models import ContentType
+
+        for i, name in enumerate(columns):
+            f = by_attname.get(name)
+            if f is None:
+                if not self.allow_mismatch:
+                    raise RestoreError(f"{label}.{name} is in the backup but not in this code's model")
+                continue
+            t.keep.append(i)
+            t.column_names.append(f.column)
+            conv = decoder(f, self.connection)
+            if f.is_relation and f.related_model is ContentType:
+                conv = self._mapper(self.ct_map, conv)
+            elif f.is_relation and f.related_model is Permission:
+                conv = self._mapper(self.perm_map, conv)
+            t.convert.append(conv)
+        for f in model._meta.concrete_fields:
+            if f.attname not in columns:
+                t.column_names.append(f.column)
+                t.extra_values.append(f.get_db_prep_save(f.get_default(), self.connection))
+        file_attnames = {fc.attname for fc in file_columns(model)}
+        t.file_cols = [i for i, name in enumerate(columns) if name in file_attnames]
+        if values is not None:
+            if filter_kind == -1:
+                owner_col = _owner(model)[1]
+                owner_attname = next(f.attname for f in model._meta.concrete_fields if f.column == owner_col)
+                t.filter_col = columns.index(owner_attname)
+            else:
+                t.filter_col = columns.index(spec["pk"])
+            t.filter_values = values
+        qs = model._base_manager.using(self.alias)
+        if t.filter_values is not None:
+            pk_field = model._meta.pk
+            if filter_kind == -1:
+                target = qs.filter(**{f"{owner_attname}__in": list(values)})
+            else:
+                target = qs.filter(pk__in=[pk_field.to_python(v) for v in values])
+        else:
+            target = qs.all()
+        live = target.count()
+        self.restored_models.append(model)
+        self.rows_written.setdefault(model._meta.label, 0)
+        self.live_rows[model._meta.label] = live
+        if not self.dry_run:
+            target._raw_delete(self.alias)
+        return t
+
+    @staticmethod
+    def _mapper(mapping: dict[int, int], inner):
+        def convert(v):
+            if v is None:
+                return None
+            v = mapping.get(v, v)
+            return inner(v) if inner else v
+
+        return convert
+
+    def _rows(self, t: _Table, rows: list[list[Any]], cursor) -> None:
+        self.reporter.check()
+        self.rows_seen[t.label if t.model is None else t.model._meta.label] = (
+            self.rows_seen.get(t.label if t.model is None else t.model._meta.label, 0) + len(rows)
+        )
+        if not t.selected:
+            return
+        if t.filter_values is not None:
+            rows = [r for r in rows if str(r[t.filter_col]) in t.filter_values]
+            if t.model._meta.label_lower in (self.sel.objects or {}):
+                found = self.found_objects.setdefault(t.model._meta.label_lower, set())
+                found.update(str(r[t.filter_col]) for r in rows)
+        if not rows:
+            return
+        for i in t.file_cols:
+            self.wanted_refs.update(str(r[i]) for r in rows if r[i])
+        label = t.model._meta.label
+        self.rows_written[label] += len(rows)
+        self.reporter.report("rows", sum(self.rows_written.values()), None)
+        if self.dry_run:
+            return
+        out = []
+        pairs = list(zip(t.keep, t.convert, strict=True))
+        extra = t.extra_values
+        for r in rows:
+            out.append([conv(r[i]) if conv else r[i] for i, conv in pairs] + extra)
+        _insert(self.connection, cursor, t.model._meta.db_table, t.column_names, out)
+
+    # --- files -------------------------------------------------------------------------------------
+
+    def _start_file(self, spec: dict):
+        root = root_for_restore(spec.get("root", ""), self.roots)
+        final = safe_path(root, spec.get("name", ""))
+        wanted = not self.sel.partial or spec.get("ref") in self.wanted_refs
+        if not wanted or self.dry_run:
+            if wanted:
+                spec["_wanted"] = True
+            return None
+        self.reporter.report("files", len(self.staging.files), None)
+        return self.staging.new_file(root, final)
+
+    def _end_file(self, spec: dict, staged, end: dict) -> None:
+        key = (spec.get("root", MEDIA), spec.get("name", ""))
+        size, sha = int(end.get("size", -1)), str(end.get("sha256", ""))
+        if staged is not None:
+            staged.finish(size, sha, key[1])
+            self.files_written += 1
+        else:
+            digest = spec.get("_hash") or hashlib.sha256()
+            if spec.get("_size", 0) != size or digest.hexdigest() != sha:
+                raise IntegrityCheckError(
+                    f"the file {key[1]!r} in the backup does not match its recorded hash; the backup is damaged"
+                )
+            if spec.get("_wanted"):
+                self.files_written += 1
+        self.files_seen[key] = (size, sha)
+
+    # --- end ---------------------------------------------------------------------------------------
+
+    def _check_trailer(self, trailer: dict) -> None:
+        counts = trailer.get("counts", {})
+        if counts != self.rows_seen:
+            raise IntegrityCheckError(
+                f"the backup's rows do not match its recorded counts ({_diff(counts, self.rows_seen)}); "
+                "it is damaged or was not written by dbs_admin"
+            )
+        if self.manifest_counts is not None and self.manifest_counts != counts:
+            raise IntegrityCheckError(
+                f"the backup's rows differ from the counts in its manifest ({_diff(self.manifest_counts, counts)})"
+            )
+        recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
+        if recorded != self.files_seen:
+            raise IntegrityCheckError("the backup's files do not match the list and hashes it recorded")
+        if self.sel.objects:
+            for label, pks in self.sel.objects.items():
+                missing = pks - self.found_objects.get(label, set())
+                if missing:
+                    raise RestoreError(f"{label} {sorted(missing)} not found in the backup; nothing was restored")
+
+    def _after_load(self) -> None:
+        with self.connection.cursor() as cursor:
+            self._fix_kept_references(cursor)
+            if self.connection.vendor == "postgresql" and self.restored_models:
+                for sql in self.connection.ops.sequence_reset_sql(no_style(), self.restored_models):
+                    cursor.execute(sql)
+        try:
+            self.connection.check_constraints()
+        except IntegrityError as exc:
+            raise RestoreError(
+                f"the restored rows would break a foreign key ({exc}); nothing was restored. Restore the "
+                "related models too, or the whole backup."
+            ) from None
+
+    def _fix_kept_references(self, cursor) -> None:
+        """Rows the restore keeps (the console's records) must not point at rows that are gone."""
+        restored = set(self.restored_models)
+        if not restored:
+            return
+        qn = self.connection.ops.quote_name
+        for model in all_storable_models():
+            if model in restored or not is_excluded(model):
+                continue
+            for f in model._meta.concrete_fields:
+                if not (f.is_relation and f.related_model in restored):
+                    continue
+                other = f.related_model
+                target_col = f.target_field.column
+                where = (f"{qn(f.column)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {qn(other._meta.db_table)} o "
+                         f"WHERE o.{qn(target_col)} = {qn(model._meta.db_table)}.{qn(f.column)})")
+                if f.null:
+                    cursor.execute(f"UPDATE {qn(model._meta.db_table)} SET {qn(f.column)} = NULL WHERE {where}")
+                else:
+                    cursor.execute(f"DELETE FROM {qn(model._meta.db_table)} WHERE {where}")
+                if cursor.rowcount:
+                    self.changes.append(f"{model._meta.label}.{f.name}: {cursor.rowcount} kept row(s) unlinked")
+
+
+def _diff(a: dict, b: dict) -> str:
+    keys = sorted(set(a) | set(b))
+    parts = [f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k)]
+    return "; ".join(parts[:5])
+
+
+def _insert(connection, cursor, table: str, columns: list[str], rows: list[list[Any]]) -> None:
+    qn = connection.ops.quote_name
+    cols = ", ".join(qn(c) for c in columns)
+    if connection.vendor == "postgresql":
+        with cursor.cursor.copy(f"COPY {qn(table)} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    placeholders = ", ".join(["%s"] * len(columns))
+    cursor.executemany(f"INSERT INTO {qn(table)} ({cols}) VALUES ({placeholders})", rows)
+
+
+def summary_lines(r: LogicalRestore) -> Iterator[str]:
+    """The plan (dry run) or summary: rows replaced per model, files written, kept rows unlinked."""
+    verb = "would replace" if r.dry_run else "replaced"
+    for label in sorted(r.rows_written):
+        yield f"{label}: {verb} {r.live_rows.get(label, 0)} row(s) with {r.rows_written[label]} from the backup"
+    yield f"files: {'would write' if r.dry_run else 'wrote'} {r.files_written}"
+    yield from r.changes

@@ -1,0 +1,113 @@
+"""The manifest summary stored in the sealed container, and the migration-state comparison.
+
+Why the manifest is computed up front: the container may need it before the
+data streams, and it is what ``read_manifest`` and the console show without
+reading the whole file. It holds what can be known inside the snapshot
+(counts by COUNT in the same transaction, the migration state, versions);
+the exact per-file hashes and final counts are in the payload's trailer.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import datetime
+from importlib import metadata
+from typing import Any
+
+import django
+from django.apps import apps
+from django.db.migrations.loader import MigrationLoader
+
+import dbs_admin
+
+from .errors import MigrationMismatchError
+
+MANIFEST_FORMAT = 1
+
+
+def migration_state(connection) -> list[list[str]]:
+    """Applied migrations as ``[app, name]`` pairs, sorted (squashes marked applied as Django does)."""
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    return sorted([app, name] for app, name in loader.applied_migrations)
+
+
+def _code_migrations(connection) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    nodes = set(loader.graph.nodes)
+    replaced = {key for migration in loader.replacements.values() for key in migration.replaces}
+    return nodes, replaced
+
+
+def compare_migrations(recorded: list[list[str]], connection) -> tuple[list[str], list[str]]:
+    """``(only_in_backup, only_in_code)`` as ``app.name`` strings."""
+    nodes, replaced = _code_migrations(connection)
+    backup = {(a, n) for a, n in recorded} - replaced
+    code = nodes - replaced
+    fmt = lambda keys: sorted(f"{a}.{n}" for a, n in keys)  # noqa: E731
+    return fmt(backup - code), fmt(code - backup)
+
+
+def check_migrations(recorded: list[list[str]], connection) -> None:
+    only_in_backup, only_in_code = compare_migrations(recorded, connection)
+    if only_in_backup or only_in_code:
+        parts = []
+        if only_in_backup:
+            parts.append("applied in the backup but not in this code: " + ", ".join(only_in_backup[:20]))
+        if only_in_code:
+            parts.append("in this code but not applied in the backup: " + ", ".join(only_in_code[:20]))
+        raise MigrationMismatchError(
+            "the backup's migration state differs from the code's (" + "; ".join(parts) + "). Check out the code "
+            "the backup was made with, or pass --allow-migration-mismatch to restore the matching columns anyway.",
+            only_in_backup=only_in_backup,
+            only_in_code=only_in_code,
+        )
+
+
+def unapplied_in_database(connection) -> list[str]:
+    """Migrations of the code not applied in the database about to receive rows."""
+    nodes, replaced = _code_migrations(connection)
+    applied = {tuple(k) for k in migration_state(connection)}
+    return sorted(f"{a}.{n}" for a, n in (nodes - replaced - applied))
+
+
+def versions() -> dict[str, Any]:
+    """Django, dbs_admin, Python, and the distribution version of every installed app when known."""
+    dist_of = metadata.packages_distributions()
+    app_versions: dict[str, str | None] = {}
+    for config in apps.get_app_configs():
+        top = config.name.split(".", 1)[0]
+        version = None
+        for dist in dist_of.get(top, []):
+            try:
+                version = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+        app_versions[config.label] = version
+    return {
+        "django": django.get_version(),
+        "dbs_admin": dbs_admin.__version__,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+        "apps": app_versions,
+    }
+
+
+def summary(
+    *, kind: str, engine: str, label: str, created_at: datetime, counts: dict[str, int], migrations: list,
+    files: int, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "kind": kind,
+        "engine": engine,
+        "label": label,
+        "created_at": created_at.isoformat(),
+        "counts": counts,
+        "rows": sum(counts.values()),
+        "files": files,
+        "migrations": migrations,
+        "versions": versions(),
+        **(extra or {}),
+    }

@@ -1,0 +1,177 @@
+"""What native backups of both engines share: the payload around the engine's dump, and media.
+
+Why: a native backup is the engine's own image (SQLite database file,
+``pg_dump -Fc`` archive) plus every file under MEDIA_ROOT, in one sealed
+file, so the database and media come back from the same instant. Reading
+stages the dump in a private folder and the media beside MEDIA_ROOT, all
+hash-checked, before the engine-specific code swaps anything in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from . import payload
+from .errors import IntegrityCheckError, PayloadError, RestoreError
+from .files import MEDIA, file_roots, root_for_restore, safe_path
+from .progress import Reporter
+from .staging import StagedFile, Staging
+
+
+def media_files() -> list[tuple[str, str, Path]]:
+    """Every regular file under MEDIA_ROOT as ``(root id, name, path)``; symlinks leaving it are skipped."""
+    root = file_roots()[MEDIA]
+    out = []
+    if not root.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".dbs-restore-"))
+        for fname in sorted(filenames):
+            path = Path(dirpath) / fname
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                continue
+            if path.is_file():
+                out.append((MEDIA, path.relative_to(root).as_posix(), path))
+    return out
+
+
+def stream(
+    head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter
+) -> Iterator[bytes]:
+    """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer."""
+    yield payload.MAGIC
+    yield payload.json_frame(payload.HEAD, head)
+    yield payload.json_frame(payload.DUMP, dump_info)
+    digest, size = hashlib.sha256(), 0
+    for chunk in dump:
+        reporter.check()
+        digest.update(chunk)
+        size += len(chunk)
+        yield from payload.data_frames(chunk)
+        reporter.report("database", size, None)
+    dump_end = {"size": size, "sha256": digest.hexdigest()}
+    yield payload.json_frame(payload.END_DATA, dump_end)
+    files = []
+    entries = media_files()
+    for n, (root_id, name, path) in enumerate(entries):
+        reporter.check()
+        reporter.report("files", n, len(entries))
+        try:
+            f = open(path, "rb")
+        except OSError:
+            continue
+        with f:
+            yield payload.json_frame(payload.FILE, {"root": root_id, "name": name, "ref": name})
+            digest, fsize = hashlib.sha256(), 0
+            while chunk := f.read(payload.DATA_CHUNK):
+                digest.update(chunk)
+                fsize += len(chunk)
+                yield from payload.data_frames(chunk)
+            sha = digest.hexdigest()
+            yield payload.json_frame(payload.END_DATA, {"size": fsize, "sha256": sha})
+            files.append([root_id, name, fsize, sha])
+    yield payload.json_frame(payload.TRAILER, {"dump": dump_end, "files": files})
+    yield payload.frame(payload.END)
+
+
+def read_chunks(stream: BinaryIO, size: int = payload.DATA_CHUNK) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+@dataclass
+class StagedNative:
+    """A native backup read to its authenticated end: the dump file and the staged media."""
+
+    engine: str
+    dump_path: Path
+    staging: Staging
+    files: int = 0
+    dump_size: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter) -> StagedNative:
+    """Read the whole payload: dump to ``work/dump`` (0600), media into staging, every hash checked."""
+    frames = payload.read_frames(stream)
+    kind, body = next(frames)
+    head = payload.load_json(body) if kind == payload.HEAD else None
+    if head is None or head.get("kind") != "native":
+        raise RestoreError("this is not a native backup")
+    roots = file_roots()
+    staging = Staging()
+    result = StagedNative(engine=str(head.get("engine")), dump_path=work / "dump", staging=staging)
+    current: StagedFile | None = None
+    target: str | None = None
+    seen: dict[tuple[str, str], tuple[int, str]] = {}
+    dump_end = None
+    trailer = None
+    sink = None
+    key: tuple[str, str] | None = None
+    try:
+        for kind, body in frames:
+            if kind == payload.DUMP:
+                result.info = payload.load_json(body)
+                target = "dump"
+                fd = os.open(result.dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                sink = StagedFile.__new__(StagedFile)
+                sink.path, sink.final, sink.size = result.dump_path, result.dump_path, 0
+                sink._f, sink._digest = os.fdopen(fd, "wb"), hashlib.sha256()
+                current = sink
+            elif kind == payload.FILE:
+                spec = payload.load_json(body)
+                root = root_for_restore(spec.get("root", ""), roots)
+                final = safe_path(root, spec.get("name", ""))
+                key = (spec.get("root"), spec.get("name"))
+                target = "file"
+                if dry_run:
+                    current = StagedFile.__new__(StagedFile)
+                    current.path = current.final = final
+                    current.size, current._digest = 0, hashlib.sha256()
+                    current._f = open(os.devnull, "wb")
+                else:
+                    current = staging.new_file(root, final)
+            elif kind == payload.DATA:
+                if current is None:
+                    raise PayloadError("data outside a dump or file record")
+                current.write(body)
+                reporter.check()
+                if target == "dump":
+                    reporter.report("database", current.size, None)
+            elif kind == payload.END_DATA:
+                if current is None:
+                    raise PayloadError("end of data outside a dump or file record")
+                end = payload.load_json(body)
+                current.finish(int(end.get("size", -1)), str(end.get("sha256", "")),
+                               "database dump" if target == "dump" else key[1])
+                if target == "dump":
+                    dump_end = end
+                    result.dump_size = current.size
+                else:
+                    seen[key] = (end["size"], end["sha256"])
+                    result.files += 1
+                current = None
+            elif kind == payload.TRAILER:
+                trailer = payload.load_json(body)
+            elif kind == payload.END:
+                pass
+            else:
+                raise PayloadError(f"unexpected record {kind!r} in a native backup")
+    except BaseException:
+        if current is not None:
+            current.abort()
+        staging.cleanup()
+        raise
+    if trailer is None or dump_end is None:
+        staging.cleanup()
+        raise PayloadError("the backup's contents are incomplete (no dump or no trailer)")
+    recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
+    if trailer.get("dump") != dump_end or recorded != seen:
+        staging.cleanup()
+        raise IntegrityCheckError("the backup's dump or files do not match the hashes it recorded")
+    return result

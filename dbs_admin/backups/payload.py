@@ -1,0 +1,99 @@
+"""The inner stream of a backup: what the sealed container compresses, encrypts and protects.
+
+Why a framed binary stream rather than one JSON document: rows and file bytes
+must flow through in constant memory in both directions, and a reader must
+know where a file's bytes end without holding them. Every frame is
+``type (1 byte) | length (uint32, big-endian) | body``. The grammar and the
+meaning of every frame are specified in docs/PAYLOAD.md; change both together.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from .errors import PayloadError
+
+MAGIC = b"DBSPAYL\x01"
+FORMAT = 1
+MAX_FRAME = 64 * 1024 * 1024  # a rows batch or data chunk larger than this is hostile or corrupt
+DATA_CHUNK = 1024 * 1024
+
+HEAD = b"H"  # JSON: format, kind, engine, created_at ...
+REFS = b"C"  # JSON: content types and permissions by natural key, with their source ids
+MODEL = b"M"  # JSON: model label, table, column attnames, pk attname
+ROWS = b"R"  # JSON: array of rows, each an array in column order
+FILE = b"F"  # JSON: root, name, ref, size; followed by DATA* then END_DATA
+DUMP = b"N"  # JSON: engine, format; followed by DATA* then END_DATA
+DATA = b"D"  # raw bytes (at most DATA_CHUNK)
+END_DATA = b"Z"  # JSON: size, sha256 of the preceding DATA frames
+TRAILER = b"T"  # JSON: final row counts, every file with its sha256
+END = b"E"  # empty; nothing may follow
+
+_PREFIX = struct.Struct(">cI")
+KNOWN = {HEAD, REFS, MODEL, ROWS, FILE, DUMP, DATA, END_DATA, TRAILER, END}
+
+
+def frame(kind: bytes, body: bytes = b"") -> bytes:
+    return _PREFIX.pack(kind, len(body)) + body
+
+
+def json_frame(kind: bytes, obj: Any) -> bytes:
+    return frame(kind, json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+
+
+def data_frames(chunk: bytes) -> Iterator[bytes]:
+    """A DATA frame for ``chunk`` as two pieces (prefix, body), so large chunks are not copied."""
+    yield _PREFIX.pack(DATA, len(chunk))
+    yield chunk
+
+
+def _read_exact(stream: BinaryIO, n: int) -> bytes:
+    parts = []
+    left = n
+    while left:
+        piece = stream.read(left)
+        if not piece:
+            break
+        parts.append(piece)
+        left -= len(piece)
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    if len(data) != n:
+        raise PayloadError("the backup's contents end in the middle of a record; the file is incomplete")
+    return data
+
+
+def read_frames(stream: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
+    """``(type, body)`` of every frame up to and including END; checks magic, sizes and known types.
+
+    After END the stream is read once more so the sealed reader reaches (and
+    authenticates) its end; trailing bytes are an error.
+    """
+    if _read_exact(stream, len(MAGIC)) != MAGIC:
+        raise PayloadError("this sealed file does not hold a dbs_admin backup (unknown contents format)")
+    while True:
+        prefix = stream.read(_PREFIX.size)
+        if len(prefix) < _PREFIX.size:
+            prefix += _read_exact(stream, _PREFIX.size - len(prefix)) if prefix else b""
+        if not prefix:
+            raise PayloadError("the backup's contents end without their closing record; the file is incomplete")
+        kind, length = _PREFIX.unpack(prefix)
+        if kind not in KNOWN:
+            raise PayloadError(f"unknown record type {kind!r} in the backup; was it written by a newer version?")
+        if length > MAX_FRAME:
+            raise PayloadError(f"a record of {length} bytes exceeds the limit; the backup is corrupt or hostile")
+        body = _read_exact(stream, length) if length else b""
+        yield kind, body
+        if kind == END:
+            if stream.read(1):
+                raise PayloadError("data follows the closing record of the backup; the file is corrupt")
+            return
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise PayloadError("a record of the backup is not valid JSON; the file is corrupt") from None

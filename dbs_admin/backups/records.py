@@ -1,0 +1,35 @@
+"""The console's record of each backup made: a ``Backup`` row and one ``BackupCopy`` per place it lives.
+
+Why separate: recording is the only database write of a backup, always to
+the console's own database (``default``), whatever database was backed up.
+Nothing secret is stored: key slots are described by kind and fingerprint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from dbs_admin.models import Backup, BackupCopy
+
+
+def record_backup(
+    *, name: str, kind: str, label: str, created_at: datetime, user: Any, engine: str, size: int, sha256: str,
+    key_slots: list[dict], manifest: dict, copies: list[tuple[str, str]],
+) -> Backup:
+    """Create the Backup row (verified now) and its copies ``(target name, location)``."""
+    now = timezone.now()
+    with transaction.atomic():
+        backup = Backup.objects.create(
+            name=name, kind=kind, label=label[:200], created_at=created_at,
+            created_by=user if getattr(user, "pk", None) else None, engine=engine, size=size, sha256=sha256,
+            key_slots=key_slots, manifest=manifest, status=Backup.Status.OK, verified_at=now,
+            healed_blocks=0, healing_margin=1.0,
+        )
+        BackupCopy.objects.bulk_create(
+            [BackupCopy(backup=backup, target=t, path=p, stored_at=now, verified_at=now) for t, p in copies]
+        )
+    return backup

@@ -1,0 +1,121 @@
+"""``restore_backup``: check the manifest, then load the whole backup or a part, all or nothing.
+
+Why the checks come first: a migration mismatch, a wrong key or a backup of
+the other kind must be refused before anything is touched; with ``reset``
+the whole file is read and checked before the schema is dropped, so a
+damaged backup can never leave an empty database behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connections
+
+from dbs_admin.sealed import open_sealed
+
+from . import manifest as manifest_mod
+from . import native, native_postgres, native_sqlite
+from .api import RestoreResult
+from .errors import RestoreError
+from .logical_restore import LogicalRestore, Selection, summary_lines
+from .progress import Reporter
+from .sources import local_copy, private_dir
+
+
+def reset_schema(alias: str) -> None:
+    """Drop every table of ``alias`` and migrate it afresh (``--reset``)."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP SCHEMA public CASCADE")
+            cursor.execute("CREATE SCHEMA public")
+        else:
+            tables = connection.introspection.table_names(cursor)
+            cursor.execute("PRAGMA foreign_keys = OFF")
+            for t in tables:
+                cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(t)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+    call_command("migrate", database=alias, interactive=False, verbosity=0)
+
+
+def restore_backup(
+    source: str | Path, *, target: str | None = None, passphrase: str | None = None, identity: Any = None,
+    database: str = "default", models: list[str] | None = None, objects: list[str] | None = None,
+    dry_run: bool = False, reset: bool = False, allow_migration_mismatch: bool = False, progress=None, cancel=None,
+) -> RestoreResult:
+    started = time.monotonic()
+    reporter = Reporter(progress, cancel)
+    connection = connections[database]
+    selection = Selection.parse(list(models or []), list(objects or []))
+    with local_copy(source, target) as path, open_sealed(path, passphrase=passphrase, identity=identity) as reader:
+        summary = reader.manifest
+        kind = summary.get("kind")
+        if kind not in ("logical", "native"):
+            raise RestoreError("this sealed file is not a dbs_admin database backup (its manifest has no kind)")
+        if not allow_migration_mismatch:
+            manifest_mod.check_migrations(summary.get("migrations", []), connection)
+        if kind == "native":
+            if selection.partial:
+                raise RestoreError("a native backup restores whole; use a logical backup for --models / --object")
+            if summary.get("engine") != connection.vendor:
+                raise RestoreError(f"this native backup is of a {summary.get('engine')} database and cannot be "
+                                   f"restored into {connection.vendor}; use a logical backup across engines")
+        if reset and not dry_run:
+            from .validate import check_contents
+
+            with open_sealed(path, passphrase=passphrase, identity=identity) as first_pass:
+                check_contents(first_pass, summary)
+            reset_schema(database)
+        elif not dry_run and kind == "logical":
+            missing = manifest_mod.unapplied_in_database(connection)
+            if missing:
+                raise RestoreError(f"database {database!r} lacks migrations ({', '.join(missing[:5])}): run "
+                                   f"manage.py migrate --database {database} first, or restore with --reset")
+        if kind == "native":
+            return _restore_native(reader, summary, database, dry_run, reporter, started)
+        job = LogicalRestore(database, selection, dry_run=dry_run, allow_mismatch=allow_migration_mismatch,
+                             manifest_counts=summary.get("counts"), reporter=reporter)
+        job.run(reader)
+        return RestoreResult(
+            database=database, dry_run=dry_run, rows=dict(job.rows_written), files=job.files_written,
+            healed_blocks=len(reader.healed_blocks), changes=list(summary_lines(job)),
+            seconds=time.monotonic() - started,
+        )
+
+
+def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporter: Reporter,
+                    started: float) -> RestoreResult:
+    work = private_dir("restore")
+    staged = None
+    try:
+        staged = native.stage(reader, work, dry_run=dry_run, reporter=reporter)
+        counts = dict(summary.get("counts", {}))
+        verb = "would replace" if dry_run else "replaced"
+        changes = [f"whole database {database!r} ({summary.get('engine')}): {verb} by the backup's "
+                   f"{sum(counts.values())} row(s); the console's own tables are kept",
+                   f"files: {'would write' if dry_run else 'wrote'} {staged.files}"]
+        if not dry_run:
+            reporter.report("database", 0, None, force=True)
+            try:
+                if summary.get("engine") == "sqlite":
+                    native_sqlite.carry_console_tables(staged.dump_path, database)
+                staged.staging.apply()
+                if summary.get("engine") == "sqlite":
+                    native_sqlite.swap_in(staged.dump_path, database)
+                else:
+                    native_postgres.restore(staged.dump_path, database)
+            except BaseException:
+                staged.staging.rollback()
+                raise
+        return RestoreResult(database=database, dry_run=dry_run, rows=counts, files=staged.files,
+                             healed_blocks=len(reader.healed_blocks), changes=changes,
+                             seconds=time.monotonic() - started)
+    finally:
+        if staged is not None:
+            staged.staging.cleanup()
+        shutil.rmtree(work, ignore_errors=True)

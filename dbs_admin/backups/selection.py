@@ -1,0 +1,181 @@
+"""Which models a logical backup carries, in which order, and how each column travels.
+
+Why here and not in capture/restore: both sides must agree exactly on the
+model set (EXCLUDE_MODELS, the console's own records, content types and
+permissions carried by natural key) and on how a value is turned into JSON
+and back. Values go through the field's own conversion (``to_python`` and
+``get_db_prep_save``), never the engine's raw form, so a backup of SQLite
+restores into PostgreSQL and back.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.db import models
+from django.utils.duration import duration_string
+
+from dbs_admin.conf import dbs_settings
+from dbs_admin.registry import FieldKind, registry
+
+REF_MODELS = ("contenttypes.ContentType", "auth.Permission")
+"""Never copied by id: re-linked by natural key into whatever ids the target database has."""
+
+
+def _matches(label: str, patterns: Iterable[str]) -> bool:
+    app_label = label.split(".", 1)[0]
+    lowered = label.lower()
+    return any(p.lower() == lowered or p == f"{app_label}.*" for p in patterns)
+
+
+def is_excluded(model: type[models.Model]) -> bool:
+    """Excluded by ``EXCLUDE_MODELS`` (an auto-created M2M table follows the model that declares it)."""
+    meta = model._meta
+    patterns = list(dbs_settings.EXCLUDE_MODELS)
+    owner = _declaring_model(model)
+    if owner is not None:
+        return _matches(owner._meta.label, patterns) or _matches(meta.label, patterns)
+    return _matches(meta.label, patterns)
+
+
+def _declaring_model(through: type[models.Model]) -> type[models.Model] | None:
+    owner = through._meta.auto_created
+    return owner if isinstance(owner, type) else None
+
+
+def _storable(model: type[models.Model]) -> bool:
+    meta = model._meta
+    return meta.managed and not meta.proxy and not meta.swapped and meta.concrete_model is model
+
+
+def ref_models() -> list[type[models.Model]]:
+    """ContentType and Permission, when their apps are installed."""
+    out = []
+    for label in REF_MODELS:
+        try:
+            out.append(apps.get_model(label))
+        except LookupError:
+            pass
+    return out
+
+
+def all_storable_models() -> list[type[models.Model]]:
+    return [m for m in apps.get_models(include_auto_created=True) if _storable(m)]
+
+
+def backed_up_models() -> list[type[models.Model]]:
+    """Every model a logical backup carries, parents before children (FK dependency order)."""
+    refs = set(REF_MODELS)
+    chosen = [m for m in all_storable_models() if m._meta.label not in refs and not is_excluded(m)]
+    return dependency_order(chosen)
+
+
+def dependency_order(chosen: list[type[models.Model]]) -> list[type[models.Model]]:
+    """Topological order over foreign keys; cycles are tolerated (the restore defers FK checks)."""
+    pending = {m: {f.related_model._meta.concrete_model for f in m._meta.concrete_fields
+                   if f.is_relation and f.related_model is not None} & set(chosen) - {m}
+               for m in chosen}
+    ordered: list[type[models.Model]] = []
+    while pending:
+        ready = [m for m, deps in pending.items() if not deps]
+        if not ready:  # a cycle: take the one with the fewest open dependencies
+            ready = [min(pending, key=lambda m: (len(pending[m]), m._meta.label))]
+        for m in sorted(ready, key=lambda m: m._meta.label):
+            ordered.append(m)
+            del pending[m]
+        for deps in pending.values():
+            deps.difference_update(ready)
+    return ordered
+
+
+# --- columns -------------------------------------------------------------------------------------
+
+_ISO = ("DateTimeField", "DateField", "TimeField")
+_STR = ("DecimalField", "UUIDField")
+_PASS_THROUGH_DB = {
+    "AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
+    "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField", "CharField", "TextField",
+    "SlugField", "EmailField", "URLField", "BooleanField", "FloatField", "FileField", "ImageField",
+    "FilePathField",
+}
+
+
+def _value_field(field: models.Field) -> models.Field:
+    """The field whose values a column holds: a foreign key holds its target's values."""
+    while field.is_relation and getattr(field, "target_field", None) is not None and field.target_field is not field:
+        field = field.target_field
+    return field
+
+
+def _internal_type(field: models.Field) -> str:
+    return _value_field(field).get_internal_type()
+
+
+def encoder(field: models.Field) -> Callable[[Any], Any] | None:
+    """How a Python value of ``field`` becomes JSON (None: it already is JSON)."""
+    kind = _internal_type(field)
+    if kind in _ISO:
+        return lambda v: None if v is None else v.isoformat()
+    if kind in _STR:
+        return lambda v: None if v is None else str(v)
+    if kind == "DurationField":
+        return lambda v: None if v is None else duration_string(v)
+    if kind == "BinaryField":
+        return lambda v: None if v is None else base64.b64encode(bytes(v)).decode("ascii")
+    if kind in _PASS_THROUGH_DB or kind == "JSONField":
+        return None
+    return lambda v: v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else str(v)
+
+
+def decoder(field: models.Field, connection) -> Callable[[Any], Any] | None:
+    """How a JSON value becomes what the target database's driver takes (None: pass it through)."""
+    kind = _internal_type(field)
+    if kind in _PASS_THROUGH_DB:
+        return None
+    target = _value_field(field)
+
+    def convert(v: Any) -> Any:
+        if v is None:
+            return None
+        return target.get_db_prep_save(target.to_python(v), connection)
+
+    if kind == "JSONField":
+        return lambda v: field.get_db_prep_save(v, connection)
+    return convert
+
+
+@dataclass(frozen=True)
+class FileColumn:
+    attname: str
+    kind: FieldKind  # FILE or FILE_PATH
+    field: models.Field
+
+
+def field_kind(model: type[models.Model], field: models.Field) -> FieldKind:
+    policy = registry.policy_for(model)
+    declared = policy.fields.get(field.name) or policy.fields.get(field.attname)
+    if declared is not None:
+        return declared
+    if isinstance(field, models.FileField):
+        return FieldKind.FILE
+    return FieldKind.VALUE
+
+
+def columns(model: type[models.Model]) -> list[models.Field]:
+    """The concrete fields carried (EXCLUDE kinds left out), primary key first."""
+    fields = [f for f in model._meta.concrete_fields if field_kind(model, f) is not FieldKind.EXCLUDE]
+    pk = model._meta.pk
+    return [pk] + [f for f in fields if f is not pk]
+
+
+def file_columns(model: type[models.Model]) -> list[FileColumn]:
+    out = []
+    for f in columns(model):
+        kind = field_kind(model, f)
+        if kind in (FieldKind.FILE, FieldKind.FILE_PATH):
+            out.append(FileColumn(f.attname, kind, f))
+    return out

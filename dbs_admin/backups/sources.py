@@ -1,0 +1,66 @@
+"""Where a backup is read from, and where a new one is written before it reaches its target.
+
+Why a module: restores, validation and the console accept either a local
+path or a name on a target; a remote copy is fetched to a private folder
+(0700, outside MEDIA_ROOT) and removed afterwards, so callers only ever see
+a local path.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from dbs_admin.conf import dbs_settings
+from dbs_admin.targets import Target, get_target
+
+from .errors import BackupError
+
+
+def private_dir(purpose: str) -> Path:
+    """A fresh private working folder under PRIVATE_ROOT (0700); the caller removes it."""
+    root = Path(dbs_settings.PRIVATE_ROOT)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    d = root / f"{purpose}-{secrets.token_hex(6)}"
+    d.mkdir(mode=0o700)
+    return d
+
+
+def target(name: str | None) -> Target:
+    return get_target(name)
+
+
+@contextmanager
+def local_copy(source: str | Path, target_name: str | None) -> Iterator[Path]:
+    """A local path of ``source``: a path as given, or a backup name on a target (fetched if remote)."""
+    path = Path(source)
+    if target_name is None and (path.exists() or path.name != str(source)):
+        if not path.is_file():
+            raise BackupError(f"{path} is not a file; give the path of a .dbs backup")
+        yield path
+        return
+    t = get_target(target_name)
+    name = path.name
+    if not t.exists(name):
+        raise BackupError(f"target {t.name!r} holds no backup named {name!r}; see manage.py dbs_list")
+    local = t.local_path(name)
+    if local is not None:
+        yield local
+        return
+    work = private_dir("fetch")
+    try:
+        yield t.fetch(name, work / name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def latest_name(target_name: str | None) -> str:
+    """The newest backup on a target (``--latest``)."""
+    t = get_target(target_name)
+    files = t.list()
+    if not files:
+        raise BackupError(f"target {t.name!r} holds no backups")
+    return files[0].name

@@ -1,0 +1,127 @@
+"""``validate_backup`` and ``read_manifest``: check a backup without touching any database.
+
+Why two levels (like restic ``check`` / ``--read-data``): the keyless check
+(structure, block hashes, parity, healing margin) needs no secret and is
+cheap enough to run after every upload; with the key, every chunk is
+authenticated AND the contents are parsed: rows counted against the trailer
+and the manifest, every file and dump re-hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dbs_admin.sealed import open_sealed, verify
+from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError
+
+from . import payload
+from .api import ValidationResult
+from .errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
+from .sources import local_copy
+
+
+def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
+    """Parse a whole payload; raise on any mismatch. Returns what was found (rows per model, files)."""
+    rows: dict[str, int] = {}
+    files: dict[tuple[str, str], tuple[int, str]] = {}
+    dump_end = None
+    trailer = None
+    model = None
+    digest = size = None
+    key: tuple[str, str] | None = None
+    kind = None
+    for kind_, body in payload.read_frames(stream):
+        if kind_ == payload.HEAD:
+            kind = payload.load_json(body).get("kind")
+        elif kind_ == payload.MODEL:
+            model = payload.load_json(body)["model"]
+            rows.setdefault(model, 0)
+        elif kind_ == payload.ROWS:
+            if model is None:
+                raise PayloadError("rows before their table record")
+            rows[model] += len(payload.load_json(body))
+        elif kind_ in (payload.FILE, payload.DUMP):
+            spec = payload.load_json(body)
+            key = (spec.get("root"), spec.get("name")) if kind_ == payload.FILE else None
+            digest, size = hashlib.sha256(), 0
+        elif kind_ == payload.DATA:
+            if digest is None:
+                raise PayloadError("data outside a file record")
+            digest.update(body)
+            size += len(body)
+        elif kind_ == payload.END_DATA:
+            end = payload.load_json(body)
+            if digest is None or end.get("size") != size or end.get("sha256") != digest.hexdigest():
+                raise IntegrityCheckError(f"{'file ' + repr(key[1]) if key else 'the database dump'} does not match "
+                                          "its recorded hash; the backup is damaged")
+            if key is None:
+                dump_end = end
+            else:
+                files[key] = (size, end["sha256"])
+            digest = None
+        elif kind_ == payload.TRAILER:
+            trailer = payload.load_json(body)
+    if trailer is None:
+        raise PayloadError("the backup's contents have no trailer; the file is incomplete")
+    if {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])} != files:
+        raise IntegrityCheckError("the backup's files do not match the list it recorded")
+    if kind == "logical":
+        if trailer.get("counts") != rows:
+            raise IntegrityCheckError("the backup's rows do not match the counts it recorded")
+        if summary.get("counts") is not None and summary["counts"] != rows:
+            raise IntegrityCheckError("the backup's rows differ from the counts in its manifest")
+    elif trailer.get("dump") != dump_end:
+        raise IntegrityCheckError("the database dump does not match the hash recorded in the trailer")
+    return {"rows": rows, "files": len(files)}
+
+
+def validate_backup(
+    source: str | Path, *, target: str | None = None, passphrase: str | None = None, identity: Any = None,
+    decrypt: bool = False,
+) -> ValidationResult:
+    if decrypt and not passphrase and identity is None:
+        raise KeyMissingError("--decrypt needs the key: a passphrase (--passphrase-file or $DBS_PASSPHRASE) or "
+                              "an identity file")
+    with local_copy(source, target) as path:
+        report = verify(path)
+        healed = sorted(set(report.healed_blocks) | set(report.repaired_blocks))
+        if not decrypt or not report.ok:
+            return ValidationResult(
+                ok=report.ok, decrypted=False, healed_blocks=healed,
+                unrecoverable_blocks=list(report.unrecoverable_blocks), healing_margin=report.healing_margin,
+                manifest=None, message=report.error or _structure_message(report),
+            )
+        summary = None
+        try:
+            with open_sealed(path, passphrase=passphrase, identity=identity) as reader:
+                summary = reader.manifest
+                found = check_contents(reader, summary)
+        except (AuthenticationError, UnrecoverableError, BackupError) as exc:
+            lost = list(getattr(exc, "blocks", ()) or report.unrecoverable_blocks)
+            return ValidationResult(ok=False, decrypted=False, healed_blocks=healed, unrecoverable_blocks=lost,
+                                    healing_margin=report.healing_margin, manifest=summary, message=str(exc))
+        except SealedError as exc:
+            if exc.__class__.__name__ in ("WrongPassphraseError", "WrongIdentityError", "NoKeyError"):
+                raise
+            return ValidationResult(ok=False, decrypted=False, healed_blocks=healed, unrecoverable_blocks=[],
+                                    healing_margin=report.healing_margin, manifest=summary, message=str(exc))
+        rows = sum(found["rows"].values()) if found["rows"] else sum(summary.get("counts", {}).values())
+        return ValidationResult(
+            ok=True, decrypted=True, healed_blocks=healed, unrecoverable_blocks=[],
+            healing_margin=report.healing_margin, manifest=summary,
+            message=f"{_structure_message(report)}; decrypted and checked: {rows} rows, {found['files']} files",
+        )
+
+
+def _structure_message(report) -> str:
+    if report.intact:
+        return "intact: every block of both copies verified"
+    return f"healed: {len(report.healed_blocks)} damaged block(s) recoverable, healing margin {report.healing_margin}"
+
+
+def read_manifest(source: str | Path, *, target: str | None = None, passphrase: str | None = None,
+                  identity: Any = None) -> dict[str, Any]:
+    with local_copy(source, target) as path, open_sealed(path, passphrase=passphrase, identity=identity) as reader:
+        return dict(reader.manifest)
