@@ -1,0 +1,51 @@
+"""``manage.py dbs_backup``: write a sealed backup to a target (or a file), verified and recorded."""
+
+from __future__ import annotations
+
+from django.core.management import BaseCommand, CommandParser
+
+from dbs_admin.backups.cli import ProgressDisplay, add_key_arguments, failures
+from dbs_admin.backups.create import create_backup
+from dbs_admin.backups.errors import KeyMissingError
+from dbs_admin.backups.keysource import get_passphrase
+from dbs_admin.conf import dbs_settings
+
+
+class Command(BaseCommand):
+    help = "Back up the database and media into a sealed, encrypted, self-healing .dbs file."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--kind", choices=["logical", "native"], default="logical")
+        parser.add_argument("--target", help="Target name from DBS_ADMIN['TARGETS'] (default: DEFAULT_TARGET).")
+        parser.add_argument("--output", help="Write to this file instead of a target (never overwritten).")
+        parser.add_argument("--label", default="", help="A short label, also part of the file name.")
+        parser.add_argument("--recipient", action="append", default=[], help="X25519 recipient (dbs1...); "
+                            "repeatable. Without a passphrase, DBS_ADMIN['RECIPIENTS'] are used.")
+        parser.add_argument("--database", default="default", help="Database alias to back up.")
+        add_key_arguments(parser, identity=False)
+
+    def handle(self, *args, **options) -> None:
+        display = ProgressDisplay(enabled=options["verbosity"] > 0)
+        with failures("backup", display):
+            passphrase = self._passphrase(options)
+            result = create_backup(
+                kind=options["kind"], target=options["target"], output=options["output"], label=options["label"],
+                passphrase=passphrase, recipients=options["recipient"] or None, database=options["database"],
+                progress=display,
+            )
+        where = f"target {', '.join(result.targets)}" if result.targets else str(result.path)
+        self.stdout.write(f"{result.name}: {result.kind}, {result.size} bytes, sha256 {result.sha256}, "
+                          f"verified, on {where}")
+
+    def _passphrase(self, options) -> str | None:
+        """File, then $DBS_PASSPHRASE, then a prompt; no prompt when recipients will hold the key."""
+        recipients = options["recipient"] or list(dbs_settings.RECIPIENTS)
+        no_input = options["no_input"] or bool(recipients)
+        passphrase = get_passphrase(passphrase_file=options["passphrase_file"], no_input=no_input, confirm=True,
+                                    required=False)
+        if passphrase is None and not recipients:
+            raise KeyMissingError(
+                "no key: give --passphrase-file FILE, set $DBS_PASSPHRASE, or name a --recipient "
+                "(or configure DBS_ADMIN['RECIPIENTS']); nothing was written"
+            )
+        return passphrase

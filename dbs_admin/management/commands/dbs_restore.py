@@ -1,0 +1,63 @@
+"""``manage.py dbs_restore FILE|--latest``: restore a backup, whole or in part, all or nothing."""
+
+from __future__ import annotations
+
+from django.core.management import BaseCommand, CommandError, CommandParser
+
+from dbs_admin.backups.cli import ProgressDisplay, add_key_arguments, failures, read_key
+from dbs_admin.backups.keysource import can_prompt
+from dbs_admin.backups.restore import restore_backup
+from dbs_admin.backups.sources import latest_name
+
+
+class Command(BaseCommand):
+    help = "Restore a sealed backup into a database (all or nothing)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", nargs="?", help="Path of a .dbs file, or a backup name on --target.")
+        parser.add_argument("--latest", action="store_true", help="Restore the newest backup of the target.")
+        parser.add_argument("--target", help="Target to read the backup from.")
+        parser.add_argument("--database", default="default", help="Database alias to restore into.")
+        parser.add_argument("--models", nargs="+", metavar="APP.MODEL", help="Restore only these models.")
+        parser.add_argument("--object", action="append", dest="objects", metavar="APP.MODEL:PK",
+                            help="Restore only this object (repeatable).")
+        parser.add_argument("--dry-run", action="store_true", help="Print what would change; write nothing.")
+        parser.add_argument("--reset", action="store_true", help="Drop and recreate the schema first "
+                            "(asks for confirmation; with --no-input also give --yes).")
+        parser.add_argument("--yes", action="store_true", help="Confirm --reset without a prompt.")
+        parser.add_argument("--allow-migration-mismatch", action="store_true",
+                            help="Restore even if the backup's migrations differ from the code's.")
+        add_key_arguments(parser, identity=True)
+
+    def handle(self, *args, **options) -> None:
+        if bool(options["file"]) == bool(options["latest"]):
+            raise CommandError("give a backup FILE or --latest (not both)")
+        display = ProgressDisplay(enabled=options["verbosity"] > 0)
+        with failures("restore", display):
+            key = read_key(options)
+            source = options["file"] or latest_name(options["target"])
+            target = options["target"] if (options["latest"] or options["target"]) else None
+            if options["reset"] and not options["dry_run"]:
+                self._confirm_reset(options)
+            result = restore_backup(
+                source, target=target, database=options["database"], models=options["models"],
+                objects=options["objects"], dry_run=options["dry_run"], reset=options["reset"],
+                allow_migration_mismatch=options["allow_migration_mismatch"], progress=display, **key,
+            )
+        for line in result.changes:
+            self.stdout.write(("would: " if result.dry_run else "") + line)
+        verb = "dry run of" if result.dry_run else "restored"
+        healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
+        self.stdout.write(f"{verb} {source} into {result.database!r}: {sum(result.rows.values())} rows, "
+                          f"{result.files} files in {result.seconds:.1f}s{healed}")
+
+    def _confirm_reset(self, options) -> None:
+        database = options["database"]
+        if options["yes"]:
+            return
+        if not can_prompt(options["no_input"]):
+            raise CommandError("--reset drops every table of the database: confirm with --yes when not interactive")
+        answer = input(f"--reset drops EVERY table of database {database!r} (the console's own records too) and "
+                       f"migrates it afresh before restoring. Type 'reset' to continue: ")
+        if answer.strip() != "reset":
+            raise CommandError("reset not confirmed; nothing was changed")
