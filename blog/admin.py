@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
+from dbs_admin.history.admin import HistoryAdminMixin
+
 from .models import Attachment, Category, Post, Tag
 
 
@@ -19,7 +21,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 @admin.register(Post)
-class PostAdmin(admin.ModelAdmin):
+class PostAdmin(HistoryAdminMixin, admin.ModelAdmin):
     list_display = ["title", "status", "category", "created_at", "updated_at"]
     list_filter = ["status", "editor_type", "category"]
     search_fields = ["title", "slug", "excerpt"]

@@ -1,0 +1,233 @@
+"""History pages in the admin: versions, compare, restore preview/confirm, image bytes, recover deleted.
+
+Add :class:`HistoryAdminMixin` to the ModelAdmin of a tracked model. Its
+*History* button (the admin's own ``history/`` URL) then lists the stored
+versions for superusers; other staff keep Django's action log there. Every
+page that shows stored content or image bytes is superuser-only
+(``is_console_user``): history holds full content, including drafts and
+images that were removed from the site.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Max
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import format_html
+
+from ..admin import SuperuserOnlyAdmin
+from ..models import HistoryVersion
+from ..permissions import is_console_user
+from . import context
+from .collect import model_label
+from .diff import diff_documents
+from .errors import HistoryError
+from .restore import apply_restore, plan_restore
+from .snapshot import describe_summary, history_in_folder, resolve_history
+from .store import META
+
+PAGE_SIZE = 25
+
+
+class HistoryAdminMixin:
+    """Per-object version history for a ModelAdmin whose model is passed to ``track_history``."""
+
+    change_list_template = "dbs_admin/history/change_list.html"
+
+    # -- acting user for snapshots made by admin saves ------------------------------------------
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with context.acting_user(request.user):
+            return super().changeform_view(request, *args, **kwargs)
+
+    def delete_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with context.acting_user(request.user):
+            return super().delete_view(request, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "dbs_history_can_recover": is_console_user(request)}
+        with context.acting_user(request.user):
+            return super().changelist_view(request, extra_context)
+
+    # -- urls -------------------------------------------------------------------------------------
+    def _url_name(self, name: str) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}_dbs_history_{name}"
+
+    def get_urls(self) -> list:
+        wrap: Callable = lambda view: self.admin_site.admin_view(self._console_only(view))  # noqa: E731
+        return [
+            path("dbs-history/deleted/", wrap(self.deleted_view), name=self._url_name("deleted")),
+            path("dbs-history/deleted/<str:folder>/", wrap(self.recover_view), name=self._url_name("recover")),
+            path("dbs-history/image/<str:folder>/<path:stored>", wrap(self.image_view), name=self._url_name("image")),
+            path("<path:object_id>/history/compare/", wrap(self.compare_view), name=self._url_name("compare")),
+            path("<path:object_id>/history/restore/<str:version_id>/", wrap(self.restore_view),
+                 name=self._url_name("restore")),
+            *super().get_urls(),
+        ]
+
+    def _console_only(self, view: Callable) -> Callable:
+        def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not is_console_user(request):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return checked
+
+    def _reverse(self, name: str, *args: Any) -> str:
+        return reverse(f"{self.admin_site.name}:{self._url_name(name)}", args=args)
+
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "opts": self.opts, "title": title, **extra}
+
+    def _history_of(self, obj: Any) -> Any:
+        from .collect import capture_instance
+
+        return resolve_history(self.model, obj.pk, capture_instance(obj))
+
+    # -- pages ------------------------------------------------------------------------------------
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        if not is_console_user(request) or request.GET.get("log"):
+            return super().history_view(request, object_id, extra_context)
+        obj = get_object_or_404(self.model, pk=object_id)
+        history = self._history_of(obj)
+        rows = HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name).order_by(
+            "-created_at", "-version_id"
+        )
+        page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+        versions = [
+            {"row": row, "what": describe_summary(row.summary),
+             "restore_url": self._reverse("restore", obj.pk, row.version_id)}
+            for row in page
+        ]
+        return TemplateResponse(request, "dbs_admin/history/versions.html", self._context(
+            request, f"History: {obj}", object=obj, page=page, versions=versions,
+            compare_url=self._reverse("compare", obj.pk), folder=history.dir.relative_to(history.root).as_posix(),
+        ))
+
+    def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        obj = get_object_or_404(self.model, pk=object_id)
+        history = self._history_of(obj)
+        ids = history.versions()
+        if not ids:
+            raise Http404("This object has no stored versions yet.")
+        a = request.GET.get("a") or (ids[-2] if len(ids) > 1 else ids[-1])
+        b = request.GET.get("b") or ids[-1]
+        if a not in ids or b not in ids:
+            raise Http404("No such version.")
+        old, new = history.read(a), history.read(b)
+        diff = diff_documents(old, new, {f.name for f in self.model._meta.many_to_many})
+        image_url = lambda e: self._reverse("image", history.dir.name, e["stored"]) if e.get("stored") else ""  # noqa: E731
+        return TemplateResponse(request, "dbs_admin/history/compare.html", self._context(
+            request, f"Compare versions: {obj}", object=obj, a=a, b=b, versions=ids, diff=diff,
+            meta_a=old.get(META, {}), meta_b=new.get(META, {}),
+            images_added=[{**e, "url": image_url(e)} for e in diff.images_added],
+            images_removed=[{**e, "url": image_url(e)} for e in diff.images_removed],
+            history_url=reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_history",
+                                args=[obj.pk]),
+            restore_a=self._reverse("restore", obj.pk, a), restore_b=self._reverse("restore", obj.pk, b),
+        ))
+
+    def restore_view(self, request: HttpRequest, object_id: str, version_id: str) -> HttpResponse:
+        obj = get_object_or_404(self.model, pk=object_id)
+        history = self._history_of(obj)
+        back = reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_history", args=[obj.pk])
+        return self._restore_page(request, history.dir.name, version_id, back, f"Restore {obj}")
+
+    def deleted_view(self, request: HttpRequest) -> HttpResponse:
+        label = model_label(self.model)
+        groups = (
+            HistoryVersion.objects.filter(model_label=label, object_deleted=True)
+            .values("object_key").annotate(last=Max("created_at"), versions=Count("id")).order_by("-last")
+        )
+        page = Paginator(groups, PAGE_SIZE).get_page(request.GET.get("page"))
+        keys = [g["object_key"] for g in page]
+        titles: dict[str, str] = {}
+        for row in HistoryVersion.objects.filter(model_label=label, object_key__in=keys).order_by("created_at"):
+            titles[row.object_key] = row.title
+        items = [{**g, "title": titles.get(g["object_key"], ""), "url": self._reverse("recover", g["object_key"])}
+                 for g in page]
+        return TemplateResponse(request, "dbs_admin/history/deleted.html", self._context(
+            request, f"Recover deleted {self.opts.verbose_name_plural}", page=page, items=items,
+        ))
+
+    def recover_view(self, request: HttpRequest, folder: str) -> HttpResponse:
+        if not HistoryVersion.objects.filter(model_label=model_label(self.model), object_key=folder).exists():
+            raise Http404("No history for this object.")
+        return self._restore_page(request, folder, request.GET.get("version") or request.POST.get("version"),
+                                  self._reverse("deleted"), f"Recover {folder}")
+
+    def _restore_page(self, request: HttpRequest, folder: str, version_id: str | None, back: str, title: str
+                      ) -> HttpResponse:
+        try:
+            plan = plan_restore(self.model, folder, version_id)
+        except HistoryError as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(back)
+        if request.method == "POST":
+            try:
+                result = apply_restore(plan_restore(self.model, folder, plan.version_id), user=request.user)
+            except HistoryError as exc:
+                messages.error(request, f"Nothing was restored: {exc}")
+                return HttpResponseRedirect(request.get_full_path())
+            messages.success(request, f"Restored {result.obj} to version {plan.version_id}"
+                                      f" ({result.images_written} image files written).")
+            return HttpResponseRedirect(
+                reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_history",
+                        args=[result.obj.pk])
+            )
+        return TemplateResponse(request, "dbs_admin/history/restore.html", self._context(
+            request, title, plan=plan, lines=plan.lines(), back=back,
+            action=request.get_full_path(),
+        ))
+
+    def image_view(self, request: HttpRequest, folder: str, stored: str) -> HttpResponse:
+        history = history_in_folder(self.model, folder)
+        try:
+            file_path = history.image_path(stored)
+        except HistoryError as exc:
+            raise Http404(str(exc)) from exc
+        if not history.dir.is_dir() or not file_path.is_file():
+            raise Http404("No such stored image.")
+        response = FileResponse(open(file_path, "rb"), content_type=mimetypes.guess_type(file_path.name)[0]
+                                or "application/octet-stream")
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+
+@admin.register(HistoryVersion)
+class HistoryVersionAdmin(SuperuserOnlyAdmin):
+    """Every stored version of every tracked model, searchable; links to each object's history or recovery."""
+
+    list_display = ["model_label", "object_key", "version_id", "created_at", "username", "what", "object_deleted",
+                    "open"]
+    list_filter = ["model_label", "object_deleted"]
+    search_fields = ["object_key", "title", "username"]
+    date_hierarchy = "created_at"
+    list_per_page = 50
+
+    @admin.display(description="What changed")
+    def what(self, row: HistoryVersion) -> str:
+        return describe_summary(row.summary)
+
+    @admin.display(description="")
+    def open(self, row: HistoryVersion) -> str:
+        app_label, model_name = row.model_label.split(".", 1)
+        try:
+            if row.object_deleted:
+                url = reverse(f"admin:{app_label}_{model_name}_dbs_history_recover", args=[row.object_key])
+                return format_html('<a href="{}">Recover…</a>', url)
+            return format_html('<a href="{}">History</a>',
+                               reverse(f"admin:{app_label}_{model_name}_history", args=[row.object_pk]))
+        except NoReverseMatch:
+            return ""
