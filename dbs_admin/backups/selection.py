@@ -115,9 +115,20 @@ def _internal_type(field: models.Field) -> str:
     return _value_field(field).get_internal_type()
 
 
+def _builtin(field: models.Field) -> bool:
+    return type(field).__module__.startswith("django.")
+
+
+def _jsonable(v: Any) -> Any:
+    return v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else str(v)
+
+
 def encoder(field: models.Field) -> Callable[[Any], Any] | None:
     """How a Python value of ``field`` becomes JSON (None: it already is JSON)."""
-    kind = _internal_type(field)
+    vf = _value_field(field)
+    if not _builtin(vf):  # a third-party field: its own get_prep_value says what the stored value is
+        return lambda v: None if v is None else _jsonable(vf.get_prep_value(v))
+    kind = vf.get_internal_type()
     if kind in _ISO:
         return lambda v: None if v is None else v.isoformat()
     if kind in _STR:
@@ -128,15 +139,15 @@ def encoder(field: models.Field) -> Callable[[Any], Any] | None:
         return lambda v: None if v is None else base64.b64encode(bytes(v)).decode("ascii")
     if kind in _PASS_THROUGH_DB or kind == "JSONField":
         return None
-    return lambda v: v if v is None or isinstance(v, (str, int, float, bool, list, dict)) else str(v)
+    return _jsonable
 
 
 def decoder(field: models.Field, connection) -> Callable[[Any], Any] | None:
     """How a JSON value becomes what the target database's driver takes (None: pass it through)."""
-    kind = _internal_type(field)
-    if kind in _PASS_THROUGH_DB:
-        return None
     target = _value_field(field)
+    kind = target.get_internal_type()
+    if kind in _PASS_THROUGH_DB and _builtin(target):
+        return None
 
     def convert(v: Any) -> Any:
         if v is None:
