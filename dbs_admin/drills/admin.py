@@ -1,0 +1,108 @@
+"""The Drills list of the console: read-only reports with their checks, the RTO trend, a *Run drill* button."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from ..admin import SuperuserOnlyAdmin
+from ..conf import dbs_settings
+from ..models import DrillCheck, DrillReport
+from ..permissions import is_console_user
+from .chart import rto_chart
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 120:
+        return f"{value:.1f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h" if value < 172800 else f"{value / 86400:.1f} days"
+
+
+class DrillCheckInline(admin.TabularInline):
+    model = DrillCheck
+    extra = 0
+    can_delete = False
+    fields = ("order", "name", "verdict", "seconds", "detail_block")
+    readonly_fields = fields
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return is_console_user(request)
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="result")
+    def verdict(self, check: DrillCheck) -> str:
+        return "passed" if check.passed else "FAILED"
+
+    @admin.display(description="detail")
+    def detail_block(self, check: DrillCheck) -> str:
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', check.detail)
+
+
+@admin.register(DrillReport)
+class DrillReportAdmin(SuperuserOnlyAdmin):
+    list_display = ("started_at", "backup_name", "verdict", "failed_checks", "rto", "rpo", "engine")
+    list_filter = ("passed", "engine")
+    search_fields = ("backup_name",)
+    date_hierarchy = "started_at"
+    inlines = [DrillCheckInline]
+    fields = ("backup_name", "backup", "job", "verdict", "started_at", "finished_at", "rto", "rpo", "engine",
+              "scratch_database", "error")
+    readonly_fields = fields
+    change_list_template = "dbs_admin/drills/change_list.html"
+
+    @admin.display(description="result", ordering="passed")
+    def verdict(self, report: DrillReport) -> str:
+        return "running" if report.passed is None else ("passed" if report.passed else "FAILED")
+
+    @admin.display(description="failed checks")
+    def failed_checks(self, report: DrillReport) -> str:
+        failed = ", ".join(c.name for c in report.checks.all() if not c.passed)
+        return failed or ("-" if report.passed is not False else report.error[:80])
+
+    @admin.display(description="restore time (RTO)", ordering="restore_seconds")
+    def rto(self, report: DrillReport) -> str:
+        return _seconds(report.restore_seconds)
+
+    @admin.display(description="backup age (RPO)", ordering="backup_age_seconds")
+    def rpo(self, report: DrillReport) -> str:
+        return _seconds(report.backup_age_seconds)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("checks")
+
+    def get_urls(self):
+        run = path("run/", self.admin_site.admin_view(self.run_view), name="dbs_admin_drillreport_run")
+        return [run, *super().get_urls()]
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        extra = {"rto_chart": rto_chart(), "targets": list(dbs_settings.TARGETS),
+                 "default_target": dbs_settings.DEFAULT_TARGET, **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def run_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: queue a drill of the newest backup of the chosen target, then show the job's progress."""
+        if not is_console_user(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        from .tasks import queue_drill
+
+        target = request.POST.get("target") or dbs_settings.DEFAULT_TARGET
+        if target not in dbs_settings.TARGETS:
+            messages.error(request, f"Unknown target {target!r}.")
+            return HttpResponseRedirect(reverse("admin:dbs_admin_drillreport_changelist"))
+        job = queue_drill(target=target, user=request.user)
+        messages.success(request, f"Drill of the newest backup on {target!r} queued (job #{job.pk}).")
+        return HttpResponseRedirect(reverse("dbs_admin:job", args=[job.pk]))

@@ -1,0 +1,58 @@
+"""Recording a drill: the report row, one row per check, the verdict.
+
+Each check is written as soon as it has run, so a drill that dies part-way
+still shows how far it got (and the console can show a running drill).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.utils import timezone
+
+from ..models import Backup, DrillCheck, DrillReport, Job
+
+
+def start_report(*, backup_name: str, backup: Backup | None = None, job: Job | None = None,
+                 engine: str = "") -> DrillReport:
+    return DrillReport.objects.create(
+        backup_name=backup_name, backup=backup, job=job, engine=engine, started_at=timezone.now()
+    )
+
+
+def record_check(report: DrillReport, name: str, passed: bool, detail: str = "", seconds: float = 0.0) -> DrillCheck:
+    order = report.checks.count()
+    return DrillCheck.objects.create(
+        report=report, order=order, name=name, passed=passed, detail=detail[:20000], seconds=round(seconds, 4)
+    )
+
+
+def finish_report(report: DrillReport, *, error: str = "") -> DrillReport:
+    """The verdict: passed only when at least one check ran, every check passed and nothing raised."""
+    checks = list(report.checks.all())
+    report.passed = bool(checks) and all(c.passed for c in checks) and not error
+    report.error = error[:20000]
+    report.finished_at = timezone.now()
+    report.save(update_fields=["passed", "error", "finished_at"])
+    return report
+
+
+def mark_interrupted(drill_ids: Iterable[int], *, by: DrillReport) -> int:
+    """Reports of drills whose process died stay "running" for ever; close them as failed."""
+    return DrillReport.objects.filter(pk__in=list(drill_ids), passed__isnull=True).update(
+        passed=False,
+        finished_at=timezone.now(),
+        error=f"Interrupted: the drill's process died; drill #{by.pk} removed its scratch database.",
+    )
+
+
+def failed_checks(report: DrillReport) -> list[DrillCheck]:
+    return [c for c in report.checks.all() if not c.passed]
+
+
+def latest_drill(*, finished: bool = True) -> DrillReport | None:
+    """The newest drill (by default the newest that finished), for the dashboard and health."""
+    qs = DrillReport.objects.all()
+    if finished:
+        qs = qs.filter(passed__isnull=False)
+    return qs.prefetch_related("checks").order_by("-started_at", "-pk").first()

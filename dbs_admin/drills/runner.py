@@ -1,0 +1,294 @@
+"""One restore drill, start to finish: pick the backup, restore it into a scratch database, check, record.
+
+The order matters and each step is recorded as a check, so a failure names
+the step: ``backup integrity`` (every block of the sealed file, then the
+whole payload authenticated with the key), ``schema`` (the scratch database
+migrated to the backup's recorded migration state), ``restore`` (through
+the same ``restore_backup`` users run, into the scratch alias), then the
+data checks of :mod:`.checks`.
+
+RTO is what a real recovery would take: fetching the file from its target,
+building the schema and restoring rows and files. RPO is the backup's age
+when the drill started.
+
+Files: the restore writes MEDIA_ROOT files into the scratch folder (MEDIA_ROOT
+is overridden for the drill's duration), never over the site's own media.
+That override is process-wide, which is why drills run in a worker or a
+command, not inside a web request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.management import call_command
+from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+from django.test.utils import override_settings
+from django.utils.dateparse import parse_datetime
+
+from ..backups import api
+from ..backups.errors import BackupError, CancelledError
+from ..backups.files import file_roots
+from ..models import Backup, DrillReport, Job
+from ..sealed import SealedError, verify
+from ..targets import get_target
+from . import checks
+from .alerts import alert_failure
+from .errors import DrillError, NoBackupToDrill
+from .inventory import Inventory, read_inventory
+from .keys import resolve_key
+from .report import finish_report, mark_interrupted, record_check, start_report
+from .scratch import ScratchDatabase, base_vendor, cleanup_orphans, drills_root, scratch_database
+
+log = logging.getLogger("dbs_admin.drills")
+
+Progress = Callable[[str, int, "int | None"], None]
+Cancel = Callable[[], bool]
+
+
+class _Stop(Exception):
+    """A step failed; the remaining steps cannot run (recorded already)."""
+
+
+class Drill:
+    """The state of one running drill; :func:`run_drill` is the public entry point."""
+
+    def __init__(self, report: DrillReport, *, progress: Progress | None, cancel: Cancel | None):
+        self.report = report
+        self.progress = progress or (lambda stage, done, total: None)
+        self.cancel = cancel or (lambda: False)
+        self.rto = 0.0
+
+    def check_cancel(self) -> None:
+        if self.cancel():
+            raise CancelledError("the drill was cancelled; its scratch database was dropped")
+
+    def step(self, name: str, func: Callable[[], Any], *, rto: bool = False) -> Any:
+        """Run one step, record it as a check; a failing step stops the drill."""
+        self.check_cancel()
+        self.progress(name, 0, None)
+        start = time.monotonic()
+        try:
+            detail = func()
+        except CancelledError:
+            raise
+        except (BackupError, SealedError, DrillError) as exc:
+            record_check(self.report, name, False, str(exc), time.monotonic() - start)
+            raise _Stop(name) from exc
+        except Exception as exc:
+            record_check(self.report, name, False, _one_line(exc), time.monotonic() - start)
+            log.exception("drill %s: step %s crashed", self.report.pk, name)
+            raise _Stop(name) from exc
+        seconds = time.monotonic() - start
+        if rto:
+            self.rto += seconds
+        passed = not (isinstance(detail, checks.Outcome) and not detail.passed)
+        text = detail.detail if isinstance(detail, checks.Outcome) else str(detail or "")
+        record_check(self.report, name, passed, text, seconds)
+        if not passed:
+            raise _Stop(name)
+        return detail
+
+
+def _one_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
+
+
+# --- choosing the backup --------------------------------------------------------------
+
+
+def resolve_source(source: str | Path | None, target: str | None) -> tuple[str, str | Path, str | None]:
+    """``(name, source, target)``: a local path, or a name on a target (the newest when source is None)."""
+    if source is not None and target is None:
+        path = Path(source)
+        if not path.is_file():
+            raise NoBackupToDrill(f"no backup file {path}; give an existing .dbs file or use --latest")
+        return path.name, path, None
+    t = get_target(target)
+    if source is None:
+        files = t.list()
+        if not files:
+            raise NoBackupToDrill(f"target {t.name!r} holds no backup yet; run `manage.py dbs_backup` first")
+        source = files[0].name
+    return str(source), str(source), t.name
+
+
+def _local_copy(report: DrillReport, source: str | Path, target: str | None) -> Path:
+    """A local path of the file: itself, the local target's file, or a download into the drill folder."""
+    if target is None:
+        return Path(source)
+    t = get_target(target)
+    local = t.local_path(str(source))
+    if local is not None:
+        return Path(local)
+    folder = drills_root() / f"dbs_drill_{report.pk}.download"
+    folder.mkdir(exist_ok=True)
+    return Path(t.fetch(str(source), folder / str(source)))
+
+
+def _created_at(backup: Backup | None, manifest: dict[str, Any]) -> datetime | None:
+    if backup is not None:
+        return backup.created_at
+    value = manifest.get("created_at")
+    return parse_datetime(value) if isinstance(value, str) else None
+
+
+# --- the steps --------------------------------------------------------------------------
+
+
+def _integrity(path: Path, key: dict[str, Any], holder: dict[str, Any]) -> str:
+    report = verify(path)
+    if not report.ok:
+        blocks = report.unrecoverable_blocks[:20]
+        regions = report.unrecoverable_regions
+        raise DrillError(
+            "the backup is damaged beyond repair: "
+            + (f"unrecoverable blocks {blocks}" if blocks else "")
+            + (f" regions {regions}" if regions else "")
+            + (f" ({report.error})" if report.error else "")
+        )
+    inv: Inventory = read_inventory(path, **key)
+    holder["manifest"], holder["inventory"] = inv.manifest, inv
+    state = "intact" if report.intact else f"healed {len(report.healed_blocks)} damaged block(s)"
+    return (
+        f"{state}, {report.block_count} blocks, payload authenticated "
+        f"({len(inv.models)} models, {len(inv.files)} files; healing margin {report.healing_margin:.2f})"
+    )
+
+
+def _migration_targets(alias: str, recorded: list[list[str]]) -> list[tuple[str, str]] | None:
+    """Per-app migration targets reproducing ``recorded``; None when it is simply every migration of the code."""
+    loader = MigrationLoader(connections[alias], ignore_no_migrations=True)
+    replaced = {k for m in loader.replacements.values() for k in m.replaces}
+    nodes = set(loader.graph.nodes) - replaced
+    wanted = {tuple(m) for m in recorded} - replaced
+    if unknown := sorted(wanted - nodes):
+        raise DrillError(
+            "the backup was made with migrations this code does not have: "
+            + ", ".join(f"{a}.{n}" for a, n in unknown[:20])
+        )
+    if wanted == nodes:
+        return None
+    targets = []
+    for app in sorted({a for a, _ in nodes}):
+        mine = [k for k in wanted if k[0] == app]
+        if not mine:
+            targets.append((app, "zero"))
+            continue
+        leaf = max(mine, key=lambda k: len(loader.graph.forwards_plan(k)))
+        targets.append(leaf)
+    return targets
+
+
+def _schema(scratch: ScratchDatabase, manifest: dict[str, Any]) -> str:
+    recorded = manifest.get("migrations") or []
+    targets = _migration_targets(scratch.alias, recorded)
+    if targets is None:
+        call_command("migrate", database=scratch.alias, interactive=False, verbosity=0)
+        return f"migrated to the code's {len(recorded)} migrations (as recorded)"
+    for app, name in targets:
+        call_command("migrate", app, name, database=scratch.alias, interactive=False, verbosity=0)
+    return f"migrated to the recorded state: {len(recorded)} migrations over {len(targets)} apps"
+
+
+def _restore(drill: Drill, scratch: ScratchDatabase, source: str | Path, target: str | None,
+             key: dict[str, Any]) -> str:
+    result = api.restore_backup(
+        source, target=target, database=scratch.alias, progress=drill.progress, cancel=drill.cancel, **key,
+    )
+    rows = sum(result.rows.values())
+    healed = f", healed {result.healed_blocks} block(s)" if result.healed_blocks else ""
+    return f"{rows} rows in {len(result.rows)} models, {result.files} files{healed}"
+
+
+# --- the entry point -------------------------------------------------------------------
+
+
+def run_drill(
+    source: str | Path | None = None,
+    *,
+    target: str | None = None,
+    passphrase: str | None = None,
+    identity: Any = None,
+    job: Job | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+    alert: bool = True,
+) -> DrillReport:
+    """Drill ``source`` (a path, a name on ``target``, or the newest backup of ``target``).
+
+    Always returns the recorded report (a drill that could not even start is
+    a failed report with the reason in ``error``); mails ADMINS on failure.
+    """
+    engine = base_vendor()
+    try:
+        name, source, target = resolve_source(source, target)
+    except (DrillError, BackupError) as exc:
+        report = start_report(backup_name="(none)", job=job, engine=engine)
+        return _finish(report, str(exc), alert)
+    backup = Backup.objects.filter(name=name).first()
+    report = start_report(backup_name=name, backup=backup, job=job, engine=engine)
+    cleaned = cleanup_orphans(report.pk)
+    if cleaned:
+        mark_interrupted(cleaned, by=report)
+    drill = Drill(report, progress=progress, cancel=cancel)
+    error = ""
+    try:
+        passphrase, identity = resolve_key(passphrase, identity)
+        key = {"passphrase": passphrase, "identity": identity}
+        with scratch_database(report.pk) as scratch:
+            report.scratch_database = scratch.name
+            report.save(update_fields=["scratch_database"])
+            _run_steps(drill, scratch, source, target, backup, key)
+    except _Stop as stop:
+        log.warning("drill %s of %s failed at %s", report.pk, name, stop)
+    except CancelledError as exc:
+        error = str(exc)
+    except Exception as exc:  # recorded in the report and mailed; the scratch database is gone already
+        log.exception("drill %s of %s could not run", report.pk, name)
+        error = _one_line(exc) if not isinstance(exc, DrillError | BackupError) else str(exc)
+    return _finish(report, error, alert)
+
+
+def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, key) -> None:
+    report = drill.report
+    holder: dict[str, Any] = {}
+    local = drill.step("fetch", lambda: str(_local_copy(report, source, target)), rto=True) if target else source
+    local_path = Path(local)
+    drill.step("backup integrity", lambda: _integrity(local_path, key, holder))
+    manifest, inventory = holder["manifest"], holder["inventory"]
+    created = _created_at(backup, manifest)
+    if created is not None:
+        report.backup_age_seconds = max(0.0, (report.started_at - created).total_seconds())
+        report.save(update_fields=["backup_age_seconds"])
+    with override_settings(MEDIA_ROOT=str(scratch.media_root)):
+        if manifest.get("kind", "logical") == "logical":
+            drill.step("schema", lambda: _schema(scratch, manifest), rto=True)
+        drill.step("restore", lambda: _restore(drill, scratch, local_path, None, key), rto=True)
+        report.restore_seconds = round(drill.rto, 3)
+        report.save(update_fields=["restore_seconds"])
+        ctx = checks.DrillContext(
+            alias=scratch.alias, manifest=manifest, inventory=inventory, media_root=scratch.media_root,
+            file_roots=file_roots(),
+        )
+        todo = checks.data_checks()
+        for i, (name, func) in enumerate(todo):
+            drill.check_cancel()
+            drill.progress(f"check: {name}", i, len(todo))
+            run = checks.run_check(name, func, ctx)
+            record_check(report, run.name, run.passed, run.detail, run.seconds)
+
+
+def _finish(report: DrillReport, error: str, alert: bool) -> DrillReport:
+    finish_report(report, error=error)
+    if not report.passed and alert:
+        alert_failure(report)
+    return report
+

@@ -1,0 +1,11 @@
+"""URLs of the drills (included by dbs_admin/urls.py under the ``dbs_admin`` namespace)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("status/", views.status, name="status"),
+]

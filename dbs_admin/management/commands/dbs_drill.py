@@ -1,0 +1,78 @@
+"""``manage.py dbs_drill [FILE | --latest [--target NAME]]``: restore a backup into a scratch database and check it.
+
+Exit status 0 only when every check passed; 1 when the drill ran and a
+check failed (each check is printed, the failing ones with their detail);
+2 when the command was used wrongly.
+"""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from dbs_admin.backups.keysource import get_passphrase
+from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.runner import run_drill
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else (f"{value:.2f} s" if value < 120 else f"{value / 60:.1f} min")
+
+
+def age(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    return f"{value / 3600:.1f} h" if value < 3 * 86400 else f"{value / 86400:.1f} days"
+
+
+class Command(BaseCommand):
+    help = "Restore a backup into a throw-away database, check it, and record the drill (exit 0 = passed)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("file", nargs="?", help="A .dbs file (or a backup name with --target).")
+        parser.add_argument("--latest", action="store_true", help="Drill the newest backup of the target.")
+        parser.add_argument("--target", help="Target to take the backup from (default: DEFAULT_TARGET).")
+        parser.add_argument("--passphrase-file", help="File holding the passphrase (else $DBS_PASSPHRASE).")
+        parser.add_argument(
+            "--identity", help="Identity file for recipient-sealed backups (its passphrase in "
+            "$DBS_DRILL_IDENTITY_PASSPHRASE); default DBS_ADMIN['DRILL_IDENTITY'].",
+        )
+        parser.add_argument("--no-input", action="store_true", help="Never prompt for a passphrase.")
+        parser.add_argument("--no-mail", action="store_true", help="Do not mail ADMINS when the drill fails.")
+
+    def handle(self, *args, **options) -> None:
+        if bool(options["file"]) == bool(options["latest"]):
+            raise CommandError("give a backup FILE or --latest (with --target NAME for another target)")
+        passphrase = get_passphrase(passphrase_file=options["passphrase_file"], no_input=True, required=False)
+        identity = options["identity"]
+        if passphrase is None and identity is None and not dbs_settings.DRILL_IDENTITY:
+            passphrase = get_passphrase(no_input=options["no_input"], required=False)
+        target = options["target"] if (options["latest"] or options["target"]) else None
+        if options["latest"] and target is None:
+            target = dbs_settings.DEFAULT_TARGET
+        report = run_drill(
+            None if options["latest"] else options["file"], target=target, passphrase=passphrase,
+            identity=identity, alert=not options["no_mail"],
+        )
+        self.print_report(report)
+        if not report.passed:
+            raise SystemExit(1)
+
+    def print_report(self, report) -> None:
+        out = self.stdout
+        out.write(f"Drill #{report.pk} of {report.backup_name} ({report.engine or '?'})")
+        for check in report.checks.all():
+            mark = self.style.SUCCESS("PASS") if check.passed else self.style.ERROR("FAIL")
+            first, *rest = (check.detail or "").splitlines() or [""]
+            out.write(f"  {mark}  {check.name:<34} {check.seconds:7.2f} s  {first}")
+            if not check.passed:
+                for line in rest[:40]:
+                    out.write(f"        {line}")
+        if report.error:
+            out.write(self.style.ERROR(f"  error: {report.error}"))
+        verdict = self.style.SUCCESS("PASSED") if report.passed else self.style.ERROR("FAILED")
+        failed = [c.name for c in report.checks.all() if not c.passed]
+        out.write(
+            f"{verdict}: restore time (RTO) {seconds(report.restore_seconds)}, "
+            f"backup age (RPO) {age(report.backup_age_seconds)}"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
