@@ -165,4 +165,5 @@ class AuditEventAdmin(SuperuserOnlyAdmin):
     search_fields = ["username", "object_repr", "detail", "ip"]
     date_hierarchy = "at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
+from .drills import admin as _drills_admin  # noqa: E402,F401
 from .history import admin as _history_admin  # noqa: E402,F401

@@ -19,3 +19,4 @@ class DbsAdminConfig(AppConfig):
         from .history.signals import connect_signals  # after dbs.py: it connects the models they track
 
         connect_signals()
+        from .drills import wiring  # noqa: F401  (drills: recoverability system check, weekly drill schedule)

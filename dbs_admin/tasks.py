@@ -6,3 +6,4 @@ service functions as the management commands.
 """
 from .history.tasks import snapshot_object  # noqa: E402,F401
 from .console.tasks import reap_lost_jobs_task, run_backup, run_restore, run_validate, scheduled_backup  # noqa: E402,F401
+from .drills.tasks import run_drill_task  # noqa: E402,F401

@@ -19,3 +19,7 @@ urlpatterns = [
     path("restore/confirm/", restore.restore_confirm, name="restore_confirm"),
     path("schedules/", views.schedules_page, name="schedules"),
 ]
+
+from .drills.urls import urlpatterns as _drills_urlpatterns  # noqa: E402
+
+urlpatterns += _drills_urlpatterns
