@@ -12,6 +12,12 @@ from PIL import Image
 from blog.models import Category, Post, Tag
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Users are made in most tests; the production hasher would spend seconds on each."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def history_root(tmp_path, settings):
     root = tmp_path / "history"
