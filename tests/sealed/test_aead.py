@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import resource
 
@@ -306,3 +308,27 @@ def test_memory_stays_constant_on_a_long_stream() -> None:
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert total == 128 << 20
     assert grown_kib < 24 * 1024, f"peak RSS grew by {grown_kib} KiB"
+
+
+# --- docs/format-crypto.md, section 3 and 7: an independent reading of the spec
+
+
+def _hkdf_sha256(ikm: bytes, info: bytes, salt: bytes = bytes(32)) -> bytes:
+    prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()  # L = 32: one block
+
+
+def test_documented_vectors() -> None:
+    key, digest = bytes(range(32)), bytes(range(100, 132))
+    subkey = _hkdf_sha256(key, b"dbs payload")
+    assert subkey.hex() == "3b808e64523bf7f1a34dfa687513f0a7eaf71e86dbc221066c0e0fdd85d9d485"
+    assert derive_subkey(key, b"dbs payload") == subkey
+    assert [c.hex() for c in ChunkEncryptor(key, digest, 4).encrypt_stream([b""])] == [
+        "6bb3bedbe8d0b307481033725faab87d"
+    ]
+    expected = ["dfedea40f48e7d19fc29718056e35eba0f0585f3", "d328b2c966b14b08689924fce23eca4cb84a"]
+    assert [c.hex() for c in ChunkEncryptor(key, digest, 4).encrypt_stream([b"abc", b"def"])] == expected
+    # the same from the spec's formulas with the raw primitive
+    gcm = AESGCM(subkey)
+    assert gcm.encrypt(bytes(11) + b"\x00", b"abcd", digest).hex() == expected[0]
+    assert gcm.encrypt((1).to_bytes(11, "big") + b"\x01", b"ef", digest).hex() == expected[1]

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import stat
 import struct
 import time
 
 import pytest
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dbs_admin.sealed import keys
 from dbs_admin.sealed.errors import (
@@ -362,3 +368,75 @@ def test_identity_slot_is_not_a_file_key_slot(tmp_path) -> None:
     blob = bytes([1, 1]) + struct.pack(">H", len(body)) + body
     with pytest.raises(WrongPassphraseError):
         unwrap_key_slots(blob, passphrase=PASS)
+
+
+# --- docs/format-crypto.md: slots and identity files built and read from the spec alone
+
+
+def _kat_blake2b(label: bytes, data: bytes, size: int = 4) -> bytes:
+    return hashlib.blake2b(label + data, digest_size=32).digest()[:size]
+
+
+def _spec_argon2(passphrase: bytes, salt: bytes, t: int, m: int, p: int) -> bytes:
+    return hash_secret_raw(passphrase, salt, t, m, p, 32, Type.ID, 19)
+
+
+def test_documented_recipient_vector() -> None:
+    identity = Identity(X25519PrivateKey.from_private_bytes(b"\x42" * 32))
+    pub = identity.public_key
+    assert pub.hex() == "132c442be010fbd57e72603328aa76e71fccc1503aae219327d14d9c9993f472"
+    checksum = _kat_blake2b(b"dbs1/recipient-checksum", pub)
+    encoded = "dbs1" + base64.b32encode(pub + checksum).decode().rstrip("=").lower()
+    assert identity.recipient == encoded == "dbs1cmweik7acd55k7tsmazsrktw44p4zqkqhkxcdezh2fgzzgmt6rzdusyddm"
+    assert identity.fingerprint == _kat_blake2b(b"dbs1/recipient-fingerprint", pub).hex() == "26284a37"
+
+
+def test_spec_built_slots_open_with_the_implementation() -> None:
+    data_key = bytes(range(200, 232))
+    # passphrase slot, section 4.1
+    params = struct.pack(">III", 1, 1024, 1)
+    salt, nonce = b"S" * 16, b"N" * 12
+    kek = _spec_argon2(PASS.encode(), salt, 1, 1024, 1)
+    body1 = params + salt + nonce + AESGCM(kek).encrypt(nonce, data_key, b"dbs1/key-slot\x01" + params + salt)
+    # recipient slot, section 4.2
+    identity = Identity.generate()
+    pub = identity.public_key
+    eph = X25519PrivateKey.from_private_bytes(b"\x07" * 32)
+    eph_pub = eph.public_key().public_bytes_raw()
+    shared = eph.exchange(identity._private.public_key())
+    kek2 = HKDF(hashes.SHA256(), 32, eph_pub + pub, b"dbs1/x25519-kek").derive(shared)
+    prefix = _kat_blake2b(b"dbs1/recipient-fingerprint", pub) + eph_pub
+    body2 = prefix + nonce + AESGCM(kek2).encrypt(nonce, data_key, b"dbs1/key-slot\x02" + prefix)
+    blob = b"\x02" + b"\x01" + struct.pack(">H", 88) + body1 + b"\x02" + struct.pack(">H", 96) + body2
+    assert unwrap_key_slots(blob, passphrase=PASS) == data_key
+    assert unwrap_key_slots(blob, identity=identity) == data_key
+
+
+def test_implementation_slots_open_with_a_spec_reader() -> None:
+    identity = Identity.generate()
+    data_key = new_data_key()
+    blob = wrap(data_key, passphrase=PASS, recipients=[identity.recipient])
+    assert blob[0] == 2
+    kind, length = struct.unpack_from(">BH", blob, 1)
+    assert (kind, length) == (1, 88)
+    body = blob[4 : 4 + 88]
+    t, m, p = struct.unpack_from(">III", body)
+    kek = _spec_argon2(PASS.encode(), body[12:28], t, m, p)
+    assert AESGCM(kek).decrypt(body[28:40], body[40:], b"dbs1/key-slot\x01" + body[:28]) == data_key
+    kind, length = struct.unpack_from(">BH", blob, 92)
+    assert (kind, length) == (2, 96) and len(blob) == 95 + 96
+    body = blob[95:]
+    shared = identity._private.exchange(X25519PublicKey.from_public_bytes(body[4:36]))
+    kek = HKDF(hashes.SHA256(), 32, body[4:36] + identity.public_key, b"dbs1/x25519-kek").derive(shared)
+    assert AESGCM(kek).decrypt(body[36:48], body[48:], b"dbs1/key-slot\x02" + body[:36]) == data_key
+
+
+def test_spec_built_identity_file_loads(tmp_path) -> None:
+    private = b"\x42" * 32
+    params, salt, nonce = struct.pack(">III", 1, 1024, 1), b"s" * 16, b"n" * 12
+    kek = _spec_argon2(b"id pass", salt, 1, 1024, 1)
+    body = params + salt + nonce + AESGCM(kek).encrypt(nonce, private, b"dbs1/identity" + params + salt)
+    path = tmp_path / "spec.identity"
+    path.write_text("# any comment\n\n  DBS-IDENTITY-1:" + base64.b64encode(body).decode() + "  \n")
+    loaded = load_identity(path, "id pass")
+    assert loaded.recipient == "dbs1cmweik7acd55k7tsmazsrktw44p4zqkqhkxcdezh2fgzzgmt6rzdusyddm"
