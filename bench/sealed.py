@@ -99,7 +99,8 @@ def child(op: str, src: str, dst: str) -> dict:
         report = verify(src, passphrase=PASSPHRASE)
         assert report.ok and report.decrypted, report
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **extra}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"seconds": seconds, "peak_rss_mib": peak, **extra}
 
 
 def run_child(op: str, src: Path, dst: Path) -> dict:
@@ -126,7 +127,9 @@ def bench(kind: str, src: Path, work: Path, size: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--child", nargs=3, metavar=("OP", "SRC", "DST"), help=argparse.SUPPRESS)
@@ -144,8 +147,10 @@ def main() -> None:
             results = bench(kind, src, work, size)
             src.unlink()
             all_results[kind] = results
-            print(f"\n{args.size_mib} MiB of {kind} input (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
-            print(f"{'operation':16} {'seconds':>8} {'MB/s':>8} {'peak RSS':>10} {'x floor':>8} {'target':>7}")
+            python = sys.version.split()[0]
+            print(f"\n{args.size_mib} MiB of {kind} input (python {python}, {os.cpu_count()} cpus)")
+            print(f"{'operation':16} {'seconds':>8} {'MB/s':>8} {'peak RSS':>10} {'x floor':>8} "
+                  f"{'target':>7}")
             for r in results:
                 target = f"<= {r['target']:.0f}x" if r.get("target") else ""
                 verdict = "" if not r.get("target") else (" ok" if r["ratio"] <= r["target"] else " MISSED")
