@@ -40,6 +40,7 @@ class DrillContext:
     inventory: Inventory  # what the payload itself claims
     media_root: Path  # where the restore wrote MEDIA_ROOT files
     file_roots: dict[str, Path] = field(default_factory=dict)  # root id -> folder, as restored
+    restored: bool = True  # False: the restore failed; checks judge the backup's own records only
 
 
 @dataclass
@@ -111,6 +112,11 @@ def row_counts(ctx: DrillContext) -> Outcome:
     expected = dict(ctx.manifest.get("counts") or {})
     problems, total = [], 0
     for label, want in sorted(expected.items()):
+        trailer = ctx.inventory.counts.get(label)
+        if trailer is not None and trailer != want:
+            problems.append(f"{label}: the backup holds {trailer} rows but its manifest records {want}")
+        if not ctx.restored:
+            continue
         model = _model(label)
         if model is None:
             problems.append(f"{label}: model unknown to this code (expected {want} rows)")
@@ -119,9 +125,6 @@ def row_counts(ctx: DrillContext) -> Outcome:
         total += got
         if got != want:
             problems.append(f"{label}: {got} rows restored, the manifest records {want}")
-        trailer = ctx.inventory.counts.get(label)
-        if trailer is not None and trailer != want:
-            problems.append(f"{label}: the backup wrote {trailer} rows but its manifest records {want}")
     if problems:
         return Outcome(False, _listing(problems))
     return Outcome(True, f"{len(expected)} models, {total} rows, as in the manifest")
@@ -182,6 +185,9 @@ def file_hashes(ctx: DrillContext) -> Outcome:
     problems: list[str] = []
     for root, name in ctx.inventory.missing_files:
         problems.append(f"{root}/{name}: named by a row but missing from the backup (absent when it was taken)")
+    problems.extend(ctx.inventory.file_problems)
+    if not ctx.restored:
+        return Outcome(not problems, _listing(problems) or "the backup's files agree with their records")
     for entry in ctx.inventory.files:
         folder = ctx.file_roots.get(entry["root"])
         if folder is None:
@@ -254,6 +260,11 @@ def smoke_check(name: str, func: Callable[[str], Any]) -> Callable[[DrillContext
 
     run.__name__ = name
     return run
+
+
+def diagnosis_checks() -> list[tuple[str, Callable[[DrillContext], Outcome]]]:
+    """Checks that judge the backup's own records when the restore refused it, to name the cause."""
+    return [("row counts", row_counts), ("file hashes", file_hashes)]
 
 
 def data_checks() -> list[tuple[str, Callable[[DrillContext], Outcome]]]:

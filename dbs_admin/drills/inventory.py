@@ -10,6 +10,7 @@ constant memory.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,30 @@ class Inventory:
     files: list[dict[str, Any]] = field(default_factory=list)  # root, name, size, sha256
     missing_files: list[list[str]] = field(default_factory=list)  # [root, name] absent at capture time
     native: dict[str, Any] | None = None  # the DUMP record of a native backup
+    file_problems: list[str] = field(default_factory=list)  # file bytes that disagree with their own record
     has_trailer: bool = False
 
 
 def read_inventory(path: str | Path, *, passphrase: str | None = None, identity: Any = None) -> Inventory:
     inv = Inventory()
+    current: dict[str, Any] | None = None
+    digest = hashlib.sha256()
+    seen: dict[tuple[str, str], str] = {}
     with open_sealed(path, passphrase=passphrase, identity=identity) as reader:
         inv.manifest = dict(reader.manifest)
         for kind, body in payload.read_frames(reader):
-            if kind == payload.HEAD:
+            if kind == payload.DATA:
+                digest.update(body)
+            elif kind == payload.FILE:
+                current, digest = payload.load_json(body), hashlib.sha256()
+            elif kind == payload.END_DATA and current is not None:
+                sha = digest.hexdigest()
+                if sha != payload.load_json(body).get("sha256"):
+                    where = f"{current.get('root')}/{current.get('name')}"
+                    inv.file_problems.append(f"{where}: bytes differ from their hash")
+                seen[(current.get("root"), current.get("name"))] = sha
+                current = None
+            elif kind == payload.HEAD:
                 inv.head = payload.load_json(body)
             elif kind == payload.MODEL:
                 record = payload.load_json(body)
@@ -53,4 +69,10 @@ def read_inventory(path: str | Path, *, passphrase: str | None = None, identity:
                     else:
                         root, name, size, sha = entry[:4]
                         inv.files.append({"root": root, "name": name, "size": size, "sha256": sha})
+    for entry in inv.files:
+        got = seen.get((entry["root"], entry["name"]))
+        if got is None:
+            inv.file_problems.append(f"{entry['root']}/{entry['name']}: listed but its bytes are not in the backup")
+        elif got != entry["sha256"]:
+            inv.file_problems.append(f"{entry['root']}/{entry['name']}: bytes differ from the recorded sha256")
     return inv

@@ -269,21 +269,30 @@ def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, k
         report.backup_age_seconds = max(0.0, (report.started_at - created).total_seconds())
         report.save(update_fields=["backup_age_seconds"])
     with override_settings(MEDIA_ROOT=str(scratch.media_root)):
-        if manifest.get("kind", "logical") == "logical":
-            drill.step("schema", lambda: _schema(scratch, manifest), rto=True)
-        drill.step("restore", lambda: _restore(drill, scratch, local_path, None, key), rto=True)
-        report.restore_seconds = round(drill.rto, 3)
-        report.save(update_fields=["restore_seconds"])
         ctx = checks.DrillContext(
             alias=scratch.alias, manifest=manifest, inventory=inventory, media_root=scratch.media_root,
             file_roots=file_roots(),
         )
-        todo = checks.data_checks()
-        for i, (name, func) in enumerate(todo):
-            drill.check_cancel()
-            drill.progress(f"check: {name}", i, len(todo))
-            run = checks.run_check(name, func, ctx)
-            record_check(report, run.name, run.passed, run.detail, run.seconds)
+        drill.step("schema", lambda: _schema(scratch, manifest), rto=True)
+        try:
+            drill.step("restore", lambda: _restore(drill, scratch, local_path, None, key), rto=True)
+        except _Stop:
+            ctx.restored = False
+            _run_checks(drill, ctx, checks.diagnosis_checks(), only_failures=True)
+            raise
+        report.restore_seconds = round(drill.rto, 3)
+        report.save(update_fields=["restore_seconds"])
+        _run_checks(drill, ctx, checks.data_checks())
+
+
+def _run_checks(drill: Drill, ctx: checks.DrillContext, todo, *, only_failures: bool = False) -> None:
+    for i, (name, func) in enumerate(todo):
+        drill.check_cancel()
+        drill.progress(f"check: {name}", i, len(todo))
+        run = checks.run_check(name, func, ctx)
+        if run.passed and only_failures:
+            continue
+        record_check(drill.report, run.name, run.passed, run.detail, run.seconds)
 
 
 def _finish(report: DrillReport, error: str, alert: bool) -> DrillReport:

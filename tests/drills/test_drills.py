@@ -1,0 +1,113 @@
+"""Drills of good and broken backups on the site's own engine (SQLite, or PostgreSQL with DATABASE_URL)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from blog.models import Attachment, Tag
+from dbs_admin.backups.api import create_backup
+from dbs_admin.drills.runner import run_drill
+from dbs_admin.drills.scratch import drills_root, scratch_exists
+from dbs_admin.models import Backup
+
+from .crafting import damage_beyond_repair, reseal_without_row
+
+DATA_CHECKS = ["tables and columns", "row counts", "foreign keys", "file hashes", "migrations", "system checks",
+               "smoke: blog: published posts render"]
+
+
+def names(report, passed=None):
+    return [c.name for c in report.checks.all() if passed is None or c.passed == passed]
+
+
+def assert_scratch_gone(report):
+    assert not scratch_exists(report.pk)
+    assert not any(p.name.startswith(f"dbs_drill_{report.pk}.") for p in drills_root().iterdir())
+
+
+@pytest.mark.django_db
+def test_good_logical_backup_passes_every_check(seeded, mailoutbox):
+    result = create_backup(kind="logical", target="local")
+    report = run_drill(target="local")  # the newest backup of the target, opened with DRILL_IDENTITY
+    assert report.passed, [(c.name, c.detail) for c in report.checks.all() if not c.passed] or report.error
+    assert report.backup_name == result.name and report.backup_id == result.backup_id
+    assert names(report) == ["fetch", "backup integrity", "schema", "restore", *DATA_CHECKS]
+    assert report.engine == connection.vendor
+    assert report.restore_seconds > 0 and report.backup_age_seconds >= 0
+    smoke = report.checks.get(name="smoke: blog: published posts render")
+    assert "published post pages rendered" in smoke.detail
+    assert_scratch_gone(report)
+    assert mailoutbox == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_good_native_backup_passes(seeded):
+    create_backup(kind="native", target="local")
+    report = run_drill(target="local")
+    assert report.passed, [(c.name, c.detail) for c in report.checks.all() if not c.passed] or report.error
+    assert Backup.objects.get(pk=report.backup_id).kind == "native"
+    assert_scratch_gone(report)
+
+
+@pytest.mark.django_db
+def test_backup_damaged_beyond_repair_fails_integrity(seeded, mailoutbox):
+    result = create_backup(kind="logical", target="local")
+    damage_beyond_repair(result.path)
+    report = run_drill(str(result.path))
+    assert report.passed is False
+    assert names(report, passed=False) == ["backup integrity"]
+    assert "damaged beyond repair" in report.checks.get(name="backup integrity").detail
+    assert "restore" not in names(report)  # nothing is restored from a file that cannot be trusted
+    assert_scratch_gone(report)
+    assert len(mailoutbox) == 1 and "backup integrity" in mailoutbox[0].subject
+
+
+@pytest.mark.django_db
+def test_backup_missing_a_row_fails_row_counts(seeded, tmp_path, mailoutbox):
+    spare = Tag.objects.create(name="never used", slug="never-used")  # no post points at it
+    result = create_backup(kind="logical", target="local")
+    broken = tmp_path / "lost-a-row.dbs"
+    reseal_without_row(result.path, broken, label="blog.Tag", pk=spare.pk, identity=seeded["identity"],
+                       recipient=seeded["identity"].recipient)
+    report = run_drill(str(broken))
+    assert report.passed is False
+    assert "row counts" in names(report, passed=False)
+    assert "blog.Tag" in report.checks.get(name="row counts").detail
+    assert_scratch_gone(report)
+    assert "row counts" in mailoutbox[0].subject
+
+
+@pytest.mark.django_db
+def test_backup_missing_a_file_fails_file_hashes_and_mails_admins(seeded, mailoutbox):
+    lost = Attachment.objects.order_by("pk").first()
+    lost.image.storage.delete(lost.image.name)  # gone from disk before the backup ran
+    result = create_backup(kind="logical", target="local")
+    report = run_drill(str(result.path))
+    assert report.passed is False
+    assert names(report, passed=False) == ["file hashes"]
+    assert lost.image.name in report.checks.get(name="file hashes").detail
+    assert report.restore_seconds is not None  # the restore itself worked: the file was never in the backup
+    assert_scratch_gone(report)
+    [mail] = mailoutbox
+    assert mail.to == ["ops@example.com"]
+    assert "FAILED" in mail.subject and "file hashes" in mail.subject
+    assert lost.image.name in mail.body
+
+
+@pytest.mark.django_db
+def test_drill_without_a_key_is_a_failed_report_not_a_crash(seeded, settings, mailoutbox):
+    create_backup(kind="logical", target="local")
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "DRILL_IDENTITY": None}
+    report = run_drill(target="local")
+    assert report.passed is False and "DRILL_IDENTITY" in report.error
+    assert len(mailoutbox) == 1
+
+
+@pytest.mark.django_db
+def test_wrong_passphrase_names_backup_integrity(seeded):
+    result = create_backup(kind="logical", target="local", passphrase="the right one")
+    report = run_drill(str(result.path), passphrase="a wrong one")
+    assert report.passed is False
+    assert names(report, passed=False) == ["backup integrity"]
+    assert "passphrase" in report.checks.get(name="backup integrity").detail.lower()
