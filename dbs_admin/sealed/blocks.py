@@ -9,8 +9,10 @@ produces must hash right too, so no unverified byte is ever returned.
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -128,50 +130,78 @@ class BlockReader:
             return result.data
         return None
 
+    def _batches(self, start: int) -> Iterator[tuple[int, int]]:
+        for first in range(start, self.table.block_count, BATCH_BLOCKS):
+            yield first, min(first + BATCH_BLOCKS, self.table.block_count) - 1
+
+    def _copy_a_checked(self, first: int, last: int) -> list[tuple[int, memoryview, bool]]:
+        """Copy A's data of blocks first..last, each with whether it matches its hash."""
+        return [(i, data, blake2b(data, DATA_HASH_SIZE) == self.table.data_hash(i))
+                for i, data, _, _ in self._split(0, first, last)]
+
     def iter_data(self, start: int = 0) -> Iterator[bytes]:
-        """The data stream, verified block by block; raises UnrecoverableError naming every lost block."""
-        table = self.table
-        for first in range(start, table.block_count, BATCH_BLOCKS):
-            last = min(first + BATCH_BLOCKS, table.block_count) - 1
-            for i, data, _, _ in self._split(0, first, last):
-                if blake2b(data, DATA_HASH_SIZE) == table.data_hash(i):
-                    yield bytes(data)
-                    continue
-                healed = self.repair(i)
-                if healed is None:
-                    lost = [i] + [j for j in range(i + 1, table.block_count) if self.repair(j) is None]
-                    raise UnrecoverableError(
-                        f"{len(lost)} data block(s) are damaged beyond repair in both copies: "
-                        f"{_names(lost)}; nothing after block {i - 1 if i else 0} can be returned",
-                        blocks=tuple(lost),
-                    )
-                self.healed.append(i)
-                yield healed
+        """The data stream, verified block by block; raises UnrecoverableError naming every lost block.
+
+        The next batch is read and hashed on a worker thread (pread and
+        BLAKE2b release the GIL) while the consumer decrypts this one.
+        """
+        pool = ThreadPoolExecutor(1, thread_name_prefix="dbs-read")
+        try:
+            batches = self._batches(start)
+            pending = [pool.submit(self._copy_a_checked, *b) for b in itertools.islice(batches, 1)]
+            while pending:
+                checked = pending.pop().result()
+                pending.extend(pool.submit(self._copy_a_checked, *b) for b in itertools.islice(batches, 1))
+                for i, data, ok in checked:
+                    if ok:
+                        yield bytes(data)
+                        continue
+                    healed = self.repair(i)
+                    if healed is None:
+                        rest = range(i + 1, self.table.block_count)
+                        lost = [i] + [j for j in rest if self.repair(j) is None]
+                        raise UnrecoverableError(
+                            f"{len(lost)} data block(s) are damaged beyond repair in both copies: "
+                            f"{_names(lost)}; nothing from block {i} on can be returned",
+                            blocks=tuple(lost),
+                        )
+                    self.healed.append(i)
+                    yield healed
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _status(self, copy: int, first: int, last: int) -> np.ndarray:
+        """(data ok, parity ok) per block of one copy."""
+        status = np.zeros((last - first + 1, 2), dtype=bool)
+        for i, data, parity, _ in self._split(copy, first, last):
+            status[i - first, 0] = blake2b(data, DATA_HASH_SIZE) == self.table.data_hash(i)
+            status[i - first, 1] = blake2b(parity, PARITY_HASH_SIZE) == self.table.parity_hash(i)
+        return status
 
     def check_all(self) -> BlockSummary:
-        """Check data and parity hashes of every block in both copies (no key needed)."""
-        table = self.table
-        summary = BlockSummary(table.block_count)
-        for first in range(0, table.block_count, BATCH_BLOCKS):
-            last = min(first + BATCH_BLOCKS, table.block_count) - 1
-            status = np.zeros((2, last - first + 1, 2), dtype=bool)  # copy, block, (data ok, parity ok)
-            for copy in (0, 1):
-                for i, data, parity, _ in self._split(copy, first, last):
-                    status[copy, i - first, 0] = blake2b(data, DATA_HASH_SIZE) == table.data_hash(i)
-                    status[copy, i - first, 1] = blake2b(parity, PARITY_HASH_SIZE) == table.parity_hash(i)
-            for rel in range(last - first + 1):
-                i = first + rel
-                intact = int(status[0, rel].all()) + int(status[1, rel].all())
-                summary.min_copies_intact = min(summary.min_copies_intact, intact)
-                if intact == 2:
-                    continue
-                if status[:, rel, 0].any():
-                    summary.damaged.append(i)
-                elif self.repair(i) is not None:
-                    summary.damaged.append(i)
-                    summary.repaired.append(i)
-                else:
-                    summary.unrecoverable.append(i)
+        """Check data and parity hashes of every block in both copies (no key needed).
+
+        Copy B is hashed on a worker thread while copy A is hashed here.
+        """
+        summary = BlockSummary(self.table.block_count)
+        with ThreadPoolExecutor(1, thread_name_prefix="dbs-verify") as pool:
+            for first, last in self._batches(0):
+                future = pool.submit(self._status, 1, first, last)
+                # status[copy, block] = (data ok, parity ok)
+                status = np.stack([self._status(0, first, last), future.result()])
+                for rel in range(last - first + 1):
+                    i = first + rel
+                    intact = int(status[0, rel].all()) + int(status[1, rel].all())
+                    summary.min_copies_intact = min(summary.min_copies_intact, intact)
+                    if intact == 2:
+                        continue
+                    if status[:, rel, 0].any():
+                        summary.damaged.append(i)
+                    elif self.repair(i) is not None:
+                        summary.damaged.append(i)
+                        summary.repaired.append(i)
+                    else:
+                        summary.unrecoverable.append(i)
         return summary
 
 

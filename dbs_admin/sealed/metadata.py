@@ -98,8 +98,14 @@ def read_exact_at(f: BinaryIO, offset: int, length: int, file_size: int) -> tupl
     available = max(0, min(length, file_size - offset))
     data = b""
     if available:
-        f.seek(offset)
-        data = f.read(available)
+        # pread: no shared file position, so several threads may read one file
+        fd = f.fileno()
+        data = os.pread(fd, available, offset)
+        while len(data) < available:
+            more = os.pread(fd, available - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
     if len(data) == length:
         return data, None
     missing = np.zeros(length, dtype=bool)
@@ -188,8 +194,7 @@ def scan(f: BinaryIO, file_size: int, window: int = 1 << 22) -> Iterator[tuple[i
     overlap = len(MAGIC) - 1
     pos = 0
     while pos < file_size:
-        f.seek(pos)
-        chunk = f.read(window + overlap)
+        chunk, _ = read_exact_at(f, pos, min(window + overlap, file_size - pos), file_size)
         if not chunk:
             break
         hit = chunk.find(MAGIC)
