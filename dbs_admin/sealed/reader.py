@@ -115,7 +115,8 @@ class SealedReader:
             self.plaintext_size: int = int(envelope.get("plaintext_size", -1))
             self._blocks = BlockReader(self._f, size, self.structure.table)
             decryptor = ChunkDecryptor(data_key, self.structure.digest, header.chunk_size)
-            self._source = _IterReader(decryptor.decrypt_stream(self._blocks.iter_data()))
+            self._data = self._blocks.iter_data()
+            self._source = _IterReader(decryptor.decrypt_stream(self._data))
             self._z = zstandard.ZstdDecompressor().stream_reader(
                 self._source, read_size=READ_SIZE, read_across_frames=False, closefd=False
             )
@@ -195,6 +196,8 @@ class SealedReader:
         return total
 
     def close(self) -> None:
+        """Stop the read-ahead thread and close the file (reading may stop before EOF)."""
+        self._data.close()
         self._f.close()
 
     def __enter__(self) -> SealedReader:

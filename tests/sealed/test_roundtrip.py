@@ -173,3 +173,13 @@ def test_read_all_to_publishes_only_after_authentication(sealed_sample, tmp_path
     assert out.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
     assert Path(out).stat().st_size == len(data)
+
+
+def test_stopping_early_leaves_no_threads_behind(sealed_sample):
+    import threading
+
+    src, data = sealed_sample
+    before = threading.active_count()
+    with open_sealed(src, passphrase=PASSPHRASE) as reader:
+        assert reader.read(100) == data[:100]
+    assert threading.active_count() == before

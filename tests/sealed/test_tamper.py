@@ -125,3 +125,24 @@ def test_manifest_of_another_file_fails(two_files, tmp_path):
     _, _, b_manifest = parts(b)
     with pytest.raises(AuthenticationError):
         open_sealed(rebuild(tmp_path / "m.dbs", header, stream, b_manifest), passphrase=PASSPHRASE)
+
+
+def test_future_format_version_is_refused_as_such(two_files, tmp_path):
+    """A well-formed record of version 2 must be reported as unsupported, not as damage."""
+    import numpy as np
+
+    from dbs_admin.sealed import UnsupportedVersionError
+    from dbs_admin.sealed import rs as rs_module
+    from dbs_admin.sealed.layout import PREFIX
+
+    (a, _), _ = two_files
+    buf = bytearray(a.read_bytes())
+    message = bytearray(buf[: PREFIX.size])
+    message[9] = 2  # version
+    parity = rs_module.encode_parity(np.frombuffer(bytes(message), dtype=np.uint8).reshape(-1, 1))
+    buf[: PREFIX.size] = message
+    buf[PREFIX.size : PREFIX.size + rs_module.NSYM] = parity[:, 0].tobytes()
+    path = tmp_path / "v2.dbs"
+    path.write_bytes(bytes(buf))
+    with pytest.raises(UnsupportedVersionError):
+        verify(path)
