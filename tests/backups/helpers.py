@@ -84,3 +84,29 @@ def media_contents(root: Path) -> dict[str, str]:
 def wipe(root: Path) -> None:
     for p in sorted(root.rglob("*"), reverse=True):
         p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()
+
+
+def payload_of(path: Path, identity) -> bytes:
+    """The decrypted inner stream of a sealed backup."""
+    from dbs_admin.sealed import open_sealed
+
+    with open_sealed(path, identity=identity) as reader:
+        return reader.read()
+
+
+def frames_of(data: bytes) -> list[tuple[bytes, bytes]]:
+    import io
+
+    from dbs_admin.backups.payload import read_frames
+
+    return list(read_frames(io.BytesIO(data)))
+
+
+def reseal(frames: list[tuple[bytes, bytes]], manifest: dict, dest: Path, identity, *, raw: bytes | None = None) -> Path:
+    """Seal hand-made contents (a crafted or damaged backup) the way a real one is sealed."""
+    from dbs_admin.backups.payload import MAGIC, frame
+    from dbs_admin.sealed import seal
+
+    data = raw if raw is not None else MAGIC + b"".join(frame(k, b) for k, b in frames)
+    seal(data, dest, recipients=[identity.recipient], manifest=manifest)
+    return dest

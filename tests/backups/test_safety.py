@@ -1,0 +1,161 @@
+"""Hostile, damaged and refused backups: a clear error, and nothing changed anywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blog.models import Post, Tag
+from dbs_admin import create_backup, read_manifest, restore_backup
+from dbs_admin.backups import payload
+from dbs_admin.backups.errors import IntegrityCheckError, MigrationMismatchError, PayloadError, UnsafePathError
+
+from .conftest import on
+from .helpers import build_site, frames_of, media_contents, payload_of, reseal, table_contents
+
+pytestmark = [pytest.mark.usefixtures("backup_settings"), pytest.mark.django_db(databases=["default", "sq_a", "sq_b"])]
+
+
+@pytest.fixture
+def backed_up(media_root, identity):
+    """A site in sq_a, its backup, and a different site in sq_b with its own media file."""
+    build_site("sq_a", posts=20, images=3)
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    with on("sq_b"):
+        Tag.objects.create(name="kept", slug="kept")
+        Post.objects.create(title="target post", slug="target-post")
+    (media_root / "uploads").mkdir(exist_ok=True)
+    (media_root / "uploads" / "seed-11-00000.png").write_bytes(b"the target's own version of this file")
+    return result
+
+
+def _state(media_root: Path) -> tuple:
+    outside = sorted(p.name for p in media_root.parent.iterdir())
+    return table_contents("sq_b"), media_contents(media_root), outside
+
+
+def test_file_hash_mismatch_at_the_end_changes_nothing(backed_up, media_root, identity, tmp_path):
+    frames = frames_of(payload_of(backed_up.path, identity))
+    i = next(i for i, (k, _) in enumerate(frames) if k == payload.DATA and frames[i - 1][0] == payload.FILE)
+    body = bytearray(frames[i][1])
+    body[len(body) // 2] ^= 0x5A
+    frames[i] = (payload.DATA, bytes(body))
+    bad = reseal(frames, read_manifest(backed_up.path, identity=identity), tmp_path / "bad.dbs", identity)
+    before = _state(media_root)
+
+    with pytest.raises(IntegrityCheckError, match="does not match its recorded hash"):
+        restore_backup(bad, identity=identity, database="sq_b")
+
+    assert _state(media_root) == before  # rows were loaded before the bad file; all rolled back
+
+
+def test_truncated_contents_change_nothing(backed_up, media_root, identity, tmp_path):
+    data = payload_of(backed_up.path, identity)
+    cut = reseal([], read_manifest(backed_up.path, identity=identity), tmp_path / "cut.dbs", identity,
+                 raw=data[: int(len(data) * 0.8)])
+    before = _state(media_root)
+    with pytest.raises(PayloadError, match="incomplete"):
+        restore_backup(cut, identity=identity, database="sq_b")
+    assert _state(media_root) == before
+
+
+@pytest.mark.parametrize("name", ["../escaped.txt", "uploads/../../escaped.txt", "/tmp/dbs-absolute-escape.txt",
+                                  "uploads/./..//escaped.txt", "a\\..\\escaped.txt"])
+def test_hostile_file_names_write_nothing(backed_up, media_root, identity, tmp_path, name):
+    summary = read_manifest(backed_up.path, identity=identity)
+    summary["counts"] = {}
+    data = b"owned"
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    frames = [
+        (payload.HEAD, json.dumps({"format": 1, "kind": "logical"}).encode()),
+        (payload.REFS, b"{}"),
+        (payload.FILE, json.dumps({"root": "media", "name": name, "ref": name}).encode()),
+        (payload.DATA, data),
+        (payload.END_DATA, json.dumps({"size": len(data), "sha256": sha}).encode()),
+        (payload.TRAILER, json.dumps({"counts": {}, "files": [["media", name, len(data), sha]]}).encode()),
+        (payload.END, b""),
+    ]
+    crafted = reseal(frames, summary, tmp_path / "crafted.dbs", identity)
+    before = _state(media_root)
+    with pytest.raises(UnsafePathError):
+        restore_backup(crafted, identity=identity, database="sq_b")
+    assert _state(media_root) == before
+    assert not Path("/tmp/dbs-absolute-escape.txt").exists() and not (media_root.parent / "escaped.txt").exists()
+
+
+def test_unknown_root_is_refused(backed_up, media_root, identity, tmp_path):
+    summary = read_manifest(backed_up.path, identity=identity)
+    frames = [(k, b) for k, b in frames_of(payload_of(backed_up.path, identity))]
+    i = next(i for i, (k, _) in enumerate(frames) if k == payload.FILE)
+    spec = json.loads(frames[i][1])
+    spec["root"] = "/etc"
+    frames[i] = (payload.FILE, json.dumps(spec).encode())
+    crafted = reseal(frames, summary, tmp_path / "root.dbs", identity)
+    before = _state(media_root)
+    with pytest.raises(UnsafePathError, match="neither MEDIA_ROOT"):
+        restore_backup(crafted, identity=identity, database="sq_b")
+    assert _state(media_root) == before
+
+
+def test_migration_mismatch_is_refused_naming_the_migrations(backed_up, media_root, identity, tmp_path):
+    summary = read_manifest(backed_up.path, identity=identity)
+    summary["migrations"] = [m for m in summary["migrations"] if m != ["blog", "0001_initial"]]
+    summary["migrations"].append(["blog", "0099_from_the_future"])
+    frames = frames_of(payload_of(backed_up.path, identity))
+    crafted = reseal(frames, summary, tmp_path / "future.dbs", identity)
+    before = _state(media_root)
+
+    with pytest.raises(MigrationMismatchError) as caught:
+        restore_backup(crafted, identity=identity, database="sq_b")
+
+    assert caught.value.only_in_backup == ["blog.0099_from_the_future"]
+    assert caught.value.only_in_code == ["blog.0001_initial"]
+    assert "blog.0099_from_the_future" in str(caught.value) and "blog.0001_initial" in str(caught.value)
+    assert _state(media_root) == before
+    restored = restore_backup(crafted, identity=identity, database="sq_b", allow_migration_mismatch=True)
+    assert restored.rows["blog.Post"] == 20
+
+
+def test_dry_run_writes_nothing(backed_up, media_root, identity):
+    before = _state(media_root)
+    result = restore_backup(backed_up.path, identity=identity, database="sq_b", dry_run=True)
+    assert result.dry_run and result.rows["blog.Post"] == 20 and result.files == 3
+    assert any(line.startswith("blog.Post: would replace 1 row(s) with 20") for line in result.changes)
+    assert _state(media_root) == before
+
+
+def test_partial_restore_of_one_object(backed_up, media_root, identity):
+    with on("sq_a"):
+        posts = list(Post.objects.order_by("pk")[:3])
+        target, other, deleted = posts
+        original_tags = sorted(target.tags.values_list("slug", flat=True))
+        Post.objects.filter(pk=target.pk).update(title="vandalised")
+        target.tags.clear()
+        Post.objects.filter(pk=other.pk).update(title="a later, wanted edit")
+        Post.objects.filter(pk=deleted.pk).delete()
+
+    result = restore_backup(backed_up.path, identity=identity, database="sq_a", objects=[f"blog.Post:{target.pk}"])
+
+    with on("sq_a"):
+        restored = Post.objects.get(pk=target.pk)
+        assert restored.title == target.title
+        assert sorted(restored.tags.values_list("slug", flat=True)) == original_tags
+        assert Post.objects.get(pk=other.pk).title == "a later, wanted edit"  # nothing else was touched
+        assert not Post.objects.filter(pk=deleted.pk).exists()
+    assert result.rows["blog.Post"] == 1
+
+
+def test_partial_restore_of_a_model_and_unknown_object(backed_up, identity):
+    with on("sq_a"):
+        Tag.objects.all().delete()
+    result = restore_backup(backed_up.path, identity=identity, database="sq_a", models=["blog.Tag"])
+    with on("sq_a"):
+        assert Tag.objects.count() == result.rows["blog.Tag"] > 0
+    from dbs_admin.backups.errors import RestoreError
+
+    with pytest.raises(RestoreError, match="not found in the backup"):
+        restore_backup(backed_up.path, identity=identity, database="sq_a", objects=["blog.Post:999999"])
