@@ -25,7 +25,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from ..conf import dbs_settings
@@ -168,7 +168,6 @@ def remove_partial_files(paths: list[str]) -> list[str]:
 
 def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     """Declare RUNNING jobs without a recent heartbeat LOST; clean their files and locks. Returns their ids."""
-    close_old_connections()
     timeout = dbs_settings.JOB_HEARTBEAT_TIMEOUT if timeout is None else timeout
     cutoff = timezone.now() - timedelta(seconds=timeout)
     lost: list[int] = []

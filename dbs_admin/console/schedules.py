@@ -125,5 +125,6 @@ def next_runs(limit: int = 6) -> list[NextRun]:
             remaining = schedule.remaining_estimate(last)
         except Exception:  # a hand-edited row beat cannot use either; skip it here
             continue
-        runs.append(NextRun(task.name, task.task, now + max(remaining, timedelta(0))))
+        at = timezone.now() + max(remaining, timedelta(0))
+        runs.append(NextRun(task.name, task.task, (at + timedelta(microseconds=500_000)).replace(microsecond=0)))
     return sorted(runs, key=lambda r: r.at)[:limit]

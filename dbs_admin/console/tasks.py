@@ -9,6 +9,7 @@ anything else fails the job with the service's own message.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from celery import shared_task
@@ -21,7 +22,7 @@ from ..conf import dbs_settings
 from ..models import Backup, Job
 from ..sealed import SealedError
 from . import handoff, locks
-from .jobs import JobRun, job_dir, reap_lost_jobs
+from .jobs import JobRun, job_dir, private_root, reap_lost_jobs
 
 log = logging.getLogger("dbs_admin.jobs")
 
@@ -75,6 +76,43 @@ def _local_partials(target_name: str) -> list[str]:
     if path is None:
         return []
     return [str(path.parent / ".*.part"), str(path.parent / "*.tmp-*")]
+
+
+class WorkDirWatcher:
+    """Finds the private folder ``create_backup`` writes into, so a lost job's leftovers can be removed.
+
+    ``create_backup`` stages the sealed file in ``PRIVATE_ROOT/create-<random>/<name>.tmp-*`` and has no
+    hook to tell its caller where; on the first progress reports we look for the folder holding a file
+    of this job's kind and label created after the job started, and add it to the job's partial files.
+    """
+
+    def __init__(self, run: JobRun, *, kind: str, label: str) -> None:
+        from ..targets.naming import label_slug
+
+        self.run, self.kind, self.slug = run, kind, label_slug(label)
+        self.before = {p.name for p in private_root().glob("create-*")}
+        self.found = False
+
+    def progress(self, stage: str, done: int, total: int | None) -> None:
+        if not self.found:
+            self._look()
+        self.run.progress(stage, done, total)
+
+    def _look(self) -> None:
+        from ..targets.naming import parse_backup_file_name
+
+        started = self.run.job.started_at - timedelta(seconds=2)
+        claimed = {p for j in Job.objects.filter(state=Job.State.RUNNING).exclude(pk=self.run.job.pk)
+                   for p in j.partial_files}
+        for folder in private_root().glob("create-*"):
+            if folder.name in self.before or str(folder) in claimed:
+                continue
+            for f in folder.iterdir():
+                parsed = parse_backup_file_name(f.name.split(".tmp-")[0])
+                if parsed and parsed[1] == self.kind and parsed[2] == self.slug and parsed[0] >= started:
+                    self.run.set_partial_files([*self.run.job.partial_files, str(folder)])
+                    self.found = True
+                    return
 
 
 def _fail_message(exc: BaseException) -> str:
@@ -150,8 +188,7 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         locks.release(target, job)
         handoff.discard(secret_ref)
         return
-    scratch = job_dir(job)
-    run.set_partial_files([str(scratch), *_local_partials(target)])
+    run.set_partial_files(_local_partials(target))
 
     held: dict[str, str] = {}
 
@@ -159,8 +196,8 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         passphrase = handoff.take(secret_ref, purpose=BACKUP_PURPOSE) if secret_ref else None
         if passphrase is not None:
             held["passphrase"] = passphrase  # in memory only, for a transport retry
-        scratch.mkdir(parents=True, exist_ok=True)
         run.stage("starting")
+        watcher = WorkDirWatcher(run, kind=job.params.get("kind", "logical"), label=job.params.get("label", ""))
         result = create_backup(
             kind=job.params.get("kind", "logical"),
             target=target,
@@ -168,7 +205,7 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
             passphrase=passphrase,
             recipients=None if passphrase else (list(dbs_settings.RECIPIENTS) or None),
             user=job.created_by,
-            progress=run.progress,
+            progress=watcher.progress,
             cancel=run.cancel_requested,
         )
         backup_id = result.backup_id or Backup.objects.filter(name=result.name).values_list("pk", flat=True).first()
@@ -233,7 +270,7 @@ def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
             target=None if upload else job.params.get("target"),
             passphrase=passphrase,
             database=database,
-            reset=True,
+            reset=False,  # reset would drop the console's own tables (jobs, audit log) too
             progress=run.progress,
             cancel=run.cancel_requested,
         )
@@ -282,4 +319,5 @@ def run_validate(self, job_id: int) -> None:
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)
 def reap_lost_jobs_task() -> list[int]:
     """Run by beat every minute (and by the dashboard): jobs whose worker died become "failed (worker lost)"."""
+    close_old_connections()
     return reap_lost_jobs()

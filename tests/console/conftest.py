@@ -1,0 +1,146 @@
+"""Fixtures of the console tests: logged-in clients, a Redis broker of our own, a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from tests import services
+
+REDIS_DB = 13  # the console's own Redis database number (team convention)
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Test users' passwords are hashed cheaply; these tests are about the console, not PBKDF2."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def su_client(superuser) -> Client:
+    client = Client()
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def staff_client(staff_user) -> Client:
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+def console_redis_url() -> str:
+    base = services.redis_url()  # skips (or fails in CI) when Redis is down
+    return base.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+
+
+@pytest.fixture
+def redis_broker() -> Iterator[str]:
+    """Point this process's Celery app at Redis db 13 (emptied), as a production site would use it."""
+    import redis
+
+    from demo_site.celery import app
+
+    url = console_redis_url()
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    app.conf.broker_url, app.conf.broker_transport_options = url, {}
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield url
+    finally:
+        from kombu import pools
+
+        pools.reset()  # close and forget this broker's pooled connections
+        app.conf.broker_url, app.conf.broker_transport_options = saved
+        app._pool = None
+        app.amqp._producer_pool = None
+        client.flushdb()
+        client.close()
+
+
+def database_url() -> str:
+    """A URL of the test database this process uses, so a worker subprocess sees the same rows."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
+    return f"postgres://{s['USER']}@{host}:{port}/{s['NAME']}"
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    log_path: Path
+    extra: list[subprocess.Popen] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill9(self) -> None:
+        """SIGKILL the whole worker (pool children included): what an OOM killer or a power cut does."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+def start_worker(url: str, log_path: Path, *, concurrency: int = 1, pool: str = "solo",
+                 include: str = "", name: str = "console") -> Worker:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
+    env.update(REDIS_URL=url, DATABASE_URL=database_url(), DBS_LOG_LEVEL="DEBUG")
+    cmd = [sys.executable, "-m", "celery", "-A", "demo_site", "worker", "--pool", pool,
+           "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+           "--without-heartbeat", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
+    if include:
+        cmd += ["-I", include]
+    log = open(log_path, "ab")
+    process = subprocess.Popen(cmd, cwd=services.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    return Worker(process, log_path)
+
+
+def stop_worker(worker: Worker) -> None:
+    if worker.process.poll() is None:
+        os.killpg(worker.process.pid, signal.SIGTERM)
+        try:
+            worker.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+            worker.process.wait(5)
+
+
+@pytest.fixture
+def worker_factory(redis_broker, tmp_path) -> Iterator:
+    started: list[Worker] = []
+
+    def factory(**kwargs) -> Worker:
+        w = start_worker(redis_broker, tmp_path / f"worker-{len(started)}.log", **kwargs)
+        started.append(w)
+        return w
+
+    yield factory
+    for w in started:
+        stop_worker(w)
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
