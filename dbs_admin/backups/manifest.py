@@ -9,6 +9,7 @@ the exact per-file hashes and final counts are in the payload's trailer.
 
 from __future__ import annotations
 
+import functools
 import platform
 import sys
 from datetime import datetime
@@ -73,6 +74,12 @@ def unapplied_in_database(connection) -> list[str]:
 
 def versions() -> dict[str, Any]:
     """Django, dbs_admin, Python, and the distribution version of every installed app when known."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, Any]:
+    """Scanning installed distributions takes about a second; it cannot change within a process."""
     dist_of = metadata.packages_distributions()
     app_versions: dict[str, str | None] = {}
     for config in apps.get_app_configs():
