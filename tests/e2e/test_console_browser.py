@@ -1,0 +1,118 @@
+"""The console in headless Chromium with a real Celery worker on Redis: back up, download, validate, restore."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from blog.models import Post
+from blog.seeding import seed
+from dbs_admin.console.restore import database_label
+from dbs_admin.sealed import verify
+from tests.console.conftest import redis_broker, start_worker, stop_worker  # noqa: F401 - fixture import
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOT = ROOT / "docs" / "screenshots" / "dashboard.png"
+PASSWORD = "a long demo password"
+PASSPHRASE = "browser test passphrase 2026"
+
+
+@pytest.fixture
+def worker(redis_broker, tmp_path):  # noqa: F811 - redis_broker is the imported fixture
+    w = start_worker(redis_broker, tmp_path / "worker.log")
+    yield w
+    stop_worker(w)
+
+
+def log_in(page, base: str) -> None:
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", "boss")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#content-main")
+
+
+def wait_for_job(page, timeout_ms: int = 90_000) -> None:
+    page.wait_for_selector(".dbs-job[data-state=succeeded], .dbs-job[data-state=failed], "
+                           ".dbs-job[data-state=lost], .dbs-job[data-state=cancelled]", timeout=timeout_ms)
+    state = page.get_attribute(".dbs-job", "data-state")
+    assert state == "succeeded", page.inner_text(".dbs-job")
+
+
+def test_back_up_download_validate_and_restore_in_the_browser(page, live_server, django_user_model, worker,
+                                                              tmp_path):
+    django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    seed(posts=30, images=3, seed=3)
+    titles = sorted(Post.objects.values_list("title", flat=True))
+    base = live_server.url
+    log_in(page, base)
+
+    # The admin index leads to the dashboard, which leads to Back up now.
+    page.click("text=Dashboard")
+    page.wait_for_selector("#dbs-dashboard")
+    page.click("#dbs-rpo >> text=Back up now")
+    page.fill("#id_label", "browser")
+    page.fill("#id_passphrase", PASSPHRASE)
+    page.fill("#id_passphrase_again", PASSPHRASE)
+    page.click("#dbs-start-backup")
+    page.wait_for_selector(".dbs-bar")  # swapped in by HTMX, no page load
+    assert page.url.endswith(reverse("dbs_admin:backup_now"))
+    wait_for_job(page)
+    assert page.inner_text(".dbs-percent") == "100.0%"
+    assert page.get_attribute(".dbs-bar", "aria-valuenow") == "100.0"
+
+    # Download through the signed link, and validate the file with the container's own verify.
+    with page.expect_download() as info:
+        page.click("#dbs-download")
+    download = info.value
+    path = tmp_path / download.suggested_filename
+    download.save_as(path)
+    assert re.fullmatch(r"dbs-\d{8}T\d{12}Z-logical-browser\.dbs", path.name)
+    report = verify(path, passphrase=PASSPHRASE)
+    assert report.ok and report.intact and report.decrypted
+
+    # Lose data, then restore the downloaded file through the upload form.
+    Post.objects.filter(pk__in=list(Post.objects.values_list("pk", flat=True)[:12])).delete()
+    page.goto(f"{base}{reverse('dbs_admin:restore')}")
+    page.fill("#id_passphrase", PASSPHRASE)
+    page.set_input_files("#id_upload", str(path))
+    page.click("#dbs-restore-check")
+    page.wait_for_selector("#dbs-manifest")
+    assert "Migrations match" in page.inner_text("#dbs-migrations")
+    assert "blog.Post" in page.inner_text("#dbs-manifest")
+    page.fill("#id_confirm", database_label())
+    page.click("#dbs-restore-go")
+    wait_for_job(page)
+    assert sorted(Post.objects.values_list("title", flat=True)) == titles
+    page.goto(f"{base}/")
+    assert Post.objects.filter(status=Post.Status.PUBLISHED).exists()
+
+    # The dashboard now shows a green light, the jobs and the chart: screenshot for the README.
+    page.goto(f"{base}{reverse('admin:dbs_admin_dashboard_changelist')}")
+    page.wait_for_selector("#dbs-chart svg")
+    assert page.get_attribute("#dbs-rpo .dbs-light", "data-color") == "green"
+    page.set_viewport_size({"width": 1100, "height": 820})
+    if page.locator("#toggle-nav-sidebar").is_visible():
+        page.click("#toggle-nav-sidebar")  # room for the console itself
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "console-dashboard.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOT))
+
+
+def test_wrong_passphrase_in_the_browser_gets_one_clear_message(page, live_server, django_user_model, tmp_path):
+    from tests.console.factories import make_sealed_backup
+
+    django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
+    backup = make_sealed_backup()
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}{reverse('dbs_admin:restore')}?backup={backup.pk}")
+    page.fill("#id_passphrase", "not the passphrase at all")
+    page.click("#dbs-restore-check")
+    page.wait_for_selector("#dbs-restore-error")
+    assert page.inner_text("#dbs-restore-error").startswith("Wrong passphrase")
