@@ -40,6 +40,8 @@ __all__ = [
     "piece_parity",
     "pieces_parity",
     "encode_parity",
+    "syndromes",
+    "decode_many",
     "RepairResult",
     "repair_piece",
 ]
@@ -203,27 +205,120 @@ class RepairResult:
 
 
 _CODEC: reedsolo.RSCodec | None = None
+_DECODE_ERRORS = (reedsolo.ReedSolomonError, ValueError, IndexError, ZeroDivisionError)
 
 
 def _codec() -> reedsolo.RSCodec:
     global _CODEC
     if _CODEC is None:
         _CODEC = reedsolo.RSCodec(NSYM, nsize=N, fcr=FCR, prim=PRIM, generator=GENERATOR)
+    # reedsolo's functions read module-level field tables; make sure they are ours
+    codec = _CODEC
+    reedsolo.gf_log, reedsolo.gf_exp, reedsolo.field_charac = codec.gf_log, codec.gf_exp, codec.field_charac
     return _CODEC
 
 
-def _decode(codeword: np.ndarray, erasures: list[int]) -> np.ndarray | None:
-    """reedsolo decode of one full N-symbol codeword; None when it cannot be corrected."""
-    if len(erasures) > NSYM:
+@lru_cache(maxsize=1)
+def _syndrome_tables() -> np.ndarray:
+    """``S[j, v]`` = the syndromes contributed by value ``v`` at codeword position ``j``.
+
+    As reedsolo: syndrome ``i`` is the codeword polynomial (first byte = highest
+    degree) evaluated at ``GENERATOR^(i+FCR)``; linear, so tables apply as for parity.
+    """
+    exp, _ = _gf()
+    i = np.arange(NSYM)
+    j = np.arange(N)
+    powers = exp[((i[None, :] + FCR) * (N - 1 - j[:, None])) % 255]  # (N, NSYM)
+    values = np.arange(256, dtype=np.int64)[:, None]
+    table = np.empty((N, 256, NSYM), dtype=np.uint8)
+    for p in range(N):
+        table[p] = _gf_mul(values, powers[p][None, :])
+    return np.ascontiguousarray(table).view(np.uint64)
+
+
+def syndromes(codewords: np.ndarray) -> np.ndarray:
+    """Syndromes of many full N-byte codewords (columns of an (N, m) array) -> (NSYM, m); all 0 = valid."""
+    table = _syndrome_tables()
+    m = codewords.shape[1]
+    index = np.ascontiguousarray(codewords, dtype=np.intp)
+    acc = np.zeros((m, NSYM // 8), dtype=np.uint64)
+    tmp = np.empty_like(acc)
+    for p in range(N):
+        np.take(table[p], index[p], axis=0, out=tmp, mode="clip")
+        np.bitwise_xor(acc, tmp, out=acc)
+    return acc.view(np.uint8).reshape(m, NSYM).T
+
+
+def _chien(poly: list[int]) -> list[int] | None:
+    """Error positions: roots of the locator ``poly`` (highest degree first) among GENERATOR^i, i < N.
+
+    The vectorised equivalent of ``reedsolo.rs_find_errors``; None when the
+    number of roots differs from the degree (too many errors).
+    """
+    exp, log = _gf()
+    coeffs = np.array(poly, dtype=np.int64)
+    degree = len(coeffs) - 1
+    nonzero = np.flatnonzero(coeffs)
+    i = np.arange(N, dtype=np.int64)[:, None]
+    step = i * int(log[GENERATOR]) * (degree - nonzero)[None, :]  # log of x^(degree-k) at x = GENERATOR^i
+    terms = exp[(log[coeffs[nonzero]][None, :] + step) % 255]
+    roots = np.flatnonzero(np.bitwise_xor.reduce(terms, axis=1) == 0)
+    if len(roots) != degree:
         return None
+    return [N - 1 - int(r) for r in roots]
+
+
+def _decode_one(codeword: np.ndarray, synd: np.ndarray, erasures: list[int]) -> np.ndarray | None:
+    """reedsolo's errors-and-erasures decoder, with syndromes and Chien search done in numpy."""
+    _codec()
+    full = [0] + [int(x) for x in synd]  # reedsolo's shifted syndrome convention
     try:
-        _, full, _ = _codec().decode(bytearray(codeword.tobytes()), erase_pos=erasures or None)
-    except (reedsolo.ReedSolomonError, ValueError, IndexError, ZeroDivisionError):
+        fsynd = reedsolo.rs_forney_syndromes(full, erasures, N, GENERATOR)
+        locator = reedsolo.rs_find_error_locator(fsynd, NSYM, erase_count=len(erasures))
+        errors = _chien(list(locator[::-1]))
+        if errors is None:
+            return None
+        received = bytearray(codeword.tobytes())
+        fixed = reedsolo.rs_correct_errata(received, full, erasures + errors, FCR, GENERATOR)
+    except _DECODE_ERRORS:
         return None
-    out = np.frombuffer(bytes(full), dtype=np.uint8)
-    if len(out) != N:
-        return None
-    return out
+    return np.frombuffer(bytes(fixed), dtype=np.uint8)
+
+
+def decode_many(codewords: np.ndarray, erasures: list[list[int]]) -> list[np.ndarray | None]:
+    """Correct many full N-byte codewords (columns), each with its erasure positions.
+
+    Returns the corrected codeword or None for each; a result is returned only
+    if its syndromes are all zero afterwards (it *is* a codeword; whether it is
+    the right one is for the caller's hash to say).
+    """
+    work = codewords.copy()
+    for c, erased in enumerate(erasures):
+        if len(erased) > NSYM:
+            erasures[c] = None  # type: ignore[call-overload]
+        elif erased:
+            work[erased, c] = 0  # as reedsolo: erased values do not matter
+    synd = syndromes(work)
+    results: list[np.ndarray | None] = []
+    for c, erased in enumerate(erasures):
+        if erased is None:
+            results.append(None)
+        elif not synd[:, c].any():
+            results.append(work[:, c].copy())
+        else:
+            results.append(_decode_one(work[:, c], synd[:, c], list(erased)))
+    fixed = [c for c, r in enumerate(results) if r is not None]
+    if fixed:
+        check = syndromes(np.stack([results[c] for c in fixed], axis=1))
+        for col, c in enumerate(fixed):
+            if check[:, col].any():
+                results[c] = None
+    return results
+
+
+def _decode(codeword: np.ndarray, erasures: list[int]) -> np.ndarray | None:
+    """Correct one full N-byte codeword; None when it cannot be corrected."""
+    return decode_many(codeword.reshape(N, 1), [list(erasures)])[0]
 
 
 def repair_piece(
@@ -237,7 +332,7 @@ def repair_piece(
     unreadable (past end of file), or None. Per codeword:
 
     1. take the first copy whose codeword is consistent (parity recomputes);
-    2. else decode each copy alone with reedsolo (unreadable bytes as erasures);
+    2. else decode each copy alone (unreadable bytes as erasures);
     3. else, with two copies, mark every position where they disagree (plus
        unreadable ones) as an erasure: erasures cost half an unknown error, so
        this heals damage up to NSYM symbols per codeword spread over both copies.
@@ -270,34 +365,36 @@ def repair_piece(
     if not words:
         return RepairResult(None)
     result = np.zeros((N, n), dtype=np.uint8)
+    todo = np.ones(n, dtype=bool)
+    for cw, _, consistent in words:
+        take = todo & consistent
+        result[:, take] = cw[:, take]
+        todo &= ~take
     decoded = corrected = 0
-    for c in range(n):
-        chosen = None
-        for cw, _, consistent in words:
-            if consistent[c]:
-                chosen = cw[:, c]
-                break
-        if chosen is None:
-            for cw, mask, _ in words:
-                decoded += 1
-                fixed = _decode(cw[:, c], [int(i) for i in np.flatnonzero(mask[:, c])])
-                if fixed is not None:
-                    corrected += int(np.count_nonzero(fixed != cw[:, c]))
-                    chosen = fixed
-                    break
-        if chosen is None and len(words) >= 2:
-            (cw_a, mask_a, _), (cw_b, mask_b, _) = words[0], words[1]
-            differ = (cw_a[:, c] != cw_b[:, c]) | mask_a[:, c] | mask_b[:, c]
-            erasures = [int(i) for i in np.flatnonzero(differ)]
-            if len(erasures) <= NSYM:
-                base = np.where(mask_a[:, c], cw_b[:, c], cw_a[:, c])
-                decoded += 1
-                fixed = _decode(base, erasures)
-                if fixed is not None:
-                    corrected += len(erasures)
-                    chosen = fixed
-        if chosen is None:
-            return RepairResult(None, decoded, corrected)
-        result[:, c] = chosen
+
+    def attempt(base: np.ndarray, erased: list[list[int]], cols: np.ndarray) -> None:
+        nonlocal decoded, corrected
+        fixed = decode_many(base[:, cols], erased)
+        decoded += len(cols)
+        for c, f in zip(cols, fixed):
+            if f is not None:
+                corrected += int(np.count_nonzero(f != codeword_of[c]))
+                result[:, c] = f
+                todo[c] = False
+
+    for cw, mask, _ in words:
+        cols = np.flatnonzero(todo)
+        if len(cols):
+            codeword_of = {c: cw[:, c] for c in cols}
+            attempt(cw, [[int(i) for i in np.flatnonzero(mask[:, c])] for c in cols], cols)
+    if todo.any() and len(words) >= 2:
+        (cw_a, mask_a, _), (cw_b, mask_b, _) = words[0], words[1]
+        cols = np.flatnonzero(todo)
+        differ = (cw_a[:, cols] != cw_b[:, cols]) | mask_a[:, cols] | mask_b[:, cols]
+        base = np.where(mask_a, cw_b, cw_a)
+        codeword_of = {c: base[:, c] for c in cols}
+        attempt(base, [[int(i) for i in np.flatnonzero(differ[:, k])] for k in range(len(cols))], cols)
+    if todo.any():
+        return RepairResult(None, decoded, corrected)
     data = result[:K].reshape(-1)[:length].tobytes()
     return RepairResult(data, decoded, corrected)

@@ -161,9 +161,8 @@ def test_block_lost_in_both_copies_is_refused_by_name(fresh_copy):
 
     def damage(buf):
         for base in locator.copies:
-            for block in (4, 11):
-                start = base + block * record
-                buf[start : start + record] = rng.randbytes(record)
+            buf[base + 4 * record : base + 5 * record] = rng.randbytes(record)  # garbage
+            buf[base + 11 * record : base + 12 * record] = bytes(record)  # zeroed (a valid codeword!)
         return buf
 
     _mutate(path, damage)
