@@ -251,9 +251,12 @@ def run_drill(
         log.warning("drill %s of %s failed at %s", report.pk, name, stop)
     except CancelledError as exc:
         error = str(exc)
+    except (DrillError, BackupError, SealedError) as exc:  # a known condition with a message saying what to do
+        log.warning("drill %s of %s could not run: %s", report.pk, name, exc)
+        error = str(exc)
     except Exception as exc:  # recorded in the report and mailed; the scratch database is gone already
         log.exception("drill %s of %s could not run", report.pk, name)
-        error = _one_line(exc) if not isinstance(exc, DrillError | BackupError) else str(exc)
+        error = _one_line(exc)
     return _finish(report, error, alert)
 
 

@@ -69,11 +69,13 @@ def test_killed_drill_leaves_an_orphan_that_the_next_drill_removes(seeded, setti
 @pytest.mark.django_db
 def test_cleanup_spares_a_drill_that_is_still_running(drill_env):
     """A live drill (its lock held) is never cleaned up by another, even a newer one."""
+    from django.db import connections
+
     from dbs_admin.drills.scratch import cleanup_orphans, scratch_database
 
     with scratch_database(5) as scratch:
-        with connection.cursor():
-            pass
+        with connections[scratch.alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
         assert scratch_exists(5)
         assert cleanup_orphans(9) == []
         assert scratch_exists(5)
