@@ -183,3 +183,44 @@ def test_stopping_early_leaves_no_threads_behind(sealed_sample):
     with open_sealed(src, passphrase=PASSPHRASE) as reader:
         assert reader.read(100) == data[:100]
     assert threading.active_count() == before
+
+
+def test_crash_mid_write_leaves_nothing_that_looks_complete(tmp_path):
+    """SIGKILL the sealing process half way: no destination, and the temporary file is not a backup."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dbs_admin.sealed import SealedError
+
+    script = (
+        "import os, time\n"
+        "from dbs_admin.sealed import seal, Argon2Params\n"
+        "def slow():\n"
+        "    for i in range(10_000):\n"
+        "        yield os.urandom(300_000)\n"
+        "        time.sleep(0.01)\n"
+        f"seal(slow(), {str(tmp_path / 'crash.dbs')!r}, passphrase='p',\n"
+        "     argon2=Argon2Params(1, 1024, 1), allow_weak_argon2=True)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            temps = list(tmp_path.glob("crash.dbs.tmp-*"))
+            if temps and temps[0].stat().st_size > 3_000_000:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (tmp_path / "crash.dbs").exists()
+    temps = list(tmp_path.glob("crash.dbs.tmp-*"))
+    assert temps, "the writer should have been killed while writing its temporary file"
+    try:
+        report = verify(temps[0])
+    except SealedError:
+        return
+    assert not report.ok or not report.intact
