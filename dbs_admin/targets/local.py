@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -50,10 +51,13 @@ class LocalTarget:
         return f"<LocalTarget {self.name!r} {self.path}>"
 
     def _folder(self, create: bool = False) -> Path:
-        if create and not self.path.is_dir():
+        """The folder, made private (0700) when we create it or own it: backups are nobody else's business."""
+        if create:
             try:
                 self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-                os.chmod(self.path, DIR_MODE)
+                st = self.path.stat()
+                if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
+                    os.chmod(self.path, DIR_MODE)
             except OSError as exc:
                 raise TargetError(f"target {self.name!r}: cannot create folder {self.path}: {exc.strerror}") from exc
         return self.path

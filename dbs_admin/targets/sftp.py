@@ -67,16 +67,38 @@ class HostKeyError(TargetError):
     """The server's host key is not in the known_hosts file, or differs from the one there."""
 
 
-class _TransportError(Exception):
-    """Internal: a failure worth retrying (connection refused or dropped, timeout)."""
+class RemoteReadError(TargetError):
+    """Reading a remote file failed part way; ``transient`` when the connection dropped or timed out."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def _is_transport_error(exc: BaseException) -> bool:
     if isinstance(exc, (paramiko.AuthenticationException, paramiko.BadHostKeyException)):
         return False
-    if isinstance(exc, (NoValidConnectionsError, TimeoutError, ConnectionError, EOFError, paramiko.SSHException)):
+    if isinstance(exc, (_ConnectionLost, NoValidConnectionsError, TimeoutError, ConnectionError, EOFError,
+                        paramiko.SSHException)):
         return True
     return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
+
+
+class _ConnectionLost(Exception):
+    """Internal: an operation failed because the SSH connection under it died (worth retrying)."""
+
+
+def _channel_lost(sftp: paramiko.SFTPClient) -> bool:
+    """Whether the SFTP channel or its transport is gone: the error was the network's, not the server's answer.
+
+    Why not classify by exception type: paramiko reports a closed socket and
+    an SFTP "failure" status both as a bare OSError.
+    """
+    channel = sftp.get_channel()
+    if channel is None or channel.closed:
+        return True
+    transport = channel.get_transport()
+    return transport is None or not transport.is_active()
 
 
 def _fingerprint(key: paramiko.PKey) -> str:
@@ -204,7 +226,12 @@ class SftpTarget:
         try:
             sftp = client.open_sftp()
             sftp.get_channel().settimeout(self.timeout)
-            yield sftp
+            try:
+                yield sftp
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                if _channel_lost(sftp):
+                    raise _ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+                raise
         finally:
             client.close()
 
@@ -214,6 +241,9 @@ class SftpTarget:
         for n in range(self.retries + 1):
             try:
                 return attempt(n)
+            except RemoteReadError as exc:
+                if not exc.transient or n == self.retries:
+                    raise
             except TargetError:
                 raise
             except Exception as exc:
@@ -254,7 +284,7 @@ class SftpTarget:
 
     def _remote_hash(self, sftp: paramiko.SFTPClient, path: str) -> tuple[int, str]:
         digest = hashlib.sha256()
-        with _RemoteReader(sftp.open(path, "rb"), on_close=None) as reader:
+        with _RemoteReader(sftp.open(path, "rb"), on_close=None, what=f"{path} on {self.url}") as reader:
             while block := reader.read(CHUNK):
                 digest.update(block)
             return reader.size, digest.hexdigest()
@@ -273,6 +303,13 @@ class SftpTarget:
             sftp.chmod(tmp, FILE_MODE)
             f.write(sidecar_text(name, sha256))
         sftp.posix_rename(tmp, final)  # a sidecar may replace a stale one; the backup itself never is
+
+    def _remove_leftovers(self, sftp: paramiko.SFTPClient, name: str) -> None:
+        """Remove temporary files of ``name`` that an attempt cut off by a dropped connection could not remove."""
+        prefix = f".{name}."
+        for entry in sftp.listdir(self.path):
+            if entry.startswith(prefix) and entry.endswith(".part"):
+                self._remove_quietly(sftp, posixpath.join(self.path, entry))
 
     @staticmethod
     def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
@@ -302,16 +339,19 @@ class SftpTarget:
                     raise BackupExistsError(
                         f"{name} already exists on target {self.name!r} ({self.url}); backups are never overwritten"
                     )
-                size, sha256 = self._upload(sftp, source, final, progress)
-                sent.update(size=size, sha256=sha256)
+                if n > 0:
+                    self._remove_leftovers(sftp, name)
+                size, sha256 = self._upload(sftp, source, final, progress, sent)
                 self._write_sidecar(sftp, name, sha256)
                 return self._stored(name, sftp.stat(final), sha256)
 
         return self._retrying(f"upload of {name}", attempt)
 
     def _upload(
-        self, sftp: paramiko.SFTPClient, source: Path, final: str, progress: Progress | None
+        self, sftp: paramiko.SFTPClient, source: Path, final: str, progress: Progress | None, sent: dict[str, Any]
     ) -> tuple[int, str]:
+        """Upload to a temporary name, verify by re-reading, rename; ``sent`` records size and hash before the
+        rename, so that a retry after a connection lost during the rename recognises the finished file."""
         tmp = posixpath.join(self.path, f".{posixpath.basename(final)}.{secrets.token_hex(6)}.part")
         digest = hashlib.sha256()
         done = 0
@@ -341,6 +381,7 @@ class SftpTarget:
                     f"(size {stored_size}/{done}, sha256 {stored_sha[:12]}/{sha256[:12]}); nothing was stored. "
                     "Check the server's disk, then run the backup again"
                 )
+            sent.update(size=done, sha256=sha256)
             try:
                 sftp.rename(tmp, final)
             except OSError as exc:
@@ -396,7 +437,8 @@ class SftpTarget:
             except BaseException:
                 client.close()
                 raise
-            return io.BufferedReader(_RemoteReader(handle, on_close=client.close), buffer_size=CHUNK)
+            reader = _RemoteReader(handle, on_close=client.close, what=f"{name} on {self.url}")
+            return io.BufferedReader(reader, buffer_size=CHUNK)
 
         return self._retrying(f"opening {name}", attempt)
 
@@ -411,7 +453,7 @@ class SftpTarget:
                     handle = sftp.open(remote, "rb")
                 except FileNotFoundError:
                     raise StoredFileMissingError(f"target {self.name!r} has no file {name!r}") from None
-                with _RemoteReader(handle, on_close=None) as reader:
+                with _RemoteReader(handle, on_close=None, what=f"{name} on {self.url}") as reader:
                     receive_file(reader, dest, expected_sha256=expected, what=f"{name} on target {self.name!r}")
             return dest
 
@@ -484,9 +526,10 @@ class _RemoteReader(io.RawIOBase):
     requested or held at a time.
     """
 
-    def __init__(self, handle: paramiko.SFTPFile, on_close: Callable[[], None] | None) -> None:
+    def __init__(self, handle: paramiko.SFTPFile, on_close: Callable[[], None] | None, what: str) -> None:
         super().__init__()
         self._handle = handle
+        self._what = what
         self._on_close = on_close
         self.size = handle.stat().st_size or 0
         self._pos = 0
@@ -511,7 +554,15 @@ class _RemoteReader(io.RawIOBase):
 
     def _fill(self) -> None:
         length = min(READ_WINDOW, self.size - self._pos)
-        self._buffer = b"".join(self._handle.readv([(self._pos, length)])) if length > 0 else b""
+        try:
+            self._buffer = b"".join(self._handle.readv([(self._pos, length)])) if length > 0 else b""
+        except Exception as exc:
+            if not (_is_transport_error(exc) or isinstance(exc, (OSError, paramiko.SFTPError))):
+                raise
+            raise RemoteReadError(
+                f"reading {self._what} failed at byte {self._pos} ({type(exc).__name__}: {exc}); try again",
+                transient=_is_transport_error(exc) or _channel_lost(self._handle.sftp),
+            ) from exc
         self._buffer_start = self._pos
 
     def readinto(self, b: Any) -> int:

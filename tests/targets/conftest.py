@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,3 +95,82 @@ def sftp_entry(sshd, sftp_dir) -> dict:
 @pytest.fixture
 def sftp_target(sftp_entry) -> SftpTarget:
     return build_target("offsite", sftp_entry)
+
+
+class FlakyProxy:
+    """A real TCP relay to the sshd that can drop chosen connections: at once, or after some bytes.
+
+    Retries are tested against real broken connections, not a mocked client:
+    ``drop={1: 0}`` closes the first connection before the SSH banner,
+    ``drop={1: 2_000_000}`` cuts it after 2 MB flowed from server to client,
+    ``cut_upload={1: 2_000_000}`` after 2 MB flowed from client to server.
+    """
+
+    def __init__(
+        self, upstream: tuple[str, int], drop: dict[int, int], cut_upload: dict[int, int] | None = None
+    ) -> None:
+        self.upstream = upstream
+        self.drop = drop
+        self.cut_upload = cut_upload or {}
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            limit = self.drop.get(self.connections)
+            if limit == 0:
+                client.close()
+                continue
+            server = socket.create_connection(self.upstream)
+            self._sockets += [client, server]
+            up_limit = self.cut_upload.get(self.connections)
+            threading.Thread(target=self._pump, args=(client, server, up_limit), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, limit), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst, limit: int | None) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if limit is not None and sent + len(data) > limit:
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(2)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+@pytest.fixture
+def flaky_proxy(sshd, tmp_path):
+    """Factory: a FlakyProxy in front of the sshd, and a known_hosts naming the sshd's key at the proxy's port."""
+    proxies: list[FlakyProxy] = []
+
+    def make(drop: dict[int, int], cut_upload: dict[int, int] | None = None) -> tuple[FlakyProxy, Path]:
+        proxy = FlakyProxy((sshd.host, sshd.port), drop, cut_upload)
+        proxies.append(proxy)
+        host_key = " ".join(sshd.known_hosts.read_text().split()[1:3])
+        known_hosts = tmp_path / f"known_hosts_{proxy.port}"
+        known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {host_key}\n")
+        return proxy, known_hosts
+
+    yield make
+    for proxy in proxies:
+        proxy.close()

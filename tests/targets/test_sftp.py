@@ -191,3 +191,54 @@ def test_unreachable_port_fails_fast_with_a_target_error(sftp_entry):
     with pytest.raises(TargetError, match=f"sftp://.*:{port}.* unreachable .* after 3 attempt"):
         target.list()
     assert time.monotonic() - started < 5
+
+
+def test_dropped_connections_are_retried_with_backoff(sftp_entry, flaky_proxy, source_dir):
+    proxy, known_hosts = flaky_proxy({1: 0, 2: 0})
+    target = build_target("offsite", {**sftp_entry, "port": proxy.port, "known_hosts": str(known_hosts),
+                                      "retries": 2, "backoff": 0.2})
+    started = time.monotonic()
+    stored = target.put(make_file(source_dir, 1000), name_at(0))
+    assert stored.size == 1000 and proxy.connections == 3
+    assert time.monotonic() - started >= 0.2 + 0.4  # backed off twice
+
+
+def test_a_download_cut_midway_is_retried_and_still_byte_exact(sftp_target, sftp_entry, flaky_proxy, source_dir,
+                                                               tmp_path):
+    source = make_file(source_dir, 8 * CHUNK)
+    name = name_at(0)
+    sftp_target.put(source, name)
+    proxy, known_hosts = flaky_proxy({1: 3 * CHUNK})  # the first connection dies after 3 MiB
+    target = build_target("offsite", {**sftp_entry, "port": proxy.port, "known_hosts": str(known_hosts),
+                                      "backoff": 0.1})
+    assert target.fetch(name, tmp_path / "got.dbs").read_bytes() == source.read_bytes()
+    assert proxy.connections == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["got.dbs", known_hosts.name, "sources"]
+
+
+def test_refusals_are_not_retried(sshd, sftp_entry, flaky_proxy, tmp_path):
+    proxy, known_hosts = flaky_proxy({})
+    impostor = ssh_keygen(tmp_path / "impostor")
+    known_hosts.write_text(f"[127.0.0.1]:{proxy.port} {' '.join(impostor.with_suffix('.pub').read_text().split()[:2])}")
+    target = build_target("offsite", {**sftp_entry, "port": proxy.port, "known_hosts": str(known_hosts)})
+    with pytest.raises(HostKeyError):
+        target.list()
+    stranger = ssh_keygen(tmp_path / "stranger")
+    proxy2, known_hosts2 = flaky_proxy({})
+    target = build_target("offsite", {**sftp_entry, "port": proxy2.port, "known_hosts": str(known_hosts2),
+                                      "key_filename": str(stranger)})
+    with pytest.raises(TargetError, match="refused user"):
+        target.list()
+    assert (proxy.connections, proxy2.connections) == (1, 1)
+
+
+def test_an_upload_cut_midway_is_retried_and_leaves_no_temporary_file(sftp_entry, flaky_proxy, sftp_dir, source_dir):
+    source = make_file(source_dir, 6 * CHUNK)
+    proxy, known_hosts = flaky_proxy({}, cut_upload={1: 3 * CHUNK})
+    target = build_target("offsite", {**sftp_entry, "port": proxy.port, "known_hosts": str(known_hosts),
+                                      "backoff": 0.1})
+    name = name_at(0)
+    assert target.put(source, name).size == 6 * CHUNK
+    assert proxy.connections == 2
+    assert (sftp_dir / name).read_bytes() == source.read_bytes()
+    assert remote_listing(sftp_dir) == sorted([name, f"{name}.sha256"])  # the first attempt's .part was removed
