@@ -102,7 +102,9 @@ def frames_of(data: bytes) -> list[tuple[bytes, bytes]]:
     return list(read_frames(io.BytesIO(data)))
 
 
-def reseal(frames: list[tuple[bytes, bytes]], manifest: dict, dest: Path, identity, *, raw: bytes | None = None) -> Path:
+def reseal(
+    frames: list[tuple[bytes, bytes]], manifest: dict, dest: Path, identity, *, raw: bytes | None = None
+) -> Path:
     """Seal hand-made contents (a crafted or damaged backup) the way a real one is sealed."""
     from dbs_admin.backups.payload import MAGIC, frame
     from dbs_admin.sealed import seal

@@ -1,0 +1,150 @@
+"""The commands and the API's promises: keys, exit codes, --database, names, cancel, validation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from blog.models import Post
+from dbs_admin import create_backup, restore_backup, validate_backup
+from dbs_admin.backups import create as create_mod
+from dbs_admin.backups.errors import BackupExistsError, CancelledError, KeyMissingError, ToolMissingError
+from dbs_admin.backups.keysource import get_passphrase
+from dbs_admin.models import Backup
+
+from .conftest import on
+from .helpers import build_site, table_contents
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSPHRASE = "tr0ub4dor & 3 horses"
+pytestmark = [pytest.mark.usefixtures("backup_settings"), pytest.mark.django_db(databases=["default", "sq_a", "sq_b"])]
+
+
+def _manage(*args: str, env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("DBS_PASSPHRASE", "DATABASE_URL")}
+    full_env.update({"DBS_VAR_DIR": str(tmp_path / "var"), **env})
+    return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], capture_output=True, text=True,
+                          env=full_env, cwd=ROOT, stdin=subprocess.DEVNULL, timeout=120)
+
+
+def test_wrong_passphrase_exits_non_zero_with_one_clear_line(media_root, tmp_path):
+    build_site("sq_a", posts=5, images=1)
+    result = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "b.dbs")
+    (tmp_path / "wrong").write_text("not the passphrase\n")
+
+    proc = _manage("dbs_restore", str(result.path), "--passphrase-file", str(tmp_path / "wrong"), "--no-input",
+                   env={}, tmp_path=tmp_path)
+
+    assert proc.returncode == 3
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines == ["CommandError: restore failed: wrong passphrase: it opens none of this file's key slots"]
+    assert "not the passphrase" not in proc.stderr + proc.stdout
+
+
+def test_no_input_without_a_key_fails_at_once(tmp_path):
+    proc = _manage("dbs_backup", "--no-input", "--output", str(tmp_path / "never.dbs"), env={}, tmp_path=tmp_path)
+    assert proc.returncode != 0
+    assert "--passphrase-file" in proc.stderr and "--recipient" in proc.stderr
+    assert not (tmp_path / "never.dbs").exists()
+
+
+def test_restore_command_honours_database_and_reads_the_environment(media_root, tmp_path, monkeypatch):
+    build_site("sq_a", posts=8, images=1)
+    with on("default"):
+        Post.objects.create(title="lives in default", slug="lives-in-default")
+    default_before = table_contents("default")
+    monkeypatch.setenv("DBS_PASSPHRASE", PASSPHRASE)
+    call_command("dbs_backup", "--database", "sq_a", "--label", "cli run", "--no-input", verbosity=0)
+    backup = Backup.objects.get()
+    assert backup.name.endswith("-logical-cli-run.dbs") and backup.key_slots[0]["type"] == "passphrase"
+
+    call_command("dbs_restore", "--latest", "--database", "sq_b", "--no-input", verbosity=0)
+
+    assert table_contents("sq_b") == table_contents("sq_a")
+    assert table_contents("default") == default_before
+
+
+def test_wrong_key_through_call_command_is_a_command_error(media_root, tmp_path, monkeypatch):
+    build_site("sq_a", posts=3, images=0)
+    create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "k.dbs")
+    monkeypatch.setenv("DBS_PASSPHRASE", "nope")
+    with pytest.raises(CommandError, match="wrong passphrase") as caught:
+        call_command("dbs_restore", str(tmp_path / "k.dbs"), "--database", "sq_b", "--no-input")
+    assert caught.value.returncode == 3
+
+
+def test_existing_names_are_never_overwritten(media_root, identity, tmp_path, monkeypatch):
+    build_site("sq_a", posts=3, images=0)
+    existing = tmp_path / "taken.dbs"
+    existing.write_bytes(b"someone else's file")
+    with pytest.raises(BackupExistsError):
+        create_backup(database="sq_a", recipients=[identity.recipient], output=existing)
+    assert existing.read_bytes() == b"someone else's file"
+
+    frozen = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    monkeypatch.setattr(create_mod.timezone, "now", lambda: frozen)
+    first = create_backup(database="sq_a", recipients=[identity.recipient])
+    stored = first.path.read_bytes()
+    with pytest.raises(BackupExistsError, match="never overwritten"):
+        create_backup(database="sq_a", recipients=[identity.recipient])
+    assert first.path.read_bytes() == stored and Backup.objects.count() == 1
+
+
+def test_cancel_removes_partial_output(media_root, identity, tmp_path, settings):
+    build_site("sq_a", posts=30, images=2)
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "BATCH_SIZE": 5}
+    polls = []
+
+    def cancel() -> bool:
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(CancelledError):
+        create_backup(database="sq_a", recipients=[identity.recipient], cancel=cancel)
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and "media" not in p.parts]
+    assert leftovers == [] and Backup.objects.count() == 0
+
+
+def test_validation_without_and_with_the_key_and_healing(media_root, identity, tmp_path):
+    build_site("sq_a", posts=10, images=2)
+    result = create_backup(database="sq_a", recipients=[identity.recipient], output=tmp_path / "v.dbs")
+    plain = validate_backup(result.path)
+    assert plain.ok and not plain.decrypted and plain.healing_margin == 1.0 and plain.manifest is None
+    full = validate_backup(result.path, identity=identity, decrypt=True)
+    assert full.ok and full.decrypted and full.manifest["counts"]["blog.Post"] == 10
+    with pytest.raises(KeyMissingError):
+        validate_backup(result.path, decrypt=True)
+
+    damaged = bytearray(result.path.read_bytes())
+    middle = len(damaged) // 3
+    for i in range(middle, middle + 4096):  # a torn page in the first copy of the data
+        damaged[i] ^= 0xA5
+    (tmp_path / "d.dbs").write_bytes(bytes(damaged))
+    healed = validate_backup(tmp_path / "d.dbs", identity=identity, decrypt=True)
+    assert healed.ok and healed.healed_blocks
+    restored = restore_backup(tmp_path / "d.dbs", identity=identity, database="sq_b")
+    assert restored.healed_blocks > 0 and table_contents("sq_b") == table_contents("sq_a")
+
+
+@pytest.mark.django_db(databases=["default", "pg_a"])
+def test_native_postgres_without_pg_dump_says_so(pg, identity, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissingError, match="pg_dump is not installed"):
+        create_backup(kind="native", database="pg_a", recipients=[identity.recipient])
+
+
+def test_passphrase_sources_in_order(tmp_path, monkeypatch):
+    (tmp_path / "pp").write_text("from the file\n")
+    monkeypatch.setenv("DBS_PASSPHRASE", "from the environment")
+    assert get_passphrase(passphrase_file=str(tmp_path / "pp"), no_input=True) == "from the file"
+    assert get_passphrase(no_input=True) == "from the environment"
+    monkeypatch.delenv("DBS_PASSPHRASE")
+    with pytest.raises(KeyMissingError, match="--passphrase-file"):
+        get_passphrase(no_input=True)
+    assert get_passphrase(no_input=True, required=False) is None
