@@ -121,6 +121,10 @@ def receive_file(src: BinaryIO, dest: Path, *, expected_sha256: str | None, what
     Returns ``(size, sha256)``. On any failure nothing is left at ``dest``.
     """
     folder = dest.parent if str(dest.parent) else Path(".")
+    try:
+        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TargetError(f"cannot create folder {folder} for {dest.name}: {exc.strerror}") from exc
     if dest.exists():
         raise BackupExistsError(f"{dest} already exists; choose another path (files are never overwritten)")
     tmp = temp_path(folder, dest.name)

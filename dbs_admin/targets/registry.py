@@ -5,6 +5,23 @@ the key at fault, so a typo in settings fails loudly instead of, say,
 silently connecting without a known_hosts file. Targets are cheap objects
 (no connection is opened until an operation needs one), so they are built
 on each call and always reflect the current settings.
+
+Settings shape::
+
+    DBS_ADMIN = {
+        "TARGETS": {
+            "local": {"kind": "local", "path": "/var/lib/site/dbs_backups"},
+            "offsite": {
+                "kind": "sftp", "host": "backup.example.org", "port": 22, "username": "site",
+                "key_filename": "/etc/site/sftp_ed25519",        # a path, never the key itself
+                "known_hosts": "/etc/site/sftp_known_hosts",     # the server's host key must be in it
+                "path": "/srv/backups/site",
+                # optional: "key_passphrase_env": "SITE_SFTP_KEY_PASSPHRASE" (the variable's name, not its value),
+                # "timeout": 15, "retries": 2, "backoff": 0.5
+            },
+        },
+        "DEFAULT_TARGET": "local",
+    }
 """
 
 from __future__ import annotations

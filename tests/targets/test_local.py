@@ -131,6 +131,8 @@ def test_open_and_fetch_are_byte_exact(local_target, source_dir, tmp_path):
     assert dest.read_bytes() == source.read_bytes()
     with pytest.raises(BackupExistsError):
         local_target.fetch(name, dest)
+    nested = local_target.fetch(name, tmp_path / "staging" / "deeper" / "x.dbs")  # folders are made as needed
+    assert nested.read_bytes() == source.read_bytes()
     assert local_target.local_path(name) == local_target.path / name
 
 
