@@ -29,19 +29,19 @@ def rto_chart(limit: int = 30) -> SafeString:
     coords = [xy(i, d) for i, d in enumerate(drills)]
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
     dots = format_html_join(
-        "", '<circle cx="{:.1f}" cy="{:.1f}" r="4" fill="{}"><title>#{} {}: {:.1f} s ({})</title></circle>',
+        "", '<circle cx="{}" cy="{}" r="4" fill="{}"><title>#{} {}: {} s ({})</title></circle>',
         (
-            (x, y, "#2e9e44" if d.passed else "#cc3333", d.pk, d.started_at.strftime("%Y-%m-%d %H:%M"),
-             d.restore_seconds, "passed" if d.passed else "failed")
+            (f"{x:.1f}", f"{y:.1f}", "#2e9e44" if d.passed else "#cc3333", d.pk,
+             d.started_at.strftime("%Y-%m-%d %H:%M"), f"{d.restore_seconds:.1f}", "passed" if d.passed else "failed")
             for (x, y), d in zip(coords, drills)
         ),
     )
     return format_html(
         '<svg class="dbs-chart" role="img" aria-label="Restore time (RTO) of the last {n} drills" '
         'viewBox="0 0 {w} {h}" width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">'
-        '<text x="{pad}" y="14" font-size="11">RTO, seconds (max {top:.1f} s)</text>'
+        '<text x="{pad}" y="14" font-size="11">RTO, seconds (max {top} s)</text>'
         '<line x1="{pad}" y1="{base}" x2="{right}" y2="{base}" stroke="#999"/>'
         '<polyline points="{line}" fill="none" stroke="#417690" stroke-width="2"/>{dots}</svg>',
-        n=len(drills), w=WIDTH, h=HEIGHT, pad=PAD, top=top, base=HEIGHT - PAD, right=WIDTH - PAD,
+        n=len(drills), w=WIDTH, h=HEIGHT, pad=PAD, top=f"{top:.1f}", base=HEIGHT - PAD, right=WIDTH - PAD,
         line=mark_safe(line), dots=dots,
     )

@@ -1,0 +1,107 @@
+"""The Drills list in the admin, and its *Run drill* button run through a real Celery worker on Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.urls import reverse
+
+from dbs_admin.backups.api import create_backup
+from dbs_admin.models import DrillReport, Job
+from tests import services
+
+from .test_crash import database_url
+
+REDIS_DB = 14
+
+
+@pytest.fixture
+def drill_redis():
+    """This process's Celery app pointed at Redis db 14 (emptied), as a production site would run."""
+    import redis
+    from kombu import pools
+
+    from demo_site.celery import app
+
+    url = services.redis_url().rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    saved = (app.conf.broker_url, app.conf.broker_transport_options)
+    app.conf.broker_url, app.conf.broker_transport_options = url, {}
+    app._pool = None
+    app.amqp._producer_pool = None
+    try:
+        yield url
+    finally:
+        pools.reset()
+        app.conf.broker_url, app.conf.broker_transport_options = saved
+        app._pool = None
+        app.amqp._producer_pool = None
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def worker(drill_redis, settings, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(REDIS_URL=drill_redis, DATABASE_URL=database_url(),
+               DJANGO_SETTINGS_MODULE="tests.drills.worker_settings",
+               DBS_TEST_DBS_ADMIN=json.dumps(settings.DBS_ADMIN), DBS_VAR_DIR=str(tmp_path / "worker-var"))
+    log = tmp_path / "worker.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "demo_site", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"drills-{os.getpid()}@%h"],
+        cwd=services.ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    yield log
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(180)
+def test_run_drill_button_queues_a_job_that_a_real_worker_runs(seeded, client, superuser, worker):
+    create_backup(kind="logical", target="local")
+    client.force_login(superuser)
+    changelist = reverse("admin:dbs_admin_drillreport_changelist")
+    page = client.get(changelist).content.decode()
+    assert "Run drill" in page and "No drill has measured a restore time yet" in page
+
+    assert client.get(reverse("admin:dbs_admin_drillreport_run")).status_code == 405
+    response = client.post(reverse("admin:dbs_admin_drillreport_run"), {"target": "local"})
+    job = Job.objects.get(kind=Job.Kind.DRILL)
+    assert response.status_code == 302 and response["Location"] == reverse("dbs_admin:job", args=[job.pk])
+    assert job.params == {"target": "local"}  # no key, no passphrase in the message or the row
+
+    deadline = time.monotonic() + 150
+    while not Job.objects.get(pk=job.pk).finished:
+        assert time.monotonic() < deadline, f"the drill job did not finish:\n{worker.read_text()[-3000:]}"
+        time.sleep(0.3)
+    job.refresh_from_db()
+    assert job.state == Job.State.SUCCEEDED, f"{job.message}\n{worker.read_text()[-3000:]}"
+    report = DrillReport.objects.get(job=job)
+    assert report.passed and f"Drill #{report.pk}" in job.message
+
+    page = client.get(changelist).content.decode()
+    assert "<svg" in page and "RTO" in page and report.backup_name in page
+    detail = client.get(reverse("admin:dbs_admin_drillreport_change", args=[report.pk])).content.decode()
+    assert "smoke: blog: published posts render" in detail and "row counts" in detail
+
+
+@pytest.mark.django_db
+def test_drills_admin_is_superuser_only(client, staff_user, seeded):
+    client.force_login(staff_user)
+    assert client.get(reverse("admin:dbs_admin_drillreport_changelist")).status_code == 403
+    assert client.post(reverse("admin:dbs_admin_drillreport_run"), {"target": "local"}).status_code == 403
+    assert not Job.objects.exists()
