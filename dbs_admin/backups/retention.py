@@ -165,11 +165,18 @@ def plan_retention(
     return RetentionPlan(keep=keep, delete=delete, reasons={n: tuple(r) for n, r in reasons.items()})
 
 
-def prune(target_name: str | None = None, *, dry_run: bool = False) -> RetentionPlan:
-    """Apply the retention policy of a target: delete files, sidecars and their records.
+def prune(
+    target_name: str | None = None,
+    *,
+    dry_run: bool = False,
+    policy: RetentionPolicy | Mapping[str, int] | None = None,
+) -> RetentionPlan:
+    """Apply a retention policy to a target: delete files, sidecars and their records.
 
-    The ``BackupCopy`` row of each deleted file goes; the ``Backup`` row goes
-    too once no copy of it remains anywhere. Every deletion is audited.
+    ``policy`` defaults to ``DBS_ADMIN["RETENTION"]`` for the target (callers
+    with their own, e.g. a schedule's, pass it). The ``BackupCopy`` row of
+    each deleted file goes; the ``Backup`` row goes too once no copy of it
+    remains anywhere. Every deletion is audited.
     """
     from django.utils import timezone
 
@@ -179,7 +186,10 @@ def prune(target_name: str | None = None, *, dry_run: bool = False) -> Retention
     from dbs_admin.targets.base import StoredFileMissingError
 
     target = get_target(target_name)
-    policy = RetentionPolicy.for_target(target.name)
+    if policy is None:
+        policy = RetentionPolicy.for_target(target.name)
+    elif not isinstance(policy, RetentionPolicy):
+        policy = RetentionPolicy.from_mapping(policy, f"retention policy of target {target.name!r}")
     files = target.list()
     verified = set(
         Backup.objects.filter(status__in=[Backup.Status.OK, Backup.Status.HEALED]).values_list("name", flat=True)

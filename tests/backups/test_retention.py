@@ -204,3 +204,12 @@ def test_prune_deletes_files_sidecars_and_records(pruned_setup):
     assert "target 'local'" in events.first().detail
     # Running it again finds nothing more to delete.
     assert prune("local").delete == ()
+
+
+@pytest.mark.django_db
+def test_prune_with_a_policy_of_its_own(pruned_setup):
+    target, files = pruned_setup
+    plan = prune("local", dry_run=True, policy={"last": 4})
+    assert set(plan.keep) == {*files[:4], files[6], "manual-copy.dbs"}
+    with pytest.raises(TargetConfigError, match="retention policy of target 'local'"):
+        prune("local", policy={"last": -2})
