@@ -35,7 +35,7 @@ from django.utils.dateparse import parse_datetime
 
 from ..backups import api
 from ..backups.errors import BackupError, CancelledError
-from ..backups.files import file_roots
+from ..backups.files import MEDIA, file_roots
 from ..models import Backup, DrillReport, Job
 from ..sealed import SealedError, verify
 from ..targets import get_target
@@ -198,6 +198,16 @@ def _schema(scratch: ScratchDatabase, manifest: dict[str, Any]) -> str:
     return f"migrated to the recorded state: {len(recorded)} migrations over {len(targets)} apps"
 
 
+def _refuse_live_roots(inventory: Inventory) -> None:
+    """Only MEDIA_ROOT is redirected into the scratch folder; never let a drill overwrite live files elsewhere."""
+    roots = sorted({str(f["root"]) for f in inventory.files} - {MEDIA})
+    if roots:
+        raise DrillError(
+            f"the backup holds files under {', '.join(roots)} (outside MEDIA_ROOT); a drill cannot restore them "
+            "without overwriting the live ones, so it stops here. Restore such backups into a staging site."
+        )
+
+
 def _restore(drill: Drill, scratch: ScratchDatabase, source: str | Path, target: str | None,
              key: dict[str, Any]) -> str:
     result = api.restore_backup(
@@ -276,9 +286,14 @@ def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, k
             alias=scratch.alias, manifest=manifest, inventory=inventory, media_root=scratch.media_root,
             file_roots=file_roots(),
         )
+
+        def restore() -> str:
+            _refuse_live_roots(inventory)
+            return _restore(drill, scratch, local_path, None, key)
+
         drill.step("schema", lambda: _schema(scratch, manifest), rto=True)
         try:
-            drill.step("restore", lambda: _restore(drill, scratch, local_path, None, key), rto=True)
+            drill.step("restore", restore, rto=True)
         except _Stop:
             ctx.restored = False
             _run_checks(drill, ctx, checks.diagnosis_checks(), only_failures=True)
