@@ -1,0 +1,246 @@
+"""Benchmark of full backups and restores against a floor measured in the same run.
+
+    DBS_VAR_DIR=/tmp/var-bench python bench/backup.py                       # 20,000 posts, 300 images, SQLite
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbs_bench DBS_VAR_DIR=/tmp/var-bench-pg python bench/backup.py
+    DBS_VAR_DIR=/tmp/var-bench python bench/backup.py --posts 200000       # the memory target (10x)
+
+The database is seeded with ``demo_seed`` (not timed; ``--reuse`` keeps an
+existing seed of the same size). Each operation then runs in a forked child of
+this already set-up Django process, so its time excludes start-up on both
+sides and its peak RSS (``ru_maxrss`` of the child) is its own.
+
+Floors (what any backup of this site must at least do):
+- backup: SQLite's online backup of the database file + an uncompressed tar
+  of MEDIA_ROOT (PostgreSQL: ``pg_dump -Fc`` + tar);
+- restore: copying that file back + untar (PostgreSQL: ``pg_restore`` into
+  an empty database + untar).
+Ours additionally compress, encrypt, hash, add parity and write everything
+twice, then verify. Restores go into a freshly migrated scratch database and
+an empty media folder. Keys: an X25519 recipient, so no Argon2 is measured.
+Targets: native backup <= 4x floor, logical backup <= 8x, logical restore
+<= 10x; peak RSS < 250 MB at 200,000 posts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+os.environ.setdefault("DBS_LOG_LEVEL", "WARNING")
+SCRATCH = "bench_scratch"
+
+
+def in_child(func, *args):
+    """Run ``func(*args)`` in a forked child; returns (its result dict, seconds it measured, peak RSS MiB)."""
+    from django.db import connections
+
+    connections.close_all()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read)
+        code = 0
+        try:
+            started = time.perf_counter()
+            out = func(*args) or {}
+            out["seconds"] = time.perf_counter() - started
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            out, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
+        out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with os.fdopen(write, "w") as f:
+            json.dump(out, f)
+        os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    out = json.loads(data)
+    if "error" in out:
+        raise SystemExit(f"{func.__name__} failed: {out['error']}")
+    return out
+
+
+def tar_media(media: Path, dest: Path) -> int:
+    with tarfile.open(dest, "w") as tar:
+        tar.add(media, arcname="media")
+    return dest.stat().st_size
+
+
+def untar(archive: Path, dest: Path) -> None:
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+
+
+# --- operations (each runs in a child) -----------------------------------------------------------------
+
+def floor_backup(work: str) -> dict:
+    from django.conf import settings
+    from django.db import connections
+
+    work_p = Path(work)
+    conn = connections["default"]
+    if conn.vendor == "sqlite":
+        src = sqlite3.connect(conn.settings_dict["NAME"])
+        dst = sqlite3.connect(work_p / "floor.sqlite3")
+        src.backup(dst)
+        src.close()
+        dst.close()
+        db_size = (work_p / "floor.sqlite3").stat().st_size
+    else:
+        s = conn.settings_dict
+        subprocess.run(["pg_dump", "-Fc", "-h", s["HOST"], "-p", str(s["PORT"] or 5432), "-U", s["USER"],
+                        "-f", str(work_p / "floor.dump"), s["NAME"]], check=True)
+        db_size = (work_p / "floor.dump").stat().st_size
+    tar_size = tar_media(Path(settings.MEDIA_ROOT), work_p / "media.tar")
+    return {"size": db_size + tar_size}
+
+
+def floor_restore(work: str) -> dict:
+    from django.db import connections
+
+    work_p = Path(work)
+    conn = connections[SCRATCH]
+    if conn.vendor == "sqlite":
+        shutil.copyfile(work_p / "floor.sqlite3", work_p / "floor-restored.sqlite3")
+    else:
+        s = conn.settings_dict
+        subprocess.run(["pg_restore", "--no-owner", "-h", s["HOST"], "-p", str(s["PORT"] or 5432), "-U", s["USER"],
+                        "-d", s["NAME"], str(work_p / "floor.dump")], check=True)
+    untar(work_p / "media.tar", work_p / "floor-media")
+    return {}
+
+
+def our_backup(kind: str, dest: str, recipient: str) -> dict:
+    from dbs_admin import create_backup
+
+    result = create_backup(kind=kind, output=dest, recipients=[recipient])
+    return {"size": result.size, "rows": result.manifest["rows"]}
+
+
+def our_restore(source: str, identity, media: str) -> dict:
+    from django.conf import settings
+
+    from dbs_admin import restore_backup
+
+    settings.MEDIA_ROOT = media
+    result = restore_backup(source, identity=identity, database=SCRATCH)
+    return {"rows": sum(result.rows.values()), "files": result.files}
+
+
+# --- scratch database -----------------------------------------------------------------------------------
+
+def scratch_settings(default: dict, var: Path) -> dict:
+    cfg = dict(default)
+    if cfg["ENGINE"].endswith("sqlite3"):
+        cfg["NAME"] = str(var / "bench-scratch.sqlite3")
+    else:
+        cfg["NAME"] = f"{default['NAME']}_scratch"
+    cfg.pop("TEST", None)
+    return cfg
+
+
+def fresh_scratch() -> None:
+    """An empty, migrated scratch database (not timed)."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    conn = connections[SCRATCH]
+    if conn.vendor == "sqlite":
+        conn.close()
+        Path(conn.settings_dict["NAME"]).unlink(missing_ok=True)
+    else:
+        conn.close()
+        with connections["default"].cursor() as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{conn.settings_dict["NAME"]}"')
+            c.execute(f'CREATE DATABASE "{conn.settings_dict["NAME"]}"')
+    call_command("migrate", database=SCRATCH, verbosity=0)
+
+
+def empty_scratch_db_for_pg_restore() -> None:
+    from django.db import connections
+
+    conn = connections[SCRATCH]
+    conn.close()
+    with connections["default"].cursor() as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{conn.settings_dict["NAME"]}"')
+        c.execute(f'CREATE DATABASE "{conn.settings_dict["NAME"]}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=20000)
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--reuse", action="store_true", help="keep an existing seed of the same size")
+    parser.add_argument("--skip-native", action="store_true")
+    args = parser.parse_args()
+
+    import django
+    from django.conf import settings
+
+    var = Path(os.environ.get("DBS_VAR_DIR", ROOT / "var"))
+    settings.DATABASES[SCRATCH] = scratch_settings(settings.DATABASES["default"], var)
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    from blog.models import Post
+    from dbs_admin.sealed import Identity
+
+    if connections["default"].vendor == "postgresql":
+        import psycopg
+
+        s = connections["default"].settings_dict
+        with psycopg.connect(host=s["HOST"], port=s["PORT"] or 5432, user=s["USER"], dbname="postgres",
+                             autocommit=True) as pg:
+            if not pg.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s["NAME"],)).fetchone():
+                pg.execute(f'CREATE DATABASE "{s["NAME"]}"')
+    call_command("migrate", verbosity=0)
+    if not (args.reuse and Post.objects.count() == args.posts):
+        print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
+        call_command("demo_seed", posts=args.posts, images=args.images, flush=True, verbosity=0)
+    work = var / "bench-backup"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    identity = Identity.generate()  # forked children inherit it
+    vendor = connections["default"].vendor
+    rows = {}
+
+    print(f"engine {vendor}; {args.posts} posts, {args.images} images; key: X25519 recipient (no Argon2 measured)")
+    rows["floor backup"] = in_child(floor_backup, str(work))
+    if vendor == "postgresql":
+        empty_scratch_db_for_pg_restore()
+    rows["floor restore"] = in_child(floor_restore, str(work))
+    rows["logical backup"] = in_child(our_backup, "logical", str(work / "logical.dbs"), identity.recipient)
+    fresh_scratch()
+    rows["logical restore"] = in_child(our_restore, str(work / "logical.dbs"), identity, str(work / "media-logical"))
+    if not args.skip_native:
+        rows["native backup"] = in_child(our_backup, "native", str(work / "native.dbs"), identity.recipient)
+        fresh_scratch()
+        rows["native restore"] = in_child(our_restore, str(work / "native.dbs"), identity, str(work / "media-native"))
+    floors = {"backup": rows["floor backup"]["seconds"], "restore": rows["floor restore"]["seconds"]}
+    targets = {"native backup": 4, "logical backup": 8, "logical restore": 10}
+    print(f"{'operation':<16} {'seconds':>8} {'size MiB':>9} {'peak RSS MiB':>13} {'x floor':>8} {'target':>7}")
+    for name, r in rows.items():
+        floor = floors["backup" if "backup" in name else "restore"]
+        ratio = r["seconds"] / floor if not name.startswith("floor") else 1.0
+        size = f"{r['size'] / 2**20:9.1f}" if "size" in r else f"{'':>9}"
+        target = f"<= {targets[name]}x" if name in targets else ""
+        print(f"{name:<16} {r['seconds']:8.2f} {size} {r['rss_mib']:13.0f} {ratio:8.2f} {target:>7}")
+    assert rows["logical restore"]["rows"] == rows["logical backup"]["rows"], "restored row count differs"
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
