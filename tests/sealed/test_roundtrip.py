@@ -224,3 +224,25 @@ def test_crash_mid_write_leaves_nothing_that_looks_complete(tmp_path):
     except SealedError:
         return
     assert not report.ok or not report.intact
+
+
+@pytest.mark.parametrize("offset", [5000, -3000])
+def test_verify_after_write_catches_storage_that_lies(tmp_path, monkeypatch, offset):
+    """Flip a bit in the written temporary file just before it is verified: nothing is published."""
+    from dbs_admin.sealed import SealedError, container
+
+    original = container.ContainerWriter.check_written
+
+    def storage_flips_a_bit(self, path):
+        with open(path, "r+b") as f:
+            f.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+            where = f.tell()
+            byte = f.read(1)
+            f.seek(where)
+            f.write(bytes([byte[0] ^ 0x10]))
+        return original(self, path)
+
+    monkeypatch.setattr(container.ContainerWriter, "check_written", storage_flips_a_bit)
+    with pytest.raises(SealedError, match="verification after writing"):
+        seal_bytes(random_bytes(500_000), tmp_path / "f.dbs")
+    assert list(tmp_path.iterdir()) == []
