@@ -214,6 +214,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     identity = Identity.generate()  # forked children inherit it
+    stamp = time.strftime("%Y%m%dT%H%M%S")
     vendor = connections["default"].vendor
     rows = {}
 
@@ -222,13 +223,14 @@ def main() -> None:
     if vendor == "postgresql":
         empty_scratch_db_for_pg_restore()
     rows["floor restore"] = in_child(floor_restore, str(work))
-    rows["logical backup"] = in_child(our_backup, "logical", str(work / "logical.dbs"), identity.recipient)
+    logical, native = str(work / f"logical-{stamp}.dbs"), str(work / f"native-{stamp}.dbs")
+    rows["logical backup"] = in_child(our_backup, "logical", logical, identity.recipient)
     fresh_scratch()
-    rows["logical restore"] = in_child(our_restore, str(work / "logical.dbs"), identity, str(work / "media-logical"))
+    rows["logical restore"] = in_child(our_restore, logical, identity, str(work / "media-logical"))
     if not args.skip_native:
-        rows["native backup"] = in_child(our_backup, "native", str(work / "native.dbs"), identity.recipient)
+        rows["native backup"] = in_child(our_backup, "native", native, identity.recipient)
         fresh_scratch()
-        rows["native restore"] = in_child(our_restore, str(work / "native.dbs"), identity, str(work / "media-native"))
+        rows["native restore"] = in_child(our_restore, native, identity, str(work / "media-native"))
     floors = {"backup": rows["floor backup"]["seconds"], "restore": rows["floor restore"]["seconds"]}
     targets = {"native backup": 4, "logical backup": 8, "logical restore": 10}
     print(f"{'operation':<16} {'seconds':>8} {'size MiB':>9} {'peak RSS MiB':>13} {'x floor':>8} {'target':>7}")

@@ -20,13 +20,15 @@ from django.db import connections
 from django.utils import timezone
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.sealed import Argon2Params, SealedError, seal, verify
+from dbs_admin.models import Backup
+from dbs_admin.sealed import Argon2Params, SealedError, verify
 from dbs_admin.sealed.errors import UsageError
 from dbs_admin.targets.naming import backup_file_name
 
 from . import logical_capture, manifest, native, native_postgres, native_sqlite
 from .api import BackupResult
 from .errors import BackupError, BackupExistsError, KeyMissingError, TargetError
+from .pipeline import seal_in_background as seal
 from .progress import Reporter
 from .records import record_backup
 from .sources import private_dir
@@ -131,9 +133,13 @@ def create_backup(
     work = None
     if output is not None:
         dest = Path(output)
+        if dest.is_dir():
+            dest = dest / name
         name = dest.name
         if dest.exists() or dest.is_symlink():
             raise BackupExistsError(f"{dest} already exists; backups are never overwritten, choose another name")
+        if Backup.objects.filter(name=name).exists():
+            raise BackupExistsError(f"a backup named {name} is already recorded; names are never reused")
     else:
         store = get_target(target)
         if store.exists(name):

@@ -26,6 +26,7 @@ from dbs_admin.suspend import history_suspended
 from . import payload
 from .errors import IntegrityCheckError, PayloadError, RestoreError
 from .files import MEDIA, file_roots, root_for_restore, safe_path
+from .pipeline import frames_in_background
 from .progress import Reporter
 from .selection import all_storable_models, decoder, file_columns, is_excluded
 from .staging import Staging
@@ -146,7 +147,7 @@ class LogicalRestore:
     # --- stream ------------------------------------------------------------------------------------
 
     def _consume(self, stream: BinaryIO) -> None:
-        frames = payload.read_frames(stream)
+        frames = frames_in_background(stream)
         kind, body = next(frames)
         if kind != payload.HEAD:
             raise PayloadError("the backup's contents do not start with their header record")
