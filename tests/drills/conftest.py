@@ -24,9 +24,6 @@ def drill_env(settings, tmp_path, media_root, monkeypatch):
         "RECIPIENTS": [identity.recipient],
         "DRILL_IDENTITY": str(identity_path),
         "ARGON2": {**WEAK, "allow_weak": True},
-        # django_celery_beat rows are left out until logical capture serializes TimeZoneField values
-        # (a ZoneInfo in CrontabSchedule.timezone is not JSON); reported to the backups engineer.
-        "EXCLUDE_MODELS": ["sessions.Session", "dbs_admin.*", "django_celery_beat.*"],
     }
     monkeypatch.setenv("DBS_DRILL_IDENTITY_PASSPHRASE", IDENTITY_PASSPHRASE)
     monkeypatch.delenv("DBS_PASSPHRASE", raising=False)
