@@ -149,7 +149,7 @@ def stream(
                             log.warning("skipping unsafe or unknown file path %r in %s", value, label)
                         else:
                             wanted.setdefault(where, str(value))
-            yield payload.json_frame(payload.ROWS, out)
+            yield payload.rows_frame(out)
             counts[label] += len(rows)
             done += len(rows)
             reporter.report("rows", done, total_rows)

