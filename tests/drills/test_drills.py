@@ -111,3 +111,30 @@ def test_wrong_passphrase_names_backup_integrity(seeded):
     assert report.passed is False
     assert names(report, passed=False) == ["backup integrity"]
     assert "passphrase" in report.checks.get(name="backup integrity").detail.lower()
+
+
+@pytest.mark.django_db
+def test_drill_of_the_newest_backup_on_an_sftp_target(seeded, settings, tmp_path):
+    """``--latest --target offsite``: the file is downloaded over SFTP (counted in the RTO) and removed after."""
+    import shutil
+    import uuid
+
+    from tests import services
+
+    sshd = services.ssh_server()
+    folder = sshd.root / f"drills-{uuid.uuid4().hex[:8]}"
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {**settings.DBS_ADMIN["TARGETS"], "offsite": {
+        "kind": "sftp", "host": sshd.host, "port": sshd.port, "username": sshd.username,
+        "key_filename": str(sshd.key_path), "known_hosts": str(sshd.known_hosts), "path": str(folder),
+        "timeout": 10,
+    }}}
+    try:
+        result = create_backup(kind="logical", target="offsite")
+        report = run_drill(target="offsite")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert report.passed, [(c.name, c.detail) for c in report.checks.all() if not c.passed] or report.error
+    assert report.backup_name == result.name
+    fetch = report.checks.get(name="fetch")
+    assert f"dbs_drill_{report.pk}.download" in fetch.detail and fetch.seconds <= report.restore_seconds
+    assert_scratch_gone(report)
