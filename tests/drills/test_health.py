@@ -139,3 +139,12 @@ def test_weekly_drill_schedule_exists_after_migrate_and_is_not_overwritten():
     PeriodicTask.objects.filter(pk=task.pk).delete()
     assert ensure_default_schedules() is True
     assert PeriodicTask.objects.filter(name=schedules.DRILL_NAME).count() == 1
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_the_failed_check_of_the_newest_drill_and_a_run_button(client, superuser):
+    drill(False)
+    client.force_login(superuser)
+    page = client.get(reverse("admin:dbs_admin_dashboard_changelist")).content.decode()
+    assert "Run drill" in page and reverse("admin:dbs_admin_drillreport_run") in page
+    assert "row counts: blog.Tag: 59 rows restored" in page
