@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 from django.test.utils import override_settings
 from django.utils.dateparse import parse_datetime
@@ -237,7 +237,7 @@ def run_drill(
     Always returns the recorded report (a drill that could not even start is
     a failed report with the reason in ``error``); mails ADMINS on failure.
     """
-    engine = base_vendor()
+    engine = connections[DEFAULT_DB_ALIAS].vendor
     try:
         name, source, target = resolve_source(source, target)
     except (DrillError, BackupError) as exc:
@@ -245,12 +245,11 @@ def run_drill(
         return _finish(report, str(exc), alert)
     backup = Backup.objects.filter(name=name).first()
     report = start_report(backup_name=name, backup=backup, job=job, engine=engine)
-    cleaned = cleanup_orphans(report.pk)
-    if cleaned:
-        mark_interrupted(cleaned, by=report)
     drill = Drill(report, progress=progress, cancel=cancel)
     error = ""
     try:
+        base_vendor()  # a clear error for engines drills do not support
+        _clean_up_after_crashed_drills(report)
         passphrase, identity = resolve_key(passphrase, identity)
         key = {"passphrase": passphrase, "identity": identity}
         with scratch_database(report.pk) as scratch:
@@ -260,7 +259,8 @@ def run_drill(
     except _Stop as stop:
         log.warning("drill %s of %s failed at %s", report.pk, name, stop)
     except CancelledError as exc:
-        error = str(exc)
+        finish_report(report, error=str(exc))  # the user asked for it: recorded, not alerted
+        return report
     except (DrillError, BackupError, SealedError) as exc:  # a known condition with a message saying what to do
         log.warning("drill %s of %s could not run: %s", report.pk, name, exc)
         error = str(exc)
@@ -268,6 +268,17 @@ def run_drill(
         log.exception("drill %s of %s could not run", report.pk, name)
         error = _one_line(exc)
     return _finish(report, error, alert)
+
+
+def _clean_up_after_crashed_drills(report: DrillReport) -> None:
+    """Remove scratch databases that killed drills left behind, and close their reports."""
+    try:
+        cleaned = cleanup_orphans(report.pk)
+    except Exception:  # a failed clean-up must not stop this drill; the next one tries again
+        log.warning("could not clean up the scratch databases of earlier drills", exc_info=True)
+        return
+    if cleaned:
+        mark_interrupted(cleaned, by=report)
 
 
 def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, key) -> None:

@@ -138,3 +138,30 @@ def test_drill_of_the_newest_backup_on_an_sftp_target(seeded, settings, tmp_path
     fetch = report.checks.get(name="fetch")
     assert f"dbs_drill_{report.pk}.download" in fetch.detail and fetch.seconds <= report.restore_seconds
     assert_scratch_gone(report)
+
+
+@pytest.mark.django_db
+def test_a_cancelled_drill_is_recorded_but_not_alerted(seeded, mailoutbox):
+    result = create_backup(kind="logical", target="local")
+    report = run_drill(str(result.path), cancel=lambda: True)
+    assert report.passed is False and "cancelled" in report.error
+    assert mailoutbox == []
+    assert_scratch_gone(report)
+
+
+@pytest.mark.django_db
+def test_dbs_drill_command_exit_codes_and_output(seeded, capsys):
+    from django.core.management import CommandError, call_command
+
+    result = create_backup(kind="logical", target="local")
+    damage_beyond_repair(result.path)
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("dbs_drill", str(result.path), "--no-mail")
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1
+    assert "FAIL  backup integrity" in out and "FAILED" in out and "failed: backup integrity" in out
+    with pytest.raises(CommandError, match="FILE or --latest"):
+        call_command("dbs_drill")
+    with pytest.raises(SystemExit):
+        call_command("dbs_drill", str(result.path.with_name("no-such.dbs")), "--no-mail")
+    assert "no backup file" in capsys.readouterr().out
