@@ -63,7 +63,7 @@ class Command(BaseCommand):
         for check in report.checks.all():
             mark = self.style.SUCCESS("PASS") if check.passed else self.style.ERROR("FAIL")
             first, *rest = (check.detail or "").splitlines() or [""]
-            out.write(f"  {mark}  {check.name:<34} {check.seconds:7.2f} s  {first}")
+            out.write(f"  {mark}  {check.name:<36} {check.seconds:7.2f} s  {first}")
             if not check.passed:
                 for line in rest[:40]:
                     out.write(f"        {line}")
