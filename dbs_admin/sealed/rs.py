@@ -88,6 +88,13 @@ def _gf_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
+def _mul_table() -> np.ndarray:
+    """The full GF(256) multiplication table, ``M[a, b] = a * b`` (64 KiB)."""
+    values = np.arange(256)
+    return _gf_mul(values[:, None], values[None, :])
+
+
+@lru_cache(maxsize=1)
 def _tables() -> np.ndarray:
     """``T[p, v]`` = parity (NSYM bytes, viewed as NSYM/8 uint64) of ``v`` at position ``p``.
 
@@ -112,11 +119,8 @@ def _tables() -> np.ndarray:
         cur = np.concatenate([cur[1:], np.zeros(1, dtype=np.uint8)])
         if lead:
             cur ^= _gf_mul(tail, lead)
-    values = np.arange(256, dtype=np.int64)[:, None]
-    table = np.empty((K, 256, NSYM), dtype=np.uint8)
-    for p in range(K):
-        table[p] = _gf_mul(values, remainders[K - 1 - p][None, :])
-    return np.ascontiguousarray(table).view(np.uint64)  # (K, 256, NSYM // 8)
+    table = _mul_table()[:, remainders[::-1]]  # (256, K, NSYM): position p uses x^(NSYM+K-1-p)
+    return np.ascontiguousarray(table.transpose(1, 0, 2)).view(np.uint64)  # (K, 256, NSYM // 8)
 
 
 _local = threading.local()
@@ -229,11 +233,8 @@ def _syndrome_tables() -> np.ndarray:
     i = np.arange(NSYM)
     j = np.arange(N)
     powers = exp[((i[None, :] + FCR) * (N - 1 - j[:, None])) % 255]  # (N, NSYM)
-    values = np.arange(256, dtype=np.int64)[:, None]
-    table = np.empty((N, 256, NSYM), dtype=np.uint8)
-    for p in range(N):
-        table[p] = _gf_mul(values, powers[p][None, :])
-    return np.ascontiguousarray(table).view(np.uint64)
+    table = _mul_table()[:, powers]  # (256, N, NSYM)
+    return np.ascontiguousarray(table.transpose(1, 0, 2)).view(np.uint64)
 
 
 def syndromes(codewords: np.ndarray) -> np.ndarray:
