@@ -79,19 +79,20 @@ def versions() -> dict[str, Any]:
 
 @functools.cache
 def _versions() -> dict[str, Any]:
-    """Scanning installed distributions takes about a second; it cannot change within a process."""
-    dist_of = metadata.packages_distributions()
+    """Versions are read from each app's package ``__version__`` (scanning every installed
+    distribution's metadata would take about a second per process)."""
     app_versions: dict[str, str | None] = {}
     for config in apps.get_app_configs():
-        top = config.name.split(".", 1)[0]
-        version = None
-        for dist in dist_of.get(top, []):
+        top = sys.modules.get(config.name.split(".", 1)[0])
+        version = getattr(top, "__version__", None)
+        if version is None and config.name.startswith("django."):
+            version = django.get_version()
+        if version is None:
             try:
-                version = metadata.version(dist)
-                break
+                version = metadata.version(config.name.split(".", 1)[0].replace("_", "-"))
             except metadata.PackageNotFoundError:
-                continue
-        app_versions[config.label] = version
+                version = None
+        app_versions[config.label] = str(version) if version is not None else None
     return {
         "django": django.get_version(),
         "dbs_admin": dbs_admin.__version__,
