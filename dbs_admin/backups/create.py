@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
-from dbs_admin.sealed import Argon2Params, SealedError, verify
+from dbs_admin.sealed import Argon2Params, SealedError
 from dbs_admin.sealed.errors import UsageError
 from dbs_admin.targets.naming import backup_file_name
 
@@ -162,19 +162,13 @@ def create_backup(
         copies: list[tuple[str, str]] = []
         final_path = dest
         if store is not None:
-            stored = store.put(dest, name)
-            if stored.size != size or (stored.sha256 and stored.sha256 != sha):
+            store.put(dest, name)
+            # Re-read through the target (sidecar and hash) rather than trusting the upload step alone.
+            stored = store.verify(name)
+            if stored.size != size or stored.sha256 != sha:
                 _quiet_delete(store, name)
                 raise TargetError(f"the copy on target {store.name!r} differs from what was written; it was removed")
-            local = store.local_path(name)
-            if local is not None:
-                check = verify(local)
-                if not check.intact:
-                    _quiet_delete(store, name)
-                    raise TargetError(f"the copy on target {store.name!r} failed verification; it was removed")
-                final_path = local
-            else:
-                final_path = Path(name)
+            final_path = store.local_path(name) or Path(name)
             copies.append((store.name, name))
         else:
             copies.append(("", str(dest.resolve())))
