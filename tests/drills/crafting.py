@@ -38,8 +38,8 @@ def reseal_without_row(source: Path, dest: Path, *, label: str, pk: int, identit
             if kind == payload.MODEL:
                 current = payload.load_json(body)["model"]
             elif kind == payload.ROWS and current == label:
-                rows = [r for r in payload.load_json(body) if r[0] != pk]
-                frames.append(payload.json_frame(payload.ROWS, rows))
+                rows = [r for r in payload.load_rows(body) if r[0] != pk]
+                frames.append(payload.rows_frame(rows))
                 continue
             elif kind == payload.TRAILER:
                 trailer = payload.load_json(body)
