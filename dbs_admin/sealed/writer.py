@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -23,7 +25,7 @@ from .aead import PLAINTEXT_CHUNK_SIZE, ChunkEncryptor, derive_subkey
 from .atomic import atomic_output
 from .container import ContainerWriter
 from .errors import UsageError
-from .keys import Argon2Params, describe_key_slots, new_data_key, wrap_key_slots
+from .keys import Argon2Params, describe_key_slots, new_data_key, parse_recipient, wrap_key_slots
 from .layout import BLOCK_SIZE, FILE_ID_SIZE, Header
 from .reports import SealReport
 
@@ -93,6 +95,57 @@ def encrypt_manifest(data_key: bytes, digest: bytes, envelope: Mapping) -> bytes
     return nonce + AESGCM(derive_subkey(data_key, MANIFEST_PURPOSE)).encrypt(nonce, packed, digest)
 
 
+class _PeerFailed(Exception):
+    """The other side of a hand-off failed; its own exception is the one to report."""
+
+
+class _Handoff:
+    """A bounded queue from the compressing thread to the encrypting/writing thread.
+
+    Either side sets ``failed`` when it dies, so the other never waits forever.
+    Depth x 1 MiB pieces bounds the memory it can hold.
+    """
+
+    _END = object()
+
+    def __init__(self, depth: int = 8):
+        self._queue: queue.Queue = queue.Queue(depth)
+        self.failed = threading.Event()
+
+    def put(self, item: object) -> None:
+        while True:
+            if self.failed.is_set():
+                raise _PeerFailed
+            try:
+                self._queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        self.put(self._END)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if self.failed.is_set():
+                    raise _PeerFailed from None
+                continue
+            if item is self._END:
+                return
+            yield item
+
+
+def _check_keys(passphrase: str | bytes | None, recipients: list[str]) -> None:
+    """Refuse obviously unusable keys at once, before any file or Argon2 work."""
+    if passphrase is None and not recipients:
+        raise UsageError("sealing needs a passphrase or at least one recipient")
+    for recipient in recipients:
+        parse_recipient(recipient)
+
+
 def seal(
     source: Source,
     destination: str | os.PathLike[str],
@@ -113,45 +166,75 @@ def seal(
     redundantly, and comes back as ``open_sealed(...).manifest``. The file
     appears at ``destination`` only once fully written, synced and verified;
     an existing file is refused unless ``overwrite=True``.
+
+    Three threads share the work (zstd, AES-GCM, hashlib and file I/O release
+    the GIL): this one reads and compresses; a writer thread derives the key
+    slots (Argon2 overlaps the first compression), encrypts, hashes and writes;
+    the container's worker computes Reed-Solomon parity.
     """
     started = time.monotonic()
     recipients = list(recipients)
     if manifest is not None and not isinstance(manifest, Mapping):
         raise UsageError("the manifest must be a mapping (a dict)")
+    _check_keys(passphrase, recipients)
     data_key = new_data_key()
-    slots = wrap_key_slots(data_key, passphrase=passphrase, recipients=recipients,
-                           argon2=argon2 if argon2 is not None else Argon2Params(),
-                           allow_weak=allow_weak_argon2)
-    header = Header(file_id=secrets.token_bytes(FILE_ID_SIZE), created=int(time.time()),
-                    block_size=BLOCK_SIZE, chunk_size=PLAINTEXT_CHUNK_SIZE, slots=slots)
+    file_id = secrets.token_bytes(FILE_ID_SIZE)
     input_size = [0]
     compressed_size = [0]
     checked = [False]
-
-    writers: list[ContainerWriter] = []
+    state: dict = {}
+    handoff = _Handoff()
 
     def check(tmp: Path) -> None:
         if verify_after_write:
-            writers[0].check_written(tmp)
+            state["writer"].check_written(tmp)
             checked[0] = True
 
-    with atomic_output(destination, overwrite=overwrite, check=check) as f:
-        writer = ContainerWriter(f, header)
-        writers.append(writer)
+    def encrypt_and_write(f: BinaryIO) -> None:
         try:
-            encryptor = ChunkEncryptor(data_key, writer.digest, header.chunk_size)
-            pieces = _compressed(source_chunks(source, input_size), compression_level, compressed_size)
-            for chunk in encryptor.encrypt_stream(pieces):
-                writer.feed(chunk)
-            envelope = {"format": 1, "manifest": dict(manifest or {}), "plaintext_size": input_size[0],
-                        "compressed_size": compressed_size[0]}
-            size = writer.finish(encrypt_manifest(data_key, writer.digest, envelope))
-        finally:
-            writer.close()
+            slots = wrap_key_slots(data_key, passphrase=passphrase, recipients=recipients,
+                                   argon2=argon2 if argon2 is not None else Argon2Params(),
+                                   allow_weak=allow_weak_argon2)
+            header = Header(file_id=file_id, created=int(time.time()), block_size=BLOCK_SIZE,
+                            chunk_size=PLAINTEXT_CHUNK_SIZE, slots=slots)
+            writer = state["writer"] = ContainerWriter(f, header)
+            state["slots"] = slots
+            try:
+                encryptor = ChunkEncryptor(data_key, writer.digest, header.chunk_size)
+                for chunk in encryptor.encrypt_stream(handoff):
+                    writer.feed(chunk)
+                envelope = {"format": 1, "manifest": dict(manifest or {}), "plaintext_size": input_size[0],
+                            "compressed_size": compressed_size[0]}
+                state["size"] = writer.finish(encrypt_manifest(data_key, writer.digest, envelope))
+            finally:
+                writer.close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread below
+            state["error"] = exc
+            handoff.failed.set()
+
+    with atomic_output(destination, overwrite=overwrite, check=check) as f:
+        consumer = threading.Thread(target=encrypt_and_write, args=(f,), name="dbs-seal-writer", daemon=True)
+        consumer.start()
+        try:
+            for piece in _compressed(source_chunks(source, input_size), compression_level, compressed_size):
+                handoff.put(piece)
+            handoff.close()
+        except _PeerFailed:
+            pass
+        except BaseException:
+            handoff.failed.set()
+            consumer.join()
+            raise
+        consumer.join()
+        error = state.get("error")
+        if error is not None and not isinstance(error, _PeerFailed):
+            raise error
+    writer = state["writer"]
     return SealReport(
-        path=str(destination), size=size, input_size=input_size[0], compressed_size=compressed_size[0],
-        data_length=writer.data_length, block_count=writer.block_count, file_id=header.file_id.hex(),
-        key_slots=describe_key_slots(slots), verified=checked[0], seconds=time.monotonic() - started,
+        path=str(destination), size=state["size"], input_size=input_size[0],
+        compressed_size=compressed_size[0], data_length=writer.data_length, block_count=writer.block_count,
+        file_id=file_id.hex(), key_slots=describe_key_slots(state["slots"]), verified=checked[0],
+        seconds=time.monotonic() - started,
     )
 
 
