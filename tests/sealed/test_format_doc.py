@@ -6,7 +6,7 @@ import ast
 import re
 from pathlib import Path
 
-from dbs_admin.sealed import aead, layout, rs, writer
+from dbs_admin.sealed import aead, keys, layout, rs, writer
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md"
 
@@ -61,6 +61,30 @@ def test_every_constant_in_the_document_matches_the_code():
     assert set(documented) == set(CODE), "FORMAT.md and this test must list the same constants"
     for name, value in documented.items():
         assert CODE[name] == value, f"{name}: FORMAT.md says {value!r}, the code has {CODE[name]!r}"
+
+
+CRYPTO = {
+    "DATA_KEY_SIZE": keys.DATA_KEY_SIZE,
+    "SLOT_AD_LABEL": keys.SLOT_AD_LABEL,
+    "IDENTITY_AD_LABEL": keys.IDENTITY_AD_LABEL,
+    "X25519_HKDF_INFO": keys.X25519_HKDF_INFO,
+    "RECIPIENT_CHECKSUM_LABEL": keys.RECIPIENT_CHECKSUM_LABEL,
+    "RECIPIENT_FINGERPRINT_LABEL": keys.RECIPIENT_FINGERPRINT_LABEL,
+    "PAYLOAD_PURPOSE": aead.PAYLOAD_PURPOSE,
+    "SLOT_TYPE_PASSPHRASE": keys.SLOT_TYPE_PASSPHRASE,
+    "SLOT_TYPE_RECIPIENT": keys.SLOT_TYPE_RECIPIENT,
+    "PLAINTEXT_CHUNK_SIZE": aead.PLAINTEXT_CHUNK_SIZE,
+    "TAG_SIZE": aead.TAG_SIZE,
+    "MAX_CHUNK_SIZE": aead.MAX_CHUNK_SIZE,
+}
+
+
+def test_crypto_constants_in_the_document_match_the_code():
+    text = DOC.read_text(encoding="utf-8")
+    section = text.split("### 7.2 Constants", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| `(.+?)`", section, flags=re.MULTILINE)
+    documented = {name: ast.literal_eval(value) for name, value in rows}
+    assert documented == CRYPTO
 
 
 def test_field_tables_match_struct_sizes():
