@@ -149,6 +149,8 @@ def recover_record(f: BinaryIO, file_size: int, candidates: list[tuple[int, Pref
     """
     groups: dict[tuple[int, bytes], list[tuple[int, Prefix]]] = {}
     for offset, prefix in candidates:
+        if prefix.length > file_size:  # cannot be real; never allocate what a forged length asks
+            continue
         groups.setdefault((prefix.length, prefix.digest), []).append((offset, prefix))
     ordered = sorted(groups.values(), key=len, reverse=True)
     for group in ordered:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from dbs_admin.sealed import SealedError, UnrecoverableError, open_sealed, verify
 from dbs_admin.sealed.layout import Locator
-from dbs_admin.sealed.metadata import read_prefix, recover_record
 from dbs_admin.sealed.structure import load_structure
 
 from .conftest import PASSPHRASE
@@ -63,5 +62,4 @@ def assert_refused_naming(path: Path, original: bytes, blocks: set[int]) -> None
     assert not report.ok and set(report.unrecoverable_blocks) == blocks
 
 
-__all__ = ["flip", "layout_of", "outcome", "assert_exact", "assert_refused_naming", "read_prefix",
-           "recover_record"]
+__all__ = ["flip", "layout_of", "outcome", "assert_exact", "assert_refused_naming"]
