@@ -51,6 +51,7 @@ class VerifyReport:
     damaged_regions: list[str] = field(default_factory=list)
     unrecoverable_regions: list[str] = field(default_factory=list)
     healing_margin: float = 1.0
+    parity_ratio: float = 0.0  # RS parity bytes per data byte, in each copy
     regions: dict = field(default_factory=dict)
     manifest: dict | None = None
     error: str | None = None

@@ -65,6 +65,7 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
         damaged_regions=damaged_regions,
         unrecoverable_regions=unrecoverable_regions,
         healing_margin=max(0, min(min(copies), 2)) / 2,
+        parity_ratio=rs_overhead(),
         regions=regions,
     )
     if summary.unrecoverable:
