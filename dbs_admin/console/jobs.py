@@ -34,8 +34,8 @@ from . import handoff, locks
 
 log = logging.getLogger("dbs_admin.jobs")
 
-WRITE_INTERVAL = 0.5  # seconds between progress writes
-CANCEL_POLL_INTERVAL = 1.0
+WRITE_INTERVAL = 0.5  # seconds between progress writes (at most two a second)
+CANCEL_POLL_INTERVAL = 0.5
 HEARTBEAT_INTERVAL = 3.0
 
 
@@ -49,15 +49,26 @@ def job_dir(job: Job) -> Path:
 
 
 class JobRun:
-    """The worker side of one Job: claim it, report progress, beat, honour cancel, finish it."""
+    """The worker side of one Job: claim it, report progress, beat, honour cancel, finish it.
+
+    While the service runs, every database access of the job goes through
+    a companion thread with its own connection. Why: the services run in a
+    transaction on the default connection (a READ ONLY snapshot for backups
+    on PostgreSQL, one write transaction for restores); a progress write on
+    that connection would fail there, or stay invisible until the end. The
+    thread writes the latest progress at most every ``WRITE_INTERVAL``,
+    stamps the heartbeat, polls ``cancel_requested``, and touches a file
+    next to the job's scratch folder, so that on SQLite (one writer at a
+    time, same host by necessity) a long restore holding the write lock is
+    not mistaken for a dead worker.
+    """
 
     def __init__(self, job: Job, *, task_id: str = "", worker: str = "") -> None:
         self.job = job
         self.task_id = task_id
         self.worker = worker or socket.gethostname()
-        self._last_write = 0.0
-        self._last_stage = None
-        self._last_cancel_poll = 0.0
+        self._lock = threading.Lock()
+        self._pending: dict = {}
         self._cancelled = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,15 +83,19 @@ class JobRun:
         )
         if claimed:
             self.job.refresh_from_db()
-            self._start_heartbeat()
+            self._touch_alive()
+            self._thread = threading.Thread(target=self._companion, name=f"dbs-job-{self.job.pk}", daemon=True)
+            self._thread.start()
         return bool(claimed)
 
     def set_partial_files(self, paths: list[str]) -> None:
-        self.job.partial_files = paths
-        Job.objects.filter(pk=self.job.pk).update(partial_files=paths)
+        self.job.partial_files = list(paths)
+        self._queue(partial_files=list(paths))
 
     def finish(self, state: str, message: str = "", **fields) -> None:
-        self._stop_heartbeat()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
         now = timezone.now()
         values = {"state": state, "message": message[:4000], "finished_at": now, "heartbeat_at": now, **fields}
         if state == Job.State.SUCCEEDED:
@@ -88,52 +103,71 @@ class JobRun:
         Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(**values)
         remove_partial_files(self.job.partial_files)
         Job.objects.filter(pk=self.job.pk).update(partial_files=[])
+        alive_file(self.job).unlink(missing_ok=True)
         locks.release_all(self.job)
         self.job.refresh_from_db()
 
-    # -- callbacks for the services ----------------------------------------
+    # -- callbacks for the services (no database access here) -------------------
     def progress(self, stage: str, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if stage == self._last_stage and now - self._last_write < WRITE_INTERVAL:
-            return
-        self._last_stage, self._last_write = stage, now
         fraction = min(1.0, done / total) if total else 0.0
-        Job.objects.filter(pk=self.job.pk).update(
-            stage=stage[:100], bytes_done=done, bytes_total=total, progress=fraction, heartbeat_at=timezone.now()
-        )
+        self._queue(stage=stage[:100], bytes_done=done, bytes_total=total, progress=fraction)
 
     def stage(self, stage: str) -> None:
-        self._last_stage = stage
-        Job.objects.filter(pk=self.job.pk).update(stage=stage[:100], heartbeat_at=timezone.now())
+        self._queue(stage=stage[:100])
 
     def cancel_requested(self) -> bool:
-        if self._cancelled:
-            return True
-        now = time.monotonic()
-        if now - self._last_cancel_poll >= CANCEL_POLL_INTERVAL:
-            self._last_cancel_poll = now
-            self._cancelled = Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists()
         return self._cancelled
 
-    # -- heartbeat -----------------------------------------------------------
-    def _start_heartbeat(self) -> None:
-        self._thread = threading.Thread(target=self._beat, name=f"dbs-heartbeat-{self.job.pk}", daemon=True)
-        self._thread.start()
+    def _queue(self, **fields) -> None:
+        with self._lock:
+            self._pending.update(fields)
 
-    def _beat(self) -> None:
+    # -- the companion thread ------------------------------------------------
+    def _touch_alive(self) -> None:
+        path = alive_file(self.job)
         try:
-            while not self._stop.wait(HEARTBEAT_INTERVAL):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError:
+            pass
+
+    def _companion(self) -> None:
+        last_beat = last_poll = 0.0
+        try:
+            while True:
+                stopping = self._stop.wait(WRITE_INTERVAL)
+                now = time.monotonic()
+                self._touch_alive()
+                with self._lock:
+                    fields, self._pending = self._pending, {}
                 try:
-                    Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(heartbeat_at=timezone.now())
-                except Exception:  # a busy database must not kill the job; the next beat retries
-                    log.warning("heartbeat of job %s failed", self.job.pk, exc_info=True)
+                    if fields or now - last_beat >= HEARTBEAT_INTERVAL:
+                        Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(
+                            heartbeat_at=timezone.now(), **fields)
+                        last_beat = now
+                    if not stopping and now - last_poll >= CANCEL_POLL_INTERVAL:
+                        last_poll = now
+                        if Job.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
+                            self._cancelled = True
+                except Exception:  # a busy database must not kill the job; the next round retries
+                    log.warning("progress/heartbeat of job %s not written", self.job.pk, exc_info=True)
+                    with self._lock:
+                        self._pending = {**fields, **self._pending}
+                if stopping:
+                    return
         finally:
             connection.close()
 
-    def _stop_heartbeat(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+
+def alive_file(job: Job) -> Path:
+    return private_root() / "jobs" / f"{job.pk}.alive"
+
+
+def _alive_on_this_host(job: Job, cutoff_ts: float) -> bool:
+    try:
+        return alive_file(job).stat().st_mtime >= cutoff_ts
+    except OSError:
+        return False
 
 
 def _deletable_roots() -> list[Path]:
@@ -172,6 +206,8 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     cutoff = timezone.now() - timedelta(seconds=timeout)
     lost: list[int] = []
     for job in Job.objects.filter(state=Job.State.RUNNING, heartbeat_at__lt=cutoff):
+        if _alive_on_this_host(job, cutoff.timestamp()):
+            continue  # SQLite: the worker is alive but the database write lock is held by its restore
         updated = Job.objects.filter(pk=job.pk, state=Job.State.RUNNING, heartbeat_at__lt=cutoff).update(
             state=Job.State.LOST, finished_at=timezone.now(),
             message=f"Failed (worker lost): no heartbeat from {job.worker or 'the worker'} for over {int(timeout)} s.",
@@ -181,6 +217,7 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
         removed = remove_partial_files(job.partial_files)
         Job.objects.filter(pk=job.pk).update(partial_files=[])
         locks.release_all(job)
+        alive_file(job).unlink(missing_ok=True)
         log.warning("job %s lost (worker %s); removed %d partial file(s)", job.pk, job.worker, len(removed))
         lost.append(job.pk)
     handoff.purge_expired()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import close_old_connections
 from django.utils import timezone
 
 from ..backups.errors import BackupError, CancelledError, TargetError
@@ -48,7 +47,7 @@ def _backoff(retries: int) -> int:
 
 
 def _load_job(job_id: int) -> Job | None:
-    close_old_connections()
+    # Stale connections are closed around each task by Celery's Django fix-up (worker processes only).
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
         log.warning("job %s does not exist; nothing to do", job_id)
@@ -218,16 +217,50 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         return {**kwargs, "secret_ref": handoff.put(p, purpose=BACKUP_PURPOSE) if p else None}
 
     _run(self, run, body, retry_kwargs=retry_kwargs)
+    _queue_prune_after(run.job)
 
 
 @shared_task(name="dbs_admin.scheduled_backup", **_job_task)
-def scheduled_backup(self, target: str | None = None, kind: str = "logical") -> None:
-    """Beat's nightly backup: sealed to DBS_ADMIN["RECIPIENTS"], skipped if the target is already busy."""
+def scheduled_backup(self, target: str | None = None, kind: str = "logical", retention: dict | None = None) -> None:
+    """Beat's nightly backup: sealed to DBS_ADMIN["RECIPIENTS"], skipped if the target is already busy.
+
+    After a successful backup the target is pruned with ``retention`` (from the Schedules page).
+    """
     target = target or dbs_settings.DEFAULT_TARGET
     job = Job.objects.create(
-        kind=Job.Kind.BACKUP, params={"target": target, "kind": kind, "label": "scheduled", "scheduled": True}
+        kind=Job.Kind.BACKUP,
+        params={"target": target, "kind": kind, "label": "scheduled", "scheduled": True, "retention": retention},
     )
     run_backup.apply_async(kwargs={"job_id": job.pk, "on_busy": "skip"})
+
+
+@shared_task(name="dbs_admin.prune", **_job_task)
+def run_prune(self, job_id: int) -> None:
+    """Apply retention to params.target with params.retention (or the settings' policy)."""
+    from .prune import prune_target
+
+    job = _load_job(job_id)
+    if job is None or job.state != Job.State.QUEUED:
+        return
+    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
+    if not run.claim():
+        return
+
+    def body():
+        run.stage("pruning")
+        plan = prune_target(job.params["target"], job.params.get("retention"))
+        return f"Kept {len(plan.keep)}, deleted {len(plan.delete)} backup(s) on {job.params['target']!r}.", {}
+
+    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id})
+
+
+def _queue_prune_after(job: Job) -> None:
+    """A scheduled backup that succeeded is followed by its target's retention."""
+    if job.state != Job.State.SUCCEEDED or not job.params.get("scheduled"):
+        return
+    prune_job = Job.objects.create(kind=Job.Kind.PRUNE, params={
+        "target": job.params.get("target"), "retention": job.params.get("retention")})
+    run_prune.apply_async(kwargs={"job_id": prune_job.pk})
 
 
 @shared_task(name="dbs_admin.restore", **_job_task)
@@ -319,5 +352,4 @@ def run_validate(self, job_id: int) -> None:
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)
 def reap_lost_jobs_task() -> list[int]:
     """Run by beat every minute (and by the dashboard): jobs whose worker died become "failed (worker lost)"."""
-    close_old_connections()
     return reap_lost_jobs()

@@ -1,0 +1,174 @@
+"""Tasks run in this process (Celery eager mode) for what does not need a separate worker:
+scheduled backups to recipient keys followed by retention, validation, cancel, deletion, throttled progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from blog.seeding import seed
+from dbs_admin.conf import dbs_settings
+from dbs_admin.console import jobs as jobs_mod
+from dbs_admin.console.jobs import JobRun
+from dbs_admin.console.tasks import run_backup, scheduled_backup
+from dbs_admin.models import AuditEvent, Backup, Job
+from dbs_admin.sealed import Identity
+from dbs_admin.targets import get_target
+
+from .conftest import wait_for
+from .factories import make_sealed_backup, target_path
+
+pytestmark = pytest.mark.django_db
+# Tests that run a job are transactional: the job's companion thread writes through its own connection.
+
+
+@pytest.fixture
+def eager():
+    from demo_site.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def private_target(settings, tmp_path):
+    """An empty local target per test, so retention and cleanup see only this test's files."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {"local": {"kind": "local", "path": str(tmp_path / "t")}},
+                          "PRIVATE_ROOT": str(tmp_path / "private")}
+
+
+@pytest.fixture
+def fast_argon2(settings):
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN,
+                          "ARGON2": {"time_cost": 1, "memory_kib": 8192, "parallelism": 1, "allow_weak": True}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scheduled_backup_uses_recipients_then_applies_the_schedules_retention(eager, settings):
+    identity = Identity.generate()
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": [identity.recipient]}
+    now = timezone.now()
+    old = [make_sealed_backup(created_at=now - timedelta(days=d)) for d in (30, 20, 10)]
+    old_paths = [target_path(b) for b in old]
+    seed(posts=5, images=0, seed=2)
+    scheduled_backup.apply(kwargs={"target": "local", "retention": {"last": 2}})
+    backup_job = Job.objects.get(kind=Job.Kind.BACKUP)
+    assert backup_job.state == Job.State.SUCCEEDED, backup_job.message
+    assert backup_job.created_by is None and backup_job.params["scheduled"]
+    new = backup_job.backup
+    assert [s["type"] for s in new.key_slots] == ["recipient"]  # no passphrase slot
+    prune_job = Job.objects.get(kind=Job.Kind.PRUNE)
+    assert prune_job.state == Job.State.SUCCEEDED, prune_job.message
+    assert set(Backup.objects.values_list("name", flat=True)) == {new.name, old[2].name}
+    assert [p.exists() for p in old_paths] == [False, False, True]
+    assert AuditEvent.objects.filter(action="prune").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scheduled_backup_without_recipients_fails_with_a_clear_message(eager):
+    scheduled_backup.apply(kwargs={"target": "local"})
+    job = Job.objects.get(kind=Job.Kind.BACKUP)
+    assert job.state == Job.State.FAILED and "recipient" in job.message
+    assert not Job.objects.filter(kind=Job.Kind.PRUNE).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_validate_action_records_the_backups_state(eager, su_client):
+    good, bad = make_sealed_backup(), make_sealed_backup(status=Backup.Status.UNVERIFIED)
+    path = target_path(bad)
+    data = bytearray(path.read_bytes())
+    for i in range(0, len(data), 7):  # damage everything, both copies: beyond repair
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    response = su_client.post(reverse("admin:dbs_admin_backup_changelist"), {
+        "action": "validate", "_selected_action": [good.pk, bad.pk]})
+    assert response.status_code == 302
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert good.status == Backup.Status.OK and good.verified_at is not None
+    jobs = {j.backup_id: j for j in Job.objects.filter(kind=Job.Kind.VALIDATE)}
+    assert jobs[good.pk].state == Job.State.SUCCEEDED
+    assert bad.status == Backup.Status.DAMAGED or jobs[bad.pk].state == Job.State.FAILED
+    assert jobs[bad.pk].message
+
+
+def test_delete_action_removes_files_on_every_target_and_audits(su_client):
+    backup = make_sealed_backup()
+    path = target_path(backup)
+    url = reverse("admin:dbs_admin_backup_changelist")
+    confirm = su_client.post(url, {"action": "delete_with_files", "_selected_action": [backup.pk]})
+    assert confirm.status_code == 200 and b"dbs-delete-yes" in confirm.content and path.exists()
+    done = su_client.post(url, {"action": "delete_with_files", "_selected_action": [backup.pk],
+                                "confirmed": "yes"})
+    assert done.status_code == 302
+    assert not path.exists() and not Backup.objects.exists()
+    event = AuditEvent.objects.get(action="delete")
+    assert event.object_repr == backup.name and event.username == "root"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_stops_a_running_backup_and_leaves_nothing(su_client, superuser, fast_argon2, settings):
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "BATCH_SIZE": 20}  # many cancel checks
+    seed(posts=3000, images=10, seed=5)
+    job = Job.objects.create(kind=Job.Kind.BACKUP, created_by=superuser,
+                             params={"kind": "logical", "target": "local", "label": "cancel me"})
+    before = set(Path(dbs_settings.PRIVATE_ROOT).glob("create-*"))
+    thread = threading.Thread(target=lambda: run_backup.apply(kwargs={"job_id": job.pk, "secret_ref": None}))
+    settings_recipients = Identity.generate().recipient
+    from django.test import override_settings
+
+    with override_settings(DBS_ADMIN={**dbs_settings.as_dict(), "RECIPIENTS": [settings_recipients]}):
+        thread.start()
+        wait_for(lambda: Job.objects.get(pk=job.pk).stage == "rows", 60, 0.02, "the backup to stream rows")
+        response = su_client.post(reverse("dbs_admin:job_cancel", args=[job.pk]), HTTP_HX_REQUEST="true")
+        assert response.status_code == 200 and b"cancelling" in response.content
+        thread.join(60)
+    job.refresh_from_db()
+    assert job.state == Job.State.CANCELLED, job.message
+    assert not Backup.objects.exists()
+    assert set(Path(dbs_settings.PRIVATE_ROOT).glob("create-*")) == before
+    folder = get_target("local").local_path("x.dbs").parent
+    assert not [p for p in folder.glob("*") if "cancel-me" in p.name]
+    assert AuditEvent.objects.filter(action="cancel").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_is_written_by_the_companion_thread_at_most_twice_a_second(monkeypatch):
+    job = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.QUEUED)
+    run = JobRun(job)
+    writes = []
+    queryset_class = type(Job.objects.all())
+    real_update = queryset_class.update
+    monkeypatch.setattr(queryset_class, "update", lambda qs, **kw: writes.append(kw) or real_update(qs, **kw))
+    assert run.claim()
+    start = time.monotonic()
+    i = 0
+    while time.monotonic() - start < 1.6:
+        run.progress("rows", i, 100_000)
+        i += 1
+    elapsed = time.monotonic() - start
+    progress_writes = [w for w in writes if "bytes_done" in w]
+    assert i > 1000  # many reports...
+    assert 2 <= len(progress_writes) <= 2 + elapsed / jobs_mod.WRITE_INTERVAL  # ...few writes
+    wait_for(lambda: Job.objects.get(pk=job.pk).bytes_done > 0, 5, 0.1, "a progress write")
+    run.finish(Job.State.SUCCEEDED, "ok")
+    job.refresh_from_db()
+    assert job.progress == 1.0 and job.state == Job.State.SUCCEEDED and job.bytes_done > 0
+
+
+def test_progress_partial_shows_stage_bytes_elapsed_and_eta(su_client):
+    now = timezone.now()
+    job = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, started_at=now - timedelta(seconds=30),
+                             stage="rows", progress=0.25, bytes_done=2_500_000, bytes_total=10_000_000,
+                             heartbeat_at=now)
+    html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "25.0%" in html and "rows" in html and "2.4\xa0MB" in html and "9.5\xa0MB" in html
+    assert "elapsed 30 s" in html and "ETA 90 s" in html
+    assert 'hx-trigger="every 1s"' in html and "<html" not in html
