@@ -336,7 +336,10 @@ def repair_piece(
     2. else decode each copy alone (unreadable bytes as erasures);
     3. else, with two copies, mark every position where they disagree (plus
        unreadable ones) as an erasure: erasures cost half an unknown error, so
-       this heals damage up to NSYM symbols per codeword spread over both copies.
+       this heals damage up to NSYM symbols per codeword spread over both copies;
+    4. else, with two copies, where they disagree and one of them is 0x00 (a
+       zeroed sector) take the other, and erase only the ambiguous positions:
+       this heals non-overlapping zeroed runs far beyond NSYM per codeword.
 
     The caller MUST check the result against the piece's hash: a codeword
     can in principle be "corrected" into the wrong one.
@@ -395,6 +398,21 @@ def repair_piece(
         base = np.where(mask_a, cw_b, cw_a)
         codeword_of = {c: base[:, c] for c in cols}
         attempt(base, [[int(i) for i in np.flatnonzero(differ[:, k])] for k in range(len(cols))], cols)
+    if todo.any() and len(words) >= 2:
+        # Zeroed sectors are the commonest damage: where the copies disagree and
+        # exactly one of them is 0x00, believe the other; erase only the
+        # ambiguous positions. Wrong guesses are ordinary errors for RS, and the
+        # caller's hash check has the last word.
+        cols = np.flatnonzero(todo)
+        a, b = cw_a[:, cols], cw_b[:, cols]
+        missing_a, missing_b = mask_a[:, cols], mask_b[:, cols]
+        a_zeroed = ((a == 0) & (b != 0)) | missing_a
+        base = np.where(a_zeroed, b, a)
+        ambiguous = (a != b) & ~a_zeroed & ~((b == 0) & (a != 0)) & ~missing_b | (missing_a & missing_b)
+        full = np.zeros((N, n), dtype=np.uint8)
+        full[:, cols] = base
+        codeword_of = {c: full[:, c] for c in cols}
+        attempt(full, [[int(i) for i in np.flatnonzero(ambiguous[:, k])] for k in range(len(cols))], cols)
     if todo.any():
         return RepairResult(None, decoded, corrected)
     data = result[:K].reshape(-1)[:length].tobytes()

@@ -69,6 +69,18 @@ def test_same_block_zeroed_partly_in_both_copies(fresh_copy):
     assert report.repaired_blocks == [5] and report.healing_margin == 0.0
 
 
+def test_large_zeroed_runs_in_both_copies_of_a_block(fresh_copy):
+    """16 KiB zeroed in each copy of block 7 (56 errors per codeword in each): the 0x00 rule heals it."""
+    path, data = fresh_copy
+    locator, record, _ = layout_of(path)
+    buf = bytearray(path.read_bytes())
+    for base, start in zip(locator.copies, (2_000, 40_000)):
+        at = base + 7 * record + start
+        buf[at : at + 16384] = bytes(16384)
+    path.write_bytes(bytes(buf))
+    assert assert_exact(path, data) == [7]
+
+
 @pytest.mark.parametrize("fraction", [0.01, 0.10, 0.49])
 def test_truncate_the_tail(fresh_copy, fraction):
     path, data = fresh_copy
