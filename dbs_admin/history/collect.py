@@ -97,18 +97,32 @@ def capture(model: type[models.Model], pk: Any) -> dict[str, Any] | None:
 
 
 def capture_instance(obj: models.Model) -> dict[str, Any]:
-    model = type(obj)
+    """Fields and many-to-many names of an object (one query per many-to-many field)."""
+    return {**capture_fields(obj), **capture_m2m(type(obj), obj.pk, using=obj._state.db)}
+
+
+def capture_fields(obj: models.Model) -> dict[str, Any]:
+    """The concrete fields as saved, from memory: no query unless a foreign key's object is not loaded yet."""
     data: dict[str, Any] = {}
-    for field in tracked_fields(model):
+    for field in tracked_fields(type(obj)):
         if field.is_relation:
             related = getattr(obj, field.name)
             label = related_label_field(field.related_model)
             data[field.name] = None if related is None else _plain(getattr(related, label) if label else related.pk)
         else:
             data[field.name] = _plain(field.value_from_object(obj))
+    return data
+
+
+def capture_m2m(model: type[models.Model], pk: Any, using: str | None = None) -> dict[str, Any]:
+    """The names of the related objects of each many-to-many field, sorted."""
+    data: dict[str, Any] = {}
     for field in tracked_m2m(model):
         label = related_label_field(field.related_model) or "pk"
-        data[field.name] = sorted(_plain(v) for v in getattr(obj, field.name).values_list(label, flat=True))
+        through = field.remote_field.through._default_manager.db_manager(using)
+        source = field.m2m_field_name()
+        values = through.filter(**{source: pk}).values_list(f"{field.m2m_reverse_field_name()}__{label}", flat=True)
+        data[field.name] = sorted(_plain(v) for v in values)
     return data
 
 

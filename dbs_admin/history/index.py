@@ -51,12 +51,9 @@ def row_for(history: ObjectHistory, version_id: str, document: dict[str, Any], d
 
 
 def record(history: ObjectHistory, version_id: str, document: dict[str, Any]) -> HistoryVersion:
-    """Add (or refresh) the row of one version."""
+    """Add the row of a version just written (a new version id: a plain insert)."""
     row = row_for(history, version_id, document, deleted=False)
-    HistoryVersion.objects.filter(
-        model_label=row.model_label, object_key=row.object_key, version_id=row.version_id
-    ).delete()
-    row.save()
+    row.save(force_insert=True)
     return row
 
 

@@ -13,6 +13,7 @@ import yaml
 from ..registry import HistoryOptions
 
 FRONT_MATTER_SKIP_TYPES = (dict,)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: ~10x faster
 
 
 def render(options: HistoryOptions, fields: dict[str, Any], image_names: list[str], version_id: str) -> str:
@@ -25,7 +26,7 @@ def render(options: HistoryOptions, fields: dict[str, Any], image_names: list[st
     }
     front["images"] = image_names
     front["version"] = version_id
-    header = yaml.safe_dump(front, allow_unicode=True, sort_keys=False, default_flow_style=False)
+    header = yaml.dump(front, Dumper=_Dumper, allow_unicode=True, sort_keys=False, default_flow_style=False)
     body = (fields.get(body_field) or "") if body_field else ""
     return f"---\n{header}---\n\n{body.rstrip()}\n"
 

@@ -7,11 +7,12 @@ Why it works this way:
   ``save_related`` that sets a new post's tags, so a new post's first version
   already has its tags (no time windows).
 * One callback per object and transaction: a save plus three tag changes is
-  one snapshot. The callback re-reads the committed row, so the snapshot is
-  the final state of the transaction.
+  one snapshot of the final state. The fields are taken from memory at each
+  save (the last save wins) and the tags are read at commit time; a
+  transaction that only changed tags reads the row too.
 * Capture in the web process, write in a worker: the payload carries the
   committed state, so a slow or busy worker can never make two saves collapse
-  into one version, and the request only pays for two small queries and one
+  into one version, and the request only pays for one small query and one
   broker message.
 * ``pre_delete`` captures the state while the row (and its tags) still exist;
   the worker stores it if it is new and marks the object deleted, so it shows
@@ -47,11 +48,22 @@ def connect_signals() -> None:
             m2m_changed.connect(_on_m2m, sender=field.remote_field.through, dispatch_uid=f"{uid}:{field.name}")
 
 
+def disconnect_signals() -> None:
+    """Undo :func:`connect_signals` (benchmarks measure saves with history off)."""
+    for model in list(registry.history):
+        uid = f"dbs_history:{model._meta.label}"
+        post_save.disconnect(sender=model, dispatch_uid=uid)
+        pre_delete.disconnect(sender=model, dispatch_uid=uid)
+        for field in model._meta.many_to_many:
+            m2m_changed.disconnect(sender=field.remote_field.through, dispatch_uid=f"{uid}:{field.name}")
+
+
 def _on_save(sender: type[models.Model], instance: models.Model, raw: bool = False, using: str | None = None,
              **kwargs: Any) -> None:
     if raw or history_is_suspended():
         return
-    schedule(sender, instance.pk, using=using)
+    # The fields as this save wrote them, from memory (no query): the snapshot is the last save's state.
+    schedule(sender, instance.pk, using=using, fields=collect.capture_fields(instance))
 
 
 def _on_m2m(sender: Any, instance: models.Model, action: str, reverse: bool, model: type[models.Model],
@@ -83,49 +95,66 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str | 
         logger.exception("history: could not capture %s %s before delete", sender._meta.label, instance.pk)
         return
     payload = make_payload(sender, instance.pk, data, user=context.current_user(), deleted=True)
-    using = using or router.db_for_write(sender)
+    using = using or router.db_for_write(sender) or DEFAULT_DB_ALIAS
+    pending = transaction.get_connection(using).__dict__.get("_dbs_history_pending", {})
+    if (state := pending.get((collect.model_label(sender), str(instance.pk)))) is not None:
+        state["cancelled"] = True  # a save earlier in this transaction: the delete's capture supersedes it
     transaction.on_commit(lambda: send(payload), using=using)
 
 
-def schedule(model: type[models.Model], pk: Any, *, using: str | None = None) -> None:
-    """Snapshot ``model`` ``pk`` after the current transaction commits (once per transaction)."""
+def schedule(model: type[models.Model], pk: Any, *, using: str | None = None,
+             fields: dict[str, Any] | None = None) -> None:
+    """Snapshot ``model`` ``pk`` after the current transaction commits (once per transaction).
+
+    ``fields`` are the values a save just wrote; without them (a tag change
+    only) the row is read at commit time.
+    """
     using = using or router.db_for_write(model) or DEFAULT_DB_ALIAS
     connection = transaction.get_connection(using)
     key = (collect.model_label(model), str(pk))
     pending = connection.__dict__.setdefault("_dbs_history_pending", {})
-    callback = pending.get(key)
+    state = pending.get(key)
     # The callback is gone when a rollback discarded it (or it already ran): schedule a new one.
-    if callback is not None and any(item[1] is callback for item in connection.run_on_commit):
+    if state is not None and any(item[1] is state["flush"] for item in connection.run_on_commit):
+        if fields is not None:
+            state["fields"] = fields
         return
-    user, restored_from = context.current_user(), context.current_restore()
+    state = {"fields": fields, "user": context.current_user(), "restored_from": context.current_restore()}
 
     def flush() -> None:
         pending.pop(key, None)
-        flush_snapshot(model, pk, user=user, restored_from=restored_from, using=using)
+        if state.get("cancelled"):
+            return
+        flush_snapshot(model, pk, fields=state["fields"], user=state["user"], restored_from=state["restored_from"],
+                       using=using)
 
-    pending[key] = flush
+    state["flush"] = flush
+    pending[key] = state
     transaction.on_commit(flush, using=using)
 
 
-def flush_snapshot(model: type[models.Model], pk: Any, *, user: Any = None, restored_from: str | None = None,
-                   using: str | None = None) -> None:
+def flush_snapshot(model: type[models.Model], pk: Any, *, fields: dict[str, Any] | None = None, user: Any = None,
+                   restored_from: str | None = None, using: str | None = None) -> None:
     """Capture the committed state and hand it to a worker (inline if the broker is unreachable)."""
     saved_at = dt.datetime.now(dt.UTC)
-    manager = model._default_manager.db_manager(using) if using else model._default_manager
-    fks = [f.name for f in collect.tracked_fields(model) if f.is_relation]
-    obj = manager.select_related(*fks).filter(pk=pk).first()
-    if obj is None:  # deleted later in the same transaction: the delete handler took care of it
-        return
-    payload = make_payload(model, pk, collect.capture_instance(obj), user=user, restored_from=restored_from,
-                           saved_at=saved_at)
-    send(payload)
+    if fields is None:
+        manager = model._default_manager.db_manager(using) if using else model._default_manager
+        fks = [f.name for f in collect.tracked_fields(model) if f.is_relation]
+        obj = manager.select_related(*fks).filter(pk=pk).first()
+        if obj is None:  # deleted later in the same transaction: the delete handler took care of it
+            return
+        fields = collect.capture_fields(obj)
+    data = {**fields, **collect.capture_m2m(model, pk, using=using)}
+    send(make_payload(model, pk, data, user=user, restored_from=restored_from, saved_at=saved_at))
 
 
 def send(payload: dict[str, Any]) -> None:
     from .tasks import snapshot_object
 
     try:
-        snapshot_object.apply_async(args=[payload], retry=False)
+        # argsrepr: Celery would otherwise build a repr of the whole post for the message headers.
+        snapshot_object.apply_async(args=[payload], retry=False, argsrepr=f"[{payload['model']} {payload['pk']}]",
+                                    kwargsrepr="{}")
     except Exception:  # noqa: BLE001 - the broker is down: never lose what the editor wrote
         logger.warning("history: broker unreachable, writing %s %s inline", payload["model"], payload["pk"],
                        exc_info=True)

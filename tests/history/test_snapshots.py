@@ -218,3 +218,27 @@ def test_delete_marks_the_history_deleted_and_keeps_the_last_state(
     assert h.deleted_info() is not None
     assert newest(post)["title"] == "Changed without signals" and newest(post)["tags"] == ["kept"]
     assert set(HistoryVersion.objects.values_list("object_deleted", flat=True)) == {True}
+
+
+def test_snapshot_is_what_was_saved_not_later_unsaved_edits(eager, make_post, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        post = make_post()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        post.title = "Saved title"
+        post.save()
+        post.title = "Never saved"
+    assert newest(post)["title"] == "Saved title"
+
+
+def test_save_then_delete_in_one_transaction_keeps_the_state_before_delete(
+    eager, make_post, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post = make_post(tags=("t",))
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        post.title = "Last words"
+        post.save()
+        Post.objects.get(pk=post.pk).delete()
+    h = history(post)
+    assert len(h.versions()) == 2 and newest(post)["title"] == "Last words" and newest(post)["tags"] == ["t"]
+    assert h.deleted_info() is not None
