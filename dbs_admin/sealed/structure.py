@@ -59,8 +59,14 @@ class Structure:
     regions: dict[str, RegionState] = field(default_factory=dict)
 
     @property
+    def locator_ok(self) -> bool:
+        return self.locator is not None and self.locator.total_size == self.size
+
+    @property
     def damaged_regions(self) -> list[str]:
-        return [name for name, st in self.regions.items() if st.copies_intact < 2 or st.repaired]
+        """Metadata regions with a damaged or missing copy (all still recovered), locator included."""
+        damaged = [name for name, st in self.regions.items() if st.copies_intact < 2 or st.repaired]
+        return damaged + ([] if self.locator_ok else ["locator"])
 
 
 def _locator(f: BinaryIO, size: int) -> Locator | None:

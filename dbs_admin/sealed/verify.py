@@ -47,10 +47,10 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
                                 healing_margin=0.0, error=str(exc))
         summary = BlockReader(f, size, structure.table).check_all()
     regions = {name: st.as_dict() for name, st in structure.regions.items()}
-    locator_ok = structure.locator is not None and structure.locator.total_size == size
+    locator_ok = structure.locator_ok
     regions["locator"] = {"copies_found": int(structure.locator is not None),
                           "copies_intact": int(locator_ok), "repaired": False, "ok": locator_ok}
-    damaged_regions = structure.damaged_regions + ([] if locator_ok else ["locator"])
+    damaged_regions = structure.damaged_regions
     unrecoverable_regions = [name for name, st in structure.regions.items() if not st.ok]
     copies = [summary.min_copies_intact] + [st.copies_intact for st in structure.regions.values()]
     report = VerifyReport(
