@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from django.apps import apps
 from django.core.management.color import no_style
-from django.db import IntegrityError, connections, models, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 
 from dbs_admin.suspend import history_suspended
 
@@ -134,6 +134,12 @@ class LogicalRestore:
                     self._after_load()
                     self.reporter.report("files", 0, len(self.staging.files), force=True)
                     self.staging.apply()
+        except DatabaseError as exc:
+            self.staging.rollback()
+            raise RestoreError(
+                f"database {self.alias!r} refused the restored rows ({' '.join(str(exc).split())[:300]}); nothing was "
+                "restored. If its schema is broken, restore with --reset."
+            ) from exc
         except BaseException:
             self.staging.rollback()
             raise

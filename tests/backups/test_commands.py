@@ -148,3 +148,24 @@ def test_passphrase_sources_in_order(tmp_path, monkeypatch):
     with pytest.raises(KeyMissingError, match="--passphrase-file"):
         get_passphrase(no_input=True)
     assert get_passphrase(no_input=True, required=False) is None
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "sq_b"])
+def test_reset_rebuilds_a_broken_schema_after_confirmation(media_root, tmp_path, monkeypatch):
+    from django.db import connections
+
+    from dbs_admin.backups.errors import RestoreError
+
+    build_site("sq_a", posts=10, images=1)
+    result = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "r.dbs")
+    with connections["sq_b"].cursor() as cursor:
+        cursor.execute("DROP TABLE blog_post_tags")  # a schema that no longer matches its migrations
+    with pytest.raises(RestoreError, match="--reset"):
+        restore_backup(result.path, passphrase=PASSPHRASE, database="sq_b")
+
+    monkeypatch.setenv("DBS_PASSPHRASE", PASSPHRASE)
+    with pytest.raises(CommandError, match="--yes"):
+        call_command("dbs_restore", str(result.path), "--reset", "--no-input", "--database", "sq_b")
+    call_command("dbs_restore", str(result.path), "--reset", "--yes", "--no-input", "--database", "sq_b", verbosity=0)
+
+    assert table_contents("sq_b") == table_contents("sq_a")
