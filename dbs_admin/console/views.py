@@ -15,6 +15,10 @@ from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_
 from .tasks import BACKUP_PURPOSE, run_backup
 
 
+# Stages whose progress counts items (rows, files) rather than bytes.
+COUNTED_STAGES = {"rows", "files"}
+
+
 def progress_context(job: Job) -> dict:
     """Stage, percent, bytes, elapsed and ETA of a job, for the progress partial."""
     now = timezone.now()
@@ -24,7 +28,8 @@ def progress_context(job: Job) -> dict:
     eta = None
     if job.state == Job.State.RUNNING and 0.01 < job.progress < 1.0 and elapsed > 0:
         eta = elapsed * (1 - job.progress) / job.progress
-    return {"job": job, "percent": percent, "elapsed": int(elapsed), "eta": int(eta) if eta is not None else None}
+    return {"job": job, "percent": percent, "elapsed": int(elapsed), "eta": int(eta) if eta is not None else None,
+            "counted": job.stage in COUNTED_STAGES}
 
 
 def _active_backup_job(request: HttpRequest) -> Job | None:

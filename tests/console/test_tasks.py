@@ -166,9 +166,12 @@ def test_progress_is_written_by_the_companion_thread_at_most_twice_a_second(monk
 def test_progress_partial_shows_stage_bytes_elapsed_and_eta(su_client):
     now = timezone.now()
     job = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, started_at=now - timedelta(seconds=30),
-                             stage="rows", progress=0.25, bytes_done=2_500_000, bytes_total=10_000_000,
+                             stage="database", progress=0.25, bytes_done=2_500_000, bytes_total=10_000_000,
                              heartbeat_at=now)
     html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
-    assert "25.0%" in html and "rows" in html and "2.4\xa0MB" in html and "9.5\xa0MB" in html
+    assert "25.0%" in html and "database" in html and "2.4\xa0MB" in html and "9.5\xa0MB" in html
     assert "elapsed 30 s" in html and "ETA 90 s" in html
     assert 'hx-trigger="every 1s"' in html and "<html" not in html
+    Job.objects.filter(pk=job.pk).update(stage="rows", bytes_done=1200, bytes_total=4800)
+    html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "1200 of 4800 rows" in html
