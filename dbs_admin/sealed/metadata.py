@@ -88,29 +88,32 @@ def decode_prefix(raw: bytes) -> Prefix | None:
 
 
 def read_exact_at(f: BinaryIO, offset: int, length: int, file_size: int) -> tuple[bytes, np.ndarray | None]:
-    """Read ``length`` bytes at ``offset``; bytes past the end of file come back as zeros.
+    """Read ``length`` bytes at ``offset``; bytes outside the file come back as zeros.
 
     Returns the bytes and a mask of the missing (unreadable) positions, or
-    None when nothing was missing, so truncation becomes known erasures.
+    None when nothing was missing, so truncation (or a cut-off start, which
+    makes offsets negative) becomes known erasures.
     """
-    if offset < 0 or length < 0:
-        raise ValueError("negative offset or length")
-    available = max(0, min(length, file_size - offset))
+    if length < 0:
+        raise ValueError("negative length")
+    lo = min(max(offset, 0), offset + length)
+    hi = max(lo, min(offset + length, file_size))
     data = b""
-    if available:
+    if hi > lo:
         # pread: no shared file position, so several threads may read one file
         fd = f.fileno()
-        data = os.pread(fd, available, offset)
-        while len(data) < available:
-            more = os.pread(fd, available - len(data), offset + len(data))
+        data = os.pread(fd, hi - lo, lo)
+        while len(data) < hi - lo:
+            more = os.pread(fd, hi - lo - len(data), lo + len(data))
             if not more:
                 break
             data += more
-    if len(data) == length:
+    before = lo - offset
+    if before == 0 and len(data) == length:
         return data, None
-    missing = np.zeros(length, dtype=bool)
-    missing[len(data) :] = True
-    return data + bytes(length - len(data)), missing
+    missing = np.ones(length, dtype=bool)
+    missing[before : before + len(data)] = False
+    return bytes(before) + data + bytes(length - before - len(data)), missing
 
 
 def read_prefix(f: BinaryIO, offset: int, file_size: int) -> Prefix | None:

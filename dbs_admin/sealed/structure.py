@@ -9,6 +9,7 @@ only records carrying the header's file id are trusted.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -24,7 +25,10 @@ from .layout import (
     Header,
     Locator,
     Table,
+    blake2b,
+    copy_size,
     header_digest,
+    record_size,
 )
 from .metadata import Prefix, RecordResult, read_exact_at, read_prefix, recover_record, scan
 
@@ -150,5 +154,31 @@ def load_structure(f: BinaryIO, size: int) -> Structure:
     manifest_result = recover(KIND_MANIFEST, header.file_id)
     if locator is not None and locator.file_id != header.file_id:
         locator = None
+    table = _realign(table, header_result.payload, table_result.payload, found.get(KIND_TABLE, {}))
     return Structure(size, header, header_result.payload, digest, table, manifest_result.payload, locator,
                      scanned, regions)
+
+
+def _realign(
+    table: Table, header_payload: bytes, table_payload: bytes, candidates: dict[int, Prefix]
+) -> Table:
+    """Shift the copy offsets if the table copies were found away from where the layout puts them.
+
+    Each table copy directly follows its data copy (copy 1 after header copy
+    1), so where a table copy actually is tells where its data copy actually
+    is: this re-finds the data when bytes were cut from (or added to) the start
+    of the file, or between the two copies.
+    """
+    digest = blake2b(table_payload, 32)
+    span = copy_size(table.block_count, table.data_length, table.block_size)
+    expected = (table.copy_offsets[0] + span, table.copy_offsets[1] + span + record_size(len(header_payload)))
+    shifts: dict[int, int] = {}
+    for offset, prefix in candidates.items():
+        if prefix.digest == digest and prefix.copy in (0, 1):
+            shifts.setdefault(prefix.copy, offset - expected[prefix.copy])
+    if not shifts or all(v == 0 for v in shifts.values()):
+        return table
+    shift_a = shifts.get(0, shifts.get(1, 0))
+    shift_b = shifts.get(1, shift_a)
+    offsets = (table.copy_offsets[0] + shift_a, table.copy_offsets[1] + shift_b)
+    return dataclasses.replace(table, copy_offsets=offsets)

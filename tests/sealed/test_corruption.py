@@ -228,3 +228,22 @@ def test_cli_exit_codes_follow_the_damage(fresh_copy, tmp_path):
     buf[locator.copies[1] + 7] ^= 0x40
     path.write_bytes(bytes(buf))
     assert subprocess.run(cmd, capture_output=True).returncode == 1
+
+
+@pytest.mark.parametrize("edit", ["cut 100 KB from the start", "cut 1 byte from the start",
+                                  "prepend 5000 junk bytes", "cut 300 bytes between the copies"])
+def test_bytes_lost_or_added_before_a_copy(fresh_copy, edit):
+    """Offsets shift: the reader re-finds each data copy from where its table copy really is."""
+    path, data = fresh_copy
+    locator, _, _ = layout_of(path)
+    raw = path.read_bytes()
+    middle = locator.copies[1] - 1000  # inside manifest copy 0, just before copy B
+    edited = {
+        "cut 100 KB from the start": raw[100_000:],
+        "cut 1 byte from the start": raw[1:],
+        "prepend 5000 junk bytes": random_bytes(5000, seed=13) + raw,
+        "cut 300 bytes between the copies": raw[:middle] + raw[middle + 300 :],
+    }[edit]
+    path.write_bytes(edited)
+    assert_exact(path, data)
+    assert not verify(path).intact
