@@ -165,3 +165,18 @@ def test_dbs_drill_command_exit_codes_and_output(seeded, capsys):
     with pytest.raises(SystemExit):
         call_command("dbs_drill", str(result.path.with_name("no-such.dbs")), "--no-mail")
     assert "no backup file" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scheduled_task_creates_its_job_and_records_the_drill(seeded):
+    """What beat sends (no arguments, no secret): a Job is created, the drill runs, the job says how it went."""
+    from dbs_admin.drills.tasks import run_drill_task
+    from dbs_admin.models import DrillReport, Job
+
+    create_backup(kind="logical", target="local")
+    run_drill_task.apply()  # executed here, the way a worker executes the beat message
+    job = Job.objects.get(kind=Job.Kind.DRILL)
+    report = DrillReport.objects.get(job=job)
+    assert job.state == Job.State.SUCCEEDED and job.created_by is None
+    assert report.passed and f"Drill #{report.pk}" in job.message and "passed" in job.message
+    assert job.backup_id == report.backup_id
