@@ -209,7 +209,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     if not (args.reuse and Post.objects.count() == args.posts):
         print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
-        call_command("demo_seed", posts=args.posts, images=args.images, flush=True, verbosity=0)
+        # In a separate process, so this parent (whose memory every forked child starts with) stays lean.
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
+                        "--images", str(args.images), "--flush"], check=True, cwd=ROOT)
     work = var / "bench-backup"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -218,7 +220,9 @@ def main() -> None:
     vendor = connections["default"].vendor
     rows = {}
 
-    print(f"engine {vendor}; {args.posts} posts, {args.images} images; key: X25519 recipient (no Argon2 measured)")
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"engine {vendor}; {args.posts} posts, {args.images} images; key: X25519 recipient (no Argon2 measured); "
+          f"parent RSS at fork (Django set up, shared by every child): {baseline:.0f} MiB")
     rows["floor backup"] = in_child(floor_backup, str(work))
     if vendor == "postgresql":
         empty_scratch_db_for_pg_restore()
