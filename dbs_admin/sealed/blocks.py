@@ -54,22 +54,6 @@ def assemble_records(
     return records, entries, crcs
 
 
-def encode_blocks(buf: bytes | bytearray | memoryview, block_size: int) -> tuple[bytes, bytes]:
-    """Records and table entries for the blocks in ``buf`` (single-threaded convenience)."""
-    records, entries, _ = assemble_records(buf, block_parities(buf, block_size), block_size)
-    return bytes(records), bytes(entries)
-
-
-@dataclass
-class BlockState:
-    """Health of one block: intact copies (0..2) and whether its data could be produced."""
-
-    index: int
-    copies_intact: int
-    recoverable: bool
-    repaired: bool  # needed RS (no copy's data verified as stored)
-
-
 @dataclass
 class BlockSummary:
     """Result of checking every block of both copies (the keyless verify)."""

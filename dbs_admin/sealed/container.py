@@ -79,7 +79,6 @@ class ContainerWriter:
         header_record = encode_record(KIND_HEADER, 0, header.file_id, self.header_payload)
         f.seek(0)
         write_all(f, header_record)
-        self.header_offsets = [0]
         self.copy_a = len(header_record)
         self.offset = self.copy_a
         self.data_length = 0
