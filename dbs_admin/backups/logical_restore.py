@@ -391,6 +391,12 @@ class LogicalRestore:
         recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
         if recorded != self.files_seen:
             raise IntegrityCheckError("the backup's files do not match the list and hashes it recorded")
+        if self.sel.models:
+            seen = {label.lower() for label in self.rows_seen}
+            absent = sorted(self.sel.models - seen)
+            if absent:
+                raise RestoreError(f"the backup holds no {', '.join(absent)} (excluded from backups?); "
+                                   "nothing was restored")
         if self.sel.objects:
             for label, pks in self.sel.objects.items():
                 missing = pks - self.found_objects.get(label, set())

@@ -159,3 +159,5 @@ def test_partial_restore_of_a_model_and_unknown_object(backed_up, identity):
 
     with pytest.raises(RestoreError, match="not found in the backup"):
         restore_backup(backed_up.path, identity=identity, database="sq_a", objects=["blog.Post:999999"])
+    with pytest.raises(RestoreError, match="holds no dbs_admin.backup"):
+        restore_backup(backed_up.path, identity=identity, database="sq_a", models=["dbs_admin.Backup"])
