@@ -69,3 +69,44 @@ def test_random_mutations_never_yield_different_bytes(tmp_path_factory, ops):
         return
     if kind == "exact":
         assert report.ok, report.error
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    hits=st.lists(
+        st.tuples(
+            st.sampled_from(["header", "table", "manifest", "locator"]),
+            st.integers(0, 1),  # which copy (the locator has one)
+            st.floats(0, 1, exclude_max=True),  # where in the record
+            st.sampled_from(["flip", "zero", "noise"]),
+            st.integers(1, 300),
+            SEED,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_metadata_mutations_never_yield_different_bytes(tmp_path_factory, hits):
+    """Damage aimed at the small metadata records (rarely hit by uniform fuzzing)."""
+    from .damage import layout_of
+
+    base = tmp_path_factory.getbasetemp() / "fuzz-original.dbs"
+    if not base.exists():
+        seal_bytes(DATA, base)
+    locator, _, _ = layout_of(base)
+    regions = {
+        "header": (locator.headers, locator.header_length),
+        "table": (locator.tables, locator.table_length),
+        "manifest": (locator.manifests, locator.manifest_length),
+        "locator": ((locator.total_size - 244, locator.total_size - 244), 244),
+    }
+    path = tmp_path_factory.mktemp("fuzzmeta") / "f.dbs"
+    shutil.copyfile(base, path)
+    buf = bytearray(path.read_bytes())
+    for region, copy, where, kind, amount, seed in hits:
+        offsets, length = regions[region]
+        start = offsets[copy] + int(where * length)
+        apply_at = start / len(buf)
+        buf = apply(buf, (kind, apply_at, amount if kind != "flip" else 1 + seed % 255, seed))
+    path.write_bytes(bytes(buf))
+    outcome(path, DATA)
