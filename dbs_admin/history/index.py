@@ -26,10 +26,10 @@ def _user_id(user_id: Any) -> Any:
 
 
 def version_created_at(version_id: str, meta: dict[str, Any]) -> dt.datetime:
-    """When a version was written: its folder name for updates, the recorded time for the initial one."""
+    """When a version was committed: its folder name for updates, the recorded commit time for the initial one."""
     when = version_time(version_id)
     if when is None:
-        when = parse_datetime(meta.get("written_at") or meta.get("saved_at") or "") or dt.datetime.now(dt.UTC)
+        when = parse_datetime(meta.get("saved_at") or meta.get("written_at") or "") or dt.datetime.now(dt.UTC)
     return when
 
 

@@ -19,7 +19,7 @@ from ..conf import dbs_settings
 from ..models import HistoryVersion
 from . import index, markdown
 from .collect import ImageFile, collect_images, ignored_in_compare, model_for_label, model_label, options_for
-from .store import META, ObjectHistory
+from .store import INITIAL, META, ObjectHistory, saved_at, update_id, version_time
 
 logger = logging.getLogger("dbs_admin.history")
 
@@ -123,46 +123,142 @@ def is_unchanged(summary: dict[str, Any]) -> bool:
 
 
 def take_snapshot(payload: dict[str, Any], *, now: dt.datetime | None = None) -> str | None:
-    """Store the payload's state as a new version unless it equals the newest one; returns the version id."""
+    """Store the payload's state as a version unless it equals the version before it; returns the version id.
+
+    Versions are ordered by commit time (``saved_at``), not by when a worker
+    got to them: with several workers, a snapshot can reach the tree after a
+    later one. It is then inserted at its place (and the next version's
+    summary refreshed), or, for a creation that arrived late, swapped into
+    the first version's place. ``now`` forces the version time (tests).
+    """
     model = model_for_label(payload["model"])
     options = options_for(model)
     data = payload["data"]
     history = resolve_history(model, payload["pk"], data)
     images = collect_images(model, data)
+    when = _parse_time(payload.get("saved_at")) or dt.datetime.now(dt.UTC)
     with history.lock():
-        newest = history.newest()
-        summary = summarize(model, newest[1] if newest else None, data, images)
+        ids = history.versions()
+        position, documents = _position(history, ids, when)
+        before = documents.get(ids[position - 1]) if position else None
+        summary = summarize(model, before, data, images)
         if payload.get("restored_from"):
             summary["restored_from"] = payload["restored_from"]
         version_id = None
         if not is_unchanged(summary):
-            version_id = _write(history, model, options, payload, data, images, summary, now)
+            meta = _meta(history, options, payload, data, summary)
+            if position == len(ids):
+                version_id = _append(history, options, data, images, meta, now or when)
+            elif position == 0:
+                version_id = _swap_initial(history, model, options, data, images, meta, ids, documents)
+            else:
+                version_id = _insert(history, model, options, data, images, meta, ids, position, when)
         if payload.get("deleted"):
             history.mark_deleted({"pk": payload["pk"], "deleted_at": payload["saved_at"],
                                   "user_id": payload.get("user_id"), "username": payload.get("username", "")})
             index.mark_deleted(history, True)
-        elif history.deleted_info() is not None:
+        elif history.deleted_info() is not None and position == len(ids):
             history.clear_deleted()
             index.mark_deleted(history, False)
     if version_id:
+        logger.info("history: %s %s -> %s", payload["model"], history.key, version_id)
         _after_write(history, version_id)
     return version_id
 
 
-def _write(history, model, options, payload, data, images, summary, now) -> str:
-    now = now or dt.datetime.now(dt.UTC)
-    version_id = history.next_version_id(now)
-    meta = {
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    when = dt.datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _position(history: ObjectHistory, ids: list[str], when: dt.datetime) -> tuple[int, dict[str, dict]]:
+    """Where a state committed at ``when`` belongs: after every version committed no later (newest first)."""
+    documents: dict[str, dict] = {}
+    position = len(ids)
+    while position > 0:
+        document = history.read(ids[position - 1])
+        documents[ids[position - 1]] = document
+        stored = saved_at(document)
+        if stored is None or stored <= when:
+            break
+        position -= 1
+    return position, documents
+
+
+def _meta(history, options, payload, data, summary) -> dict[str, Any]:
+    return {
         "model": payload["model"], "pk": payload["pk"], "key": history.key, "key_field": options.key_field,
         "title": str(data.get("title") or data.get(options.key_field) or payload["pk"])[:300],
-        "saved_at": payload["saved_at"], "written_at": now.isoformat(),
+        "saved_at": payload["saved_at"], "written_at": dt.datetime.now(dt.UTC).isoformat(),
         "user_id": payload.get("user_id"), "username": payload.get("username", ""), "summary": summary,
     }
+
+
+def _append(history, options, data, images, meta, when) -> str:
+    version_id = history.next_version_id(when)
     text = markdown.render(options, data, [i.name for i in images], version_id)
-    version_id, _entries = history.write_version(data, images, meta, text, now=now, version_id=version_id)
+    version_id, _entries = history.write_version(data, images, meta, text, now=when, version_id=version_id)
     index.record(history, version_id, history.read(version_id))
-    logger.info("history: %s %s -> %s", payload["model"], history.key, version_id)
     return version_id
+
+
+def _free_id_between(history: ObjectHistory, when: dt.datetime, after: str | None, before: str | None) -> str | None:
+    """An update name at ``when`` (bumped by microseconds) that sorts after ``after`` and before ``before``."""
+    low = version_time(after) if after else None
+    candidate = when if low is None or when > low else low + dt.timedelta(microseconds=1)
+    while history.version_dir(update_id(candidate)).exists():
+        candidate += dt.timedelta(microseconds=1)
+    high = version_time(before) if before else None
+    return update_id(candidate) if high is None or candidate < high else None
+
+
+def _insert(history, model, options, data, images, meta, ids, position, when) -> str:
+    version_id = _free_id_between(history, when, ids[position - 1] if position > 1 else None, ids[position])
+    if version_id is None:  # no free name in between (same microsecond): keep it, at the end
+        return _append(history, options, data, images, meta, when)
+    text = markdown.render(options, data, [i.name for i in images], version_id)
+    history.write_version(data, images, meta, text, now=when, version_id=version_id)
+    inserted = history.read(version_id)
+    index.record(history, version_id, inserted)
+    _refresh_summary(history, model, ids[position], inserted)
+    return version_id
+
+
+def _refresh_summary(history: ObjectHistory, model, version_id: str, before: dict[str, Any]) -> None:
+    """Recompute what ``version_id`` changed, now that ``before`` precedes it."""
+    document = history.read(version_id)
+    fields = {k: v for k, v in document.items() if k not in (META, "images")}
+    old = document.get(META, {}).get("summary") or {}
+    summary = summarize(model, before, fields, document.get("images") or [])
+    for flag in ("restored_from", "imported_from"):
+        if old.get(flag):
+            summary[flag] = old[flag]
+    document[META]["summary"] = summary
+    history.rewrite_json(version_id, document)
+    HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name,
+                                  version_id=version_id).update(summary=summary)
+
+
+def _swap_initial(history, model, options, data, images, meta, ids, documents) -> str:
+    """A creation reached the worker after later snapshots: it becomes the first version, the old one an update."""
+    old = documents.get(INITIAL) or history.read(INITIAL)
+    old_time = saved_at(old) or dt.datetime.now(dt.UTC)
+    moved_id = _free_id_between(history, old_time, None, ids[1] if len(ids) > 1 else None)
+    if moved_id is None:
+        return _append(history, options, data, images, meta, old_time)
+    old_fields = {k: v for k, v in old.items() if k not in (META, "images")}
+    old_text = markdown.render(options, old_fields, [i["name"] for i in old.get("images") or []], moved_id)
+    history.copy_as_update(old, old_text, moved_id)
+    history.replace_initial(data, images, meta, markdown.render(options, data, [i.name for i in images], INITIAL))
+    first = history.read(INITIAL)
+    HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name,
+                                  version_id=INITIAL).delete()
+    index.record(history, INITIAL, first)
+    index.record(history, moved_id, history.read(moved_id))
+    _refresh_summary(history, model, moved_id, first)
+    return INITIAL
 
 
 def _after_write(history: ObjectHistory, version_id: str) -> None:

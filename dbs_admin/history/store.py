@@ -69,6 +69,19 @@ def version_time(version_id: str) -> dt.datetime | None:
     return dt.datetime.strptime(version_id[len(UPDATE_PREFIX):], TIME_FORMAT).replace(tzinfo=dt.UTC)
 
 
+def saved_at(document: dict[str, Any]) -> dt.datetime | None:
+    """When the state of a version was committed (recorded by the web process), if known."""
+    meta = document.get(META) or {}
+    for key in ("saved_at", "written_at"):
+        if meta.get(key):
+            try:
+                when = dt.datetime.fromisoformat(meta[key])
+            except ValueError:
+                continue
+            return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return None
+
+
 def update_id(when: dt.datetime) -> str:
     return UPDATE_PREFIX + when.astimezone(dt.UTC).strftime(TIME_FORMAT)
 
@@ -318,6 +331,51 @@ class ObjectHistory:
         stored = f"{prefix}images/{target.name}"
         copied[sha] = stored
         return ImageEntry(image.name, sha, size, stored, image.source)
+
+    def rewrite_json(self, version_id: str, document: dict[str, Any]) -> None:
+        """Atomically replace a version's json (used to refresh a summary after an insertion)."""
+        path = self.version_dir(version_id) / self.json_name
+        tmp = path.with_name(f".{self.json_name}.{uuid.uuid4().hex}")
+        _write_file(tmp, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        os.replace(tmp, path)
+
+    def copy_as_update(self, document: dict[str, Any], markdown_text: str, version_id: str) -> None:
+        """Write an existing version's document under a new update name; its image bytes stay where they are."""
+        final_dir = self.version_dir(version_id)
+        tmp = self.dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        document = {**document, META: {**document.get(META, {}), "version": version_id}}
+        _write_file(tmp / self.json_name, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        _write_file(tmp / f"{self.basename}.md", markdown_text)
+        final_dir.parent.mkdir(exist_ok=True)
+        os.rename(tmp, final_dir)
+        _fsync_dir(final_dir.parent)
+
+    def replace_initial(
+        self, fields: dict[str, Any], images: Iterable[ImageFile], meta: dict[str, Any], markdown_text: str
+    ) -> list[ImageEntry]:
+        """Put another state in the first version's place (a creation that reached the worker late).
+
+        The old first version must have been copied to an update first; image
+        files already under ``images/`` stay (other versions point at them),
+        new ones are added beside them, and the json is replaced last.
+        """
+        tmp = self.dir / f".tmp-{uuid.uuid4().hex}"
+        (tmp / "images").mkdir(parents=True)
+        known, copied = self.stored_images(), {}
+        entries = [self._store_image(image, tmp, "", known, copied) for image in images]
+        document = {**fields, "images": [e.as_json() for e in entries],
+                    META: {**meta, "format": FORMAT, "version": INITIAL}}
+        _write_file(tmp / self.json_name, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        _write_file(tmp / f"{self.basename}.md", markdown_text)
+        (self.dir / "images").mkdir(exist_ok=True)
+        for item in (tmp / "images").iterdir():
+            os.replace(item, self.dir / "images" / item.name)
+        os.replace(tmp / f"{self.basename}.md", self.dir / f"{self.basename}.md")
+        os.replace(tmp / self.json_name, self.dir / self.json_name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _fsync_dir(self.dir)
+        return entries
 
     def mark_deleted(self, info: dict[str, Any]) -> None:
         tmp = self.dir / f".deleted-{uuid.uuid4().hex}.json"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 
+import pytest
+
 from dbs_admin.history.store import ObjectHistory
 
 WRITES = 12
@@ -59,3 +61,61 @@ def test_a_crash_mid_write_leaves_no_half_version(tmp_path):
         history.write_version({"title": "two"}, [], {}, "two\n", now=SAME_MOMENT)
     assert [history.read(v)["title"] for v in history.versions()] == ["one", "two"]
     assert not leftover.exists()
+
+
+def _payload(post, title: str, when: dt.datetime, tags=()):
+    from blog.models import Post
+    from dbs_admin.history.collect import capture
+    from dbs_admin.history.snapshot import make_payload
+
+    data = {**capture(Post, post.pk), "title": title, "tags": sorted(tags)}
+    return make_payload(Post, post.pk, data, saved_at=when)
+
+
+def _titles(post):
+    from blog.models import Post
+    from dbs_admin.history.snapshot import object_history
+
+    h = object_history(Post, post.slug)
+    return [h.read(v)["title"] for v in h.versions()], [h.read(v)["_history"]["summary"] for v in h.versions()]
+
+
+@pytest.mark.django_db
+def test_a_snapshot_that_arrives_late_is_put_in_commit_order(eager, make_post):
+    from dbs_admin.history.snapshot import take_snapshot
+    from dbs_admin.models import HistoryVersion
+
+    post = make_post()
+    t = SAME_MOMENT
+    for title, seconds, tags in (("A", 0, ["x"]), ("C", 2, ["x", "y"]), ("B", 1, ["x"])):  # B reaches us last
+        take_snapshot(_payload(post, title, t + dt.timedelta(seconds=seconds), tags))
+    titles, summaries = _titles(post)
+    assert titles[-3:] == ["A", "B", "C"]
+    assert summaries[-2]["fields"] == ["title"] and summaries[-2]["m2m"] == {}
+    assert summaries[-1]["fields"] == ["title"] and summaries[-1]["m2m"] == {"tags": {"added": ["y"], "removed": []}}
+    rows = list(HistoryVersion.objects.order_by("created_at").values_list("title", "summary"))
+    assert [r[0] for r in rows][-3:] == ["A", "B", "C"] and rows[-1][1] == summaries[-1]
+
+
+@pytest.mark.django_db
+def test_a_creation_that_arrives_after_an_edit_becomes_the_first_version(eager, make_post):
+    from blog.models import Post
+    from dbs_admin.history.snapshot import object_history, take_snapshot
+    from dbs_admin.models import HistoryVersion
+
+    with history_off():
+        post = make_post()
+    take_snapshot(_payload(post, "Edited", SAME_MOMENT + dt.timedelta(seconds=1)))
+    take_snapshot(_payload(post, "Created", SAME_MOMENT))
+    titles, summaries = _titles(post)
+    assert titles == ["Created", "Edited"]
+    assert summaries[0]["created"] and summaries[1]["fields"] == ["title"]
+    h = object_history(Post, post.slug)
+    assert HistoryVersion.objects.filter(object_key=post.slug).count() == 2
+    assert set(HistoryVersion.objects.values_list("version_id", flat=True)) == set(h.versions())
+
+
+def history_off():
+    from dbs_admin.suspend import history_suspended
+
+    return history_suspended()
