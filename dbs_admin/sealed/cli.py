@@ -187,8 +187,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m dbs_admin.sealed",
-                     description="Seal, check, heal and open dbs_admin sealed backups (.dbs).")
+    parser = _Parser(
+        prog="python -m dbs_admin.sealed",
+        description="Seal, check, heal and open dbs_admin sealed backups (.dbs). Works without Django.",
+        epilog=(
+            "exit status: 0 intact; 1 damaged but fully healed (output exact); 2 unrecoverable, "
+            "not authentic, not a sealed file or wrong key (nothing written to OUTPUT); 64 usage error.\n"
+            "passphrase: --passphrase-file F, else $DBS_PASSPHRASE, else a prompt (terminal only).\n"
+            "file format: docs/FORMAT.md"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser, *, key: bool = False, argon2: bool = False,
@@ -199,15 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
         if force:
             p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
         if argon2:
-            p.add_argument("--argon2-time-cost", type=int, metavar="T")
-            p.add_argument("--argon2-memory-kib", type=int, metavar="KIB")
-            p.add_argument("--argon2-parallelism", type=int, metavar="P")
+            p.add_argument("--argon2-time-cost", type=int, metavar="T", help="Argon2id passes (default 3)")
+            p.add_argument("--argon2-memory-kib", type=int, metavar="KIB",
+                           help="Argon2id memory in KiB (default 65536)")
+            p.add_argument("--argon2-parallelism", type=int, metavar="P", help="Argon2id lanes (default 4)")
             p.add_argument("--allow-weak-argon2", action="store_true",
                            help="accept Argon2 costs below t=3, 64 MiB (tests only)")
 
     p = sub.add_parser("seal", help="compress, encrypt and seal INPUT into OUTPUT")
     p.add_argument("input", metavar="INPUT", help="file to seal, or - for stdin")
-    p.add_argument("output", metavar="OUTPUT")
+    p.add_argument("output", metavar="OUTPUT", help="the sealed file to create (refused if it exists)")
     p.add_argument("--recipient", action="append", default=[], metavar="R",
                    help="public recipient (dbs1...) that may open the file; repeatable")
     common(p, key=True, argon2=True, force=True)
