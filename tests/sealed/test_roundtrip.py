@@ -246,3 +246,31 @@ def test_verify_after_write_catches_storage_that_lies(tmp_path, monkeypatch, off
     with pytest.raises(SealedError, match="verification after writing"):
         seal_bytes(random_bytes(500_000), tmp_path / "f.dbs")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_memory_stays_bounded_while_streaming(tmp_path):
+    """Seal and read back 256 MiB in a child process: peak RSS stays far below the data size."""
+    import subprocess
+    import sys
+
+    script = f"""
+import hashlib, os, resource, sys
+from dbs_admin.sealed import seal, open_sealed, Argon2Params
+def pieces():
+    for i in range(256):
+        yield (os.urandom(1 << 20) if i % 4 == 0 else bytes([i]) * (1 << 20))
+cheap = dict(argon2=Argon2Params(1, 1024, 1), allow_weak_argon2=True)
+seal(pieces(), {str(tmp_path / 'm.dbs')!r}, passphrase="p", **cheap)
+total = 0
+with open_sealed({str(tmp_path / 'm.dbs')!r}, passphrase="p") as reader:
+    for chunk in reader:
+        total += len(chunk)
+assert total == 256 << 20, total
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr
+    peak_mib = int(result.stdout.strip())
+    assert peak_mib < 200, f"peak RSS {peak_mib} MiB"
