@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from blog import seeding
 from blog.models import Attachment, Category, Post, Tag
+from dbs_admin.suspend import history_suspended
 
 
 class Command(BaseCommand):
@@ -25,8 +26,9 @@ class Command(BaseCommand):
         if flush:
             for attachment in Attachment.objects.iterator():
                 attachment.image.delete(save=False)
-            for model in (Post, Attachment, Tag, Category):
-                model.objects.all().delete()
+            with history_suspended():  # replacing demo content wholesale: no per-post delete snapshots
+                for model in (Post, Attachment, Tag, Category):
+                    model.objects.all().delete()
         elif Post.objects.exists() or Category.objects.exists():
             raise CommandError("The blog already has content; pass --flush to replace it.")
         started = time.perf_counter()
