@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from .console import wiring as _console_wiring  # noqa: F401  (post_migrate: schedule the lost-job reaper)
 from .models import AuditEvent, Backup, Dashboard, Job
 from .permissions import is_console_user
 

@@ -66,7 +66,7 @@ def newest_drill() -> DrillReport | None:
     return DrillReport.objects.select_related("backup").first()
 
 
-def size_chart(width: int = 640, height: int = 180, limit: int = 200) -> SafeString:
+def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeString:
     """Inline SVG: backup size over time, one line per target (the last ``limit`` copies)."""
     rows = list(
         BackupCopy.objects.select_related("backup").order_by("-backup__created_at")
@@ -109,8 +109,9 @@ def size_chart(width: int = 640, height: int = 180, limit: int = 200) -> SafeStr
     )
     body = axis + format_html_join("", "{}", ((line,) for line in lines))
     return format_html(
-        '<svg class="dbs-chart" role="img" aria-label="Backup size over time per target" width="{}" height="{}" '
-        'viewBox="0 0 {} {}" xmlns="http://www.w3.org/2000/svg">{}</svg>', width, height, width, height, body,
+        '<svg class="dbs-chart" role="img" aria-label="Backup size over time per target" width="100%" '
+        'viewBox="0 0 {} {}" preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">{}</svg>',
+        width, height, body,
     )
 
 

@@ -18,6 +18,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from ..models import AuditEvent, Backup, Job
 from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, info
@@ -124,6 +125,7 @@ def restore_start(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@sensitive_post_parameters("passphrase")
 @console_view
 def restore_check(request: HttpRequest) -> HttpResponse:
     """Install the streaming upload handler before anything reads the body, then check CSRF as usual."""
@@ -135,6 +137,7 @@ def restore_check(request: HttpRequest) -> HttpResponse:
 _restore_check = csrf_protect(lambda request, handler: _step1_post(request, handler))
 
 
+@sensitive_variables("form", "passphrase")
 def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpResponse:
     if request.method != "POST":
         return redirect("dbs_admin:restore")

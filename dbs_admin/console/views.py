@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
 from ..models import Job
@@ -13,7 +14,6 @@ from . import audit, handoff, schedules
 from .access import admin_context, console_view
 from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
 from .tasks import BACKUP_PURPOSE, run_backup
-
 
 # Stages whose progress counts items (rows, files) rather than bytes.
 COUNTED_STAGES = {"rows", "files"}
@@ -38,6 +38,7 @@ def _active_backup_job(request: HttpRequest) -> Job | None:
     return Job.objects.filter(kind=Job.Kind.BACKUP, state__in=active, created_by=request.user).first()
 
 
+@sensitive_post_parameters("passphrase", "passphrase_again")
 @console_view
 def backup_now(request: HttpRequest) -> HttpResponse:
     """GET: the form (or the running job's bar). POST (HTMX or not): queue a backup job."""
@@ -48,14 +49,17 @@ def backup_now(request: HttpRequest) -> HttpResponse:
             if request.htmx:
                 return render(request, "dbs_admin/_job_progress.html", progress_context(job))
             return redirect("dbs_admin:job", pk=job.pk)
-        template = "dbs_admin/_backup_form.html" if request.htmx else "dbs_admin/backup_now.html"
-        return render(request, template, {**admin_context(request, "Back up now"), "form": form}, status=400)
+        if request.htmx:  # htmx swaps 2xx responses only: the form comes back with its errors
+            return render(request, "dbs_admin/_backup_form.html", {"form": form})
+        return render(request, "dbs_admin/backup_now.html", {**admin_context(request, "Back up now"), "form": form},
+                      status=400)
     job = _active_backup_job(request)
     context = {**admin_context(request, "Back up now"), "form": BackupNowForm(),
                **(progress_context(job) if job else {})}
     return render(request, "dbs_admin/backup_now.html", context)
 
 
+@sensitive_variables("data", "ref")
 def start_backup(request: HttpRequest, data: dict) -> Job:
     """Create the Job, seal the passphrase (if any) and queue the task with only the reference."""
     job = Job.objects.create(

@@ -58,3 +58,10 @@ def test_invalid_time_is_refused(su_client):
     response = su_client.post(reverse("dbs_admin:schedules"), form_data(**{"t-local-at": "25:99"}))
     assert response.status_code == 400
     assert not PeriodicTask.objects.filter(task="dbs_admin.scheduled_backup").exists()
+
+
+def test_migrate_schedules_the_lost_job_reaper_every_minute():
+    """Created after migrate (post_migrate), so it runs even if nobody opens the dashboard."""
+    task = PeriodicTask.objects.get(name=schedules.REAPER_NAME)
+    assert task.task == "dbs_admin.reap_lost_jobs" and task.enabled
+    assert (task.interval.every, task.interval.period) == (1, "minutes")

@@ -175,3 +175,25 @@ def test_progress_partial_shows_stage_bytes_elapsed_and_eta(su_client):
     Job.objects.filter(pk=job.pk).update(stage="rows", bytes_done=1200, bytes_total=4800)
     html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
     assert "1200 of 4800 rows" in html
+
+
+def test_back_up_now_form_errors_and_recipient_keys(su_client, settings, redis_broker):
+    url = reverse("dbs_admin:backup_now")
+    base = {"kind": "logical", "target": "local", "label": ""}
+    response = su_client.post(url, {**base, "key": "passphrase", "passphrase": "short", "passphrase_again": "short"},
+                              HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and b"at least 10 characters" in response.content  # swapped by htmx
+    response = su_client.post(url, {**base, "key": "passphrase", "passphrase": "long enough one",
+                                    "passphrase_again": "long enough two"})
+    assert response.status_code == 400 and b"differ" in response.content
+    response = su_client.post(url, {**base, "key": "recipients"})
+    assert response.status_code == 400 and b"No recipient keys are configured" in response.content
+    assert not Job.objects.exists()
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": [Identity.generate().recipient]}
+    response = su_client.post(url, {**base, "key": "recipients"})
+    job = Job.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("dbs_admin:job", args=[job.pk])
+    assert job.params["key"] == "recipients"
+    from dbs_admin.models import HandoffSecret
+
+    assert not HandoffSecret.objects.exists()  # nothing secret to hand over

@@ -161,6 +161,31 @@ def test_killed_worker_leaves_a_lost_job_and_no_partial_files(worker_factory, se
     assert not partial.exists()
 
 
+def test_killed_worker_mid_backup_leaves_no_staging_folder_and_frees_the_target(su_client, worker_factory,
+                                                                               settings):
+    """The real backup task: its private staging folder and any temporary file on the target go."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_HEARTBEAT_TIMEOUT": 5}
+    seed(posts=6000, images=5, seed=11)
+    before = set(Path(dbs_settings.PRIVATE_ROOT).glob("create-*"))
+    worker = worker_factory()
+    su_client.post(reverse("dbs_admin:backup_now"), {
+        "kind": "logical", "target": "local", "label": "killed", "key": "passphrase",
+        "passphrase": "a passphrase long enough", "passphrase_again": "a passphrase long enough",
+    })
+    job = Job.objects.get(kind=Job.Kind.BACKUP)
+    staging = wait_for(lambda: [p for p in Job.objects.get(pk=job.pk).partial_files if "/create-" in p], 60, 0.05,
+                       "the staging folder to be recorded")
+    assert Job.objects.get(pk=job.pk).state == Job.State.RUNNING and Path(staging[0]).is_dir()
+    worker.kill9()
+    assert wait_for(lambda: reap_lost_jobs(), 20, 0.5, "the reaper") == [job.pk]
+    job.refresh_from_db()
+    assert job.state == Job.State.LOST and job.partial_files == []
+    assert set(Path(dbs_settings.PRIVATE_ROOT).glob("create-*")) == before
+    folder = Path(dbs_settings.TARGETS["local"]["path"])
+    assert not [p for p in folder.glob("*killed*")] and not list(folder.glob(".*.part"))
+    assert not Backup.objects.exists() and not TargetLock.objects.exists()
+
+
 def test_one_backup_per_target_however_many_workers(su_client, superuser, worker_factory):
     """Two backups of the same target queued at once on two worker processes never overlap."""
     worker_factory(pool="prefork", concurrency=2)

@@ -59,6 +59,11 @@ def test_back_up_download_validate_and_restore_in_the_browser(page, live_server,
     page.click("#dbs-rpo >> text=Back up now")
     page.fill("#id_label", "browser")
     page.fill("#id_passphrase", PASSPHRASE)
+    page.fill("#id_passphrase_again", PASSPHRASE + " typo")
+    page.click("#dbs-start-backup")
+    page.wait_for_selector(".errorlist")  # the form comes back in place with its error
+    assert "differ" in page.inner_text("#dbs-backup-form")
+    page.fill("#id_passphrase", PASSPHRASE)
     page.fill("#id_passphrase_again", PASSPHRASE)
     page.click("#dbs-start-backup")
     page.wait_for_selector(".dbs-bar")  # swapped in by HTMX, no page load
@@ -93,6 +98,14 @@ def test_back_up_download_validate_and_restore_in_the_browser(page, live_server,
     page.goto(f"{base}/")
     assert Post.objects.filter(status=Post.Status.PUBLISHED).exists()
 
+    # A second backup after the restore: the bar again, and a second point on the chart.
+    page.goto(f"{base}{reverse('dbs_admin:backup_now')}")
+    page.fill("#id_label", "after restore")
+    page.fill("#id_passphrase", PASSPHRASE)
+    page.fill("#id_passphrase_again", PASSPHRASE)
+    page.click("#dbs-start-backup")
+    wait_for_job(page)
+
     # The dashboard now shows a green light, the jobs and the chart: screenshot for the README.
     page.goto(f"{base}{reverse('admin:dbs_admin_dashboard_changelist')}")
     page.wait_for_selector("#dbs-chart svg")
@@ -100,6 +113,7 @@ def test_back_up_download_validate_and_restore_in_the_browser(page, live_server,
     page.set_viewport_size({"width": 1100, "height": 820})
     if page.locator("#toggle-nav-sidebar").is_visible():
         page.click("#toggle-nav-sidebar")  # room for the console itself
+    page.evaluate("window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "console-dashboard.png"), full_page=True)
     page.screenshot(path=str(SCREENSHOT))
