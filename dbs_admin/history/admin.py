@@ -189,8 +189,8 @@ class HistoryAdminMixin:
         ))
 
     def image_view(self, request: HttpRequest, folder: str, stored: str) -> HttpResponse:
-        history = history_in_folder(self.model, folder)
         try:
+            history = history_in_folder(self.model, folder)
             file_path = history.image_path(stored)
         except HistoryError as exc:
             raise Http404(str(exc)) from exc

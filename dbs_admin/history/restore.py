@@ -109,7 +109,10 @@ def media_path(name: str) -> Path:
 def find_history(model: type[models.Model], key: str) -> ObjectHistory:
     """The history folder of ``key`` (a slug, a pk, or a folder name from the index)."""
     for folder in (folder_name(key), key):
-        history = history_in_folder(model, folder)
+        try:
+            history = history_in_folder(model, folder)
+        except VersionNotFoundError:
+            continue
         if history.exists():
             return history
     raise VersionNotFoundError(

@@ -19,6 +19,7 @@ from ..conf import dbs_settings
 from ..models import HistoryVersion
 from . import index, markdown
 from .collect import ImageFile, collect_images, ignored_in_compare, model_for_label, model_label, options_for
+from .errors import VersionNotFoundError
 from .store import INITIAL, META, ObjectHistory, saved_at, update_id, version_time
 
 logger = logging.getLogger("dbs_admin.history")
@@ -34,6 +35,9 @@ def object_history(model: type[models.Model], key: str) -> ObjectHistory:
 
 
 def history_in_folder(model: type[models.Model], folder: str) -> ObjectHistory:
+    """The history in ``<root>/<label>/<folder>``; ``folder`` must be one plain path segment (URLs pass it)."""
+    if not folder or folder.startswith(".") or "/" in folder or "\\" in folder:
+        raise VersionNotFoundError(f"{folder!r} is not the folder of an object in the history tree.")
     return ObjectHistory.from_folder(history_root(), model_label(model), folder, model._meta.model_name)
 
 

@@ -148,3 +148,13 @@ def test_lists_are_paginated(eager, make_post, client, superuser, django_capture
     assert second.count('class="dbs-version"') == 3
     index = client.get("/admin/dbs_admin/historyversion/")
     assert index.status_code == 200 and "28 history versions" in index.content.decode()
+
+
+def test_image_view_stays_inside_the_objects_folder(post, client, superuser, make_post):
+    client.force_login(superuser)
+    stored = object_history(Post, post.slug).read("initial")["images"][0]["stored"]
+    for url in (f"/admin/blog/post/dbs-history/image/../blog.post/{post.slug}/{stored}",
+                f"/admin/blog/post/dbs-history/image/..%2F{post.slug}/{stored}",
+                f"/admin/blog/post/dbs-history/image/.lock/{stored}",
+                f"/admin/blog/post/dbs-history/image/{post.slug}/post.json/../../../{post.slug}/{stored}"):
+        assert client.get(url).status_code == 404, url
