@@ -29,6 +29,6 @@ def snapshot_queryset(queryset: models.QuerySet, *, user: Any = None) -> int:
 
     with acting_user(user):
         for pk in queryset.values_list("pk", flat=True).iterator(chunk_size=2000):
-            signals.schedule(model, pk, using=queryset.db)
+            signals.schedule(model, pk, using=queryset.db, read_m2m=True)
             count += 1
     return count

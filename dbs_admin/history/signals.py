@@ -8,12 +8,13 @@ Why it works this way:
   already has its tags (no time windows).
 * One callback per object and transaction: a save plus three tag changes is
   one snapshot of the final state. The fields are taken from memory at each
-  save (the last save wins) and the tags are read at commit time; a
-  transaction that only changed tags reads the row too.
+  save (the last save wins); the tags are read at commit time only if the
+  transaction changed them (or created the object). Otherwise they are the
+  tags of the version before, which the worker fills in (in commit order,
+  see ``snapshot``), so a plain save costs no query at all.
 * Capture in the web process, write in a worker: the payload carries the
   committed state, so a slow or busy worker can never make two saves collapse
-  into one version, and the request only pays for one small query and one
-  broker message.
+  into one version, and a plain save pays for one broker message.
 * ``pre_delete`` captures the state while the row (and its tags) still exist;
   the worker stores it if it is new and marks the object deleted, so it shows
   up under *Recover deleted*.
@@ -63,7 +64,8 @@ def _on_save(sender: type[models.Model], instance: models.Model, raw: bool = Fal
     if raw or history_is_suspended():
         return
     # The fields as this save wrote them, from memory (no query): the snapshot is the last save's state.
-    schedule(sender, instance.pk, using=using, fields=collect.capture_fields(instance))
+    schedule(sender, instance.pk, using=using, fields=collect.capture_fields(instance),
+             read_m2m=bool(kwargs.get("created")))
 
 
 def _on_m2m(sender: Any, instance: models.Model, action: str, reverse: bool, model: type[models.Model],
@@ -72,7 +74,7 @@ def _on_m2m(sender: Any, instance: models.Model, action: str, reverse: bool, mod
         return
     if not reverse:
         if action != "pre_clear" and registry.history_for(type(instance)):
-            schedule(type(instance), instance.pk, using=using)
+            schedule(type(instance), instance.pk, using=using, read_m2m=True)
         return
     # Reverse side (tag.posts.add(post)): the tracked objects are the ones in pk_set.
     if registry.history_for(model) is None:
@@ -83,7 +85,7 @@ def _on_m2m(sender: Any, instance: models.Model, action: str, reverse: bool, mod
     elif action == "post_clear":
         return
     for pk in pk_set or ():
-        schedule(model, pk, using=using)
+        schedule(model, pk, using=using, read_m2m=True)
 
 
 def _on_delete(sender: type[models.Model], instance: models.Model, using: str | None = None, **kwargs: Any) -> None:
@@ -103,11 +105,14 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str | 
 
 
 def schedule(model: type[models.Model], pk: Any, *, using: str | None = None,
-             fields: dict[str, Any] | None = None) -> None:
+             fields: dict[str, Any] | None = None, read_m2m: bool = False) -> None:
     """Snapshot ``model`` ``pk`` after the current transaction commits (once per transaction).
 
     ``fields`` are the values a save just wrote; without them (a tag change
-    only) the row is read at commit time.
+    only) the row is read at commit time. The many-to-many names are read at
+    commit time only when the transaction changed them (or created the
+    object); otherwise they are unchanged since the version before, and the
+    worker takes them from it, so a plain save costs no query at all.
     """
     using = using or router.db_for_write(model) or DEFAULT_DB_ALIAS
     connection = transaction.get_connection(using)
@@ -118,23 +123,26 @@ def schedule(model: type[models.Model], pk: Any, *, using: str | None = None,
     if state is not None and any(item[1] is state["flush"] for item in connection.run_on_commit):
         if fields is not None:
             state["fields"] = fields
+        state["read_m2m"] = state["read_m2m"] or read_m2m
         return
-    state = {"fields": fields, "user": context.current_user(), "restored_from": context.current_restore()}
+    state = {"fields": fields, "read_m2m": read_m2m or fields is None, "user": context.current_user(),
+             "restored_from": context.current_restore()}
 
     def flush() -> None:
         pending.pop(key, None)
         if state.get("cancelled"):
             return
-        flush_snapshot(model, pk, fields=state["fields"], user=state["user"], restored_from=state["restored_from"],
-                       using=using)
+        flush_snapshot(model, pk, fields=state["fields"], read_m2m=state["read_m2m"], user=state["user"],
+                       restored_from=state["restored_from"], using=using)
 
     state["flush"] = flush
     pending[key] = state
     transaction.on_commit(flush, using=using)
 
 
-def flush_snapshot(model: type[models.Model], pk: Any, *, fields: dict[str, Any] | None = None, user: Any = None,
-                   restored_from: str | None = None, using: str | None = None) -> None:
+def flush_snapshot(model: type[models.Model], pk: Any, *, fields: dict[str, Any] | None = None,
+                   read_m2m: bool = True, user: Any = None, restored_from: str | None = None,
+                   using: str | None = None) -> None:
     """Capture the committed state and hand it to a worker (inline if the broker is unreachable)."""
     saved_at = dt.datetime.now(dt.UTC)
     if fields is None:
@@ -144,8 +152,13 @@ def flush_snapshot(model: type[models.Model], pk: Any, *, fields: dict[str, Any]
         if obj is None:  # deleted later in the same transaction: the delete handler took care of it
             return
         fields = collect.capture_fields(obj)
-    data = {**fields, **collect.capture_m2m(model, pk, using=using)}
-    send(make_payload(model, pk, data, user=user, restored_from=restored_from, saved_at=saved_at))
+    if read_m2m:
+        data, inherit = {**fields, **collect.capture_m2m(model, pk, using=using)}, []
+    else:
+        data, inherit = dict(fields), [f.name for f in collect.tracked_m2m(model)]
+    payload = make_payload(model, pk, data, user=user, restored_from=restored_from, saved_at=saved_at)
+    payload["inherit"] = inherit
+    send(payload)
 
 
 def send(payload: dict[str, Any]) -> None:

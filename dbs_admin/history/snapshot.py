@@ -18,7 +18,15 @@ from django.db import models
 from ..conf import dbs_settings
 from ..models import HistoryVersion
 from . import index, markdown
-from .collect import ImageFile, collect_images, ignored_in_compare, model_for_label, model_label, options_for
+from .collect import (
+    ImageFile,
+    capture_m2m,
+    collect_images,
+    ignored_in_compare,
+    model_for_label,
+    model_label,
+    options_for,
+)
 from .errors import VersionNotFoundError
 from .store import INITIAL, META, ObjectHistory, saved_at, update_id, version_time
 
@@ -145,12 +153,13 @@ def take_snapshot(payload: dict[str, Any], *, now: dt.datetime | None = None) ->
         ids = history.versions()
         position, documents = _position(history, ids, when)
         before = documents.get(ids[position - 1]) if position else None
+        inherited = _fill_inherited(model, payload, data, before)
         summary = summarize(model, before, data, images)
         if payload.get("restored_from"):
             summary["restored_from"] = payload["restored_from"]
         version_id = None
         if not is_unchanged(summary):
-            meta = _meta(history, options, payload, data, summary)
+            meta = {**_meta(history, options, payload, data, summary), "inherited": inherited}
             if position == len(ids):
                 version_id = _append(history, options, data, images, meta, now or when)
             elif position == 0:
@@ -168,6 +177,24 @@ def take_snapshot(payload: dict[str, Any], *, now: dt.datetime | None = None) ->
         logger.info("history: %s %s -> %s", payload["model"], history.key, version_id)
         _after_write(history, version_id)
     return version_id
+
+
+def _fill_inherited(model, payload: dict[str, Any], data: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
+    """Many-to-many fields the transaction did not touch: the same as in the version before (in commit order).
+
+    Without a version before (the first snapshot of an object that existed
+    before it was tracked), they are read from the database.
+    """
+    names = [n for n in payload.get("inherit") or [] if n not in data]
+    if not names:
+        return []
+    if before is None:
+        current = capture_m2m(model, payload["pk"])
+        data.update({n: current[n] for n in names if n in current})
+        return []
+    for name in names:
+        data[name] = list(before.get(name) or [])
+    return names
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -226,23 +253,40 @@ def _insert(history, model, options, data, images, meta, ids, position, when) ->
     history.write_version(data, images, meta, text, now=when, version_id=version_id)
     inserted = history.read(version_id)
     index.record(history, version_id, inserted)
-    _refresh_summary(history, model, ids[position], inserted)
+    _refresh_following(history, model, options, ids[position:], inserted)
     return version_id
 
 
-def _refresh_summary(history: ObjectHistory, model, version_id: str, before: dict[str, Any]) -> None:
-    """Recompute what ``version_id`` changed, now that ``before`` precedes it."""
-    document = history.read(version_id)
-    fields = {k: v for k, v in document.items() if k not in (META, "images")}
-    old = document.get(META, {}).get("summary") or {}
-    summary = summarize(model, before, fields, document.get("images") or [])
-    for flag in ("restored_from", "imported_from"):
-        if old.get(flag):
-            summary[flag] = old[flag]
-    document[META]["summary"] = summary
-    history.rewrite_json(version_id, document)
-    HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name,
-                                  version_id=version_id).update(summary=summary)
+def _refresh_following(history: ObjectHistory, model, options, following: list[str], before: dict[str, Any]) -> None:
+    """After an insertion: recompute what the next version changed, and pass on tags it had inherited.
+
+    A version whose tags were inherited from "the version before" gets the
+    inserted version's tags; the change ripples on while versions inherit.
+    """
+    for version_id in following:
+        document = history.read(version_id)
+        meta = document.setdefault(META, {})
+        changed = False
+        for name in meta.get("inherited") or []:
+            if document.get(name) != before.get(name):
+                document[name] = list(before.get(name) or [])
+                changed = True
+        fields = {k: v for k, v in document.items() if k not in (META, "images")}
+        old = meta.get("summary") or {}
+        summary = summarize(model, before, fields, document.get("images") or [])
+        for flag in ("restored_from", "imported_from"):
+            if old.get(flag):
+                summary[flag] = old[flag]
+        meta["summary"] = summary
+        history.rewrite_json(version_id, document)
+        if changed:
+            names = [i["name"] for i in document.get("images") or []]
+            history.rewrite_markdown(version_id, markdown.render(options, fields, names, version_id))
+        HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name,
+                                      version_id=version_id).update(summary=summary)
+        if not changed:
+            return
+        before = document
 
 
 def _swap_initial(history, model, options, data, images, meta, ids, documents) -> str:
@@ -261,7 +305,7 @@ def _swap_initial(history, model, options, data, images, meta, ids, documents) -
                                   version_id=INITIAL).delete()
     index.record(history, INITIAL, first)
     index.record(history, moved_id, history.read(moved_id))
-    _refresh_summary(history, model, moved_id, first)
+    _refresh_following(history, model, options, [moved_id], first)
     return INITIAL
 
 

@@ -339,6 +339,12 @@ class ObjectHistory:
         _write_file(tmp, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
         os.replace(tmp, path)
 
+    def rewrite_markdown(self, version_id: str, text: str) -> None:
+        path = self.version_dir(version_id) / f"{self.basename}.md"
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        _write_file(tmp, text)
+        os.replace(tmp, path)
+
     def copy_as_update(self, document: dict[str, Any], markdown_text: str, version_id: str) -> None:
         """Write an existing version's document under a new update name; its image bytes stay where they are."""
         final_dir = self.version_dir(version_id)

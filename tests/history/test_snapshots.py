@@ -242,3 +242,56 @@ def test_save_then_delete_in_one_transaction_keeps_the_state_before_delete(
     h = history(post)
     assert len(h.versions()) == 2 and newest(post)["title"] == "Last words" and newest(post)["tags"] == ["t"]
     assert h.deleted_info() is not None
+
+
+def test_a_plain_save_costs_no_query_beyond_its_own(make_post, monkeypatch, django_assert_num_queries,
+                                                    django_capture_on_commit_callbacks, history_root):
+    """The request path: the payload comes from memory; tags are read only when the transaction changed them."""
+    from dbs_admin.history import signals
+
+    sent = []
+    monkeypatch.setattr(signals, "send", sent.append)  # stop at the broker's door: we count queries, not messages
+    with django_capture_on_commit_callbacks(execute=True):
+        created = make_post(tags=("a",))
+    assert sent[0]["data"]["tags"] == ["a"] and sent[0]["inherit"] == []  # a creation reads its tags
+    post = Post.objects.select_related("category").get(pk=created.pk)
+    sent.clear()
+    with django_assert_num_queries(1), django_capture_on_commit_callbacks(execute=True):
+        post.title = "Cheap"
+        post.save()  # the UPDATE, nothing else
+    [payload] = sent
+    assert payload["data"]["title"] == "Cheap" and payload["inherit"] == ["tags"] and "tags" not in payload["data"]
+    with django_capture_on_commit_callbacks(execute=True):
+        post.tags.add(tag("b"))
+    assert sent[-1]["data"]["tags"] == ["a", "b"] and sent[-1]["inherit"] == []
+
+
+def test_inherited_tags_follow_a_late_tag_change(eager, make_post):
+    """C (a plain save) reached the worker before B (which changed the tags): C's tags are B's once B lands."""
+    from dbs_admin.history.collect import capture
+    from dbs_admin.history.snapshot import make_payload, take_snapshot
+
+    post = make_post(tags=("x",))
+    t0 = dt.datetime(2026, 7, 1, 9, 0, 0, tzinfo=dt.UTC)
+
+    def payload(title, seconds, tags=None):
+        data = {**capture(Post, post.pk), "title": title}
+        p = make_payload(Post, post.pk, data, saved_at=t0 + dt.timedelta(seconds=seconds))
+        if tags is None:
+            del p["data"]["tags"]
+            p["inherit"] = ["tags"]
+        else:
+            p["data"]["tags"] = tags
+        return p
+
+    take_snapshot(payload("A", 0, ["x"]))
+    take_snapshot(payload("C", 2))  # inherits ["x"] for now
+    take_snapshot(payload("D", 3))  # inherits from C
+    assert newest(post)["tags"] == ["x"]
+    take_snapshot(payload("B", 1, ["x", "y"]))  # the late tag change
+    h = history(post)
+    docs = [h.read(v) for v in h.versions()]
+    assert [(d["title"], d["tags"]) for d in docs] == [("A", ["x"]), ("B", ["x", "y"]), ("C", ["x", "y"]),
+                                                      ("D", ["x", "y"])]
+    assert docs[2]["_history"]["summary"]["m2m"] == {} and docs[2]["_history"]["summary"]["fields"] == ["title"]
+    assert "- y" in (h.version_dir(h.versions()[3]) / "post.md").read_text()
