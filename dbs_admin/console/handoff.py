@@ -14,7 +14,7 @@ How:
   another purpose).
 - Only ``salt || nonce || ciphertext`` is stored, in :class:`HandoffSecret`,
   with an expiry of minutes. :func:`take` deletes the row in the same
-  transaction that reads it: a secret is used at most once.
+  call that reads it (only one caller can delete it): a secret is used at most once.
 - Expired rows are deleted by :func:`purge_expired` (the reaper calls it).
 
 Threat model:
@@ -40,7 +40,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from ..models import HandoffSecret
@@ -76,11 +75,12 @@ def put(secret: str, *, purpose: str, ttl: timedelta = DEFAULT_TTL) -> str:
 
 def take(ref: str, *, purpose: str) -> str:
     """Return the secret behind ``ref`` and delete it; HandoffError when missing, expired or forged."""
-    with transaction.atomic():
-        row = HandoffSecret.objects.filter(id=ref, purpose=purpose).first()
-        if row is None:
-            raise HandoffError("The passphrase hand-off was already used or has expired; enter the passphrase again.")
-        HandoffSecret.objects.filter(id=ref).delete()
+    # Read, then delete: whoever deletes the row (count 1) is its one user. No read-then-write
+    # transaction on purpose: on SQLite (WAL) such a transaction fails at once with "database is
+    # locked" when another connection (the job's heartbeat) wrote in between.
+    row = HandoffSecret.objects.filter(id=ref, purpose=purpose).first()
+    if row is None or HandoffSecret.objects.filter(id=ref).delete()[0] != 1:
+        raise HandoffError("The passphrase hand-off was already used or has expired; enter the passphrase again.")
     if row.expires_at < timezone.now():
         raise HandoffError("The passphrase hand-off has expired; enter the passphrase again.")
     blob = bytes(row.ciphertext)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -32,10 +34,18 @@ def progress_context(job: Job) -> dict:
             "counted": job.stage in COUNTED_STAGES}
 
 
-def _active_backup_job(request: HttpRequest) -> Job | None:
-    """The user's unfinished backup job, so leaving and coming back shows the same bar."""
-    active = (Job.State.QUEUED, Job.State.RUNNING)
-    return Job.objects.filter(kind=Job.Kind.BACKUP, state__in=active, created_by=request.user).first()
+RECENT = timedelta(minutes=10)
+
+
+def _current_backup_job(request: HttpRequest) -> Job | None:
+    """The user's backup job that is running, or ended in the last minutes (so its result is not missed):
+    leaving the page and coming back shows the same bar. ``?new=1`` asks for a fresh form."""
+    if request.GET.get("new"):
+        return None
+    job = Job.objects.filter(kind=Job.Kind.BACKUP, created_by=request.user).first()
+    if job is None or (job.finished and (job.finished_at or job.created_at) < timezone.now() - RECENT):
+        return None
+    return job
 
 
 @sensitive_post_parameters("passphrase", "passphrase_again")
@@ -53,7 +63,7 @@ def backup_now(request: HttpRequest) -> HttpResponse:
             return render(request, "dbs_admin/_backup_form.html", {"form": form})
         return render(request, "dbs_admin/backup_now.html", {**admin_context(request, "Back up now"), "form": form},
                       status=400)
-    job = _active_backup_job(request)
+    job = _current_backup_job(request)
     context = {**admin_context(request, "Back up now"), "form": BackupNowForm(),
                **(progress_context(job) if job else {})}
     return render(request, "dbs_admin/backup_now.html", context)
