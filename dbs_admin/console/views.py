@@ -11,11 +11,15 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from ..conf import dbs_settings
 from ..models import Job
 from . import audit, handoff, schedules
 from .access import admin_context, console_view
 from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
 from .tasks import BACKUP_PURPOSE, run_backup
+
+NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty: scheduled backups are sealed to recipient keys (no "
+                 "passphrase is stored anywhere), so they will fail until you add one.")
 
 # Stages whose progress counts items (rows, files) rather than bytes.
 COUNTED_STAGES = {"rows", "files"}
@@ -131,6 +135,8 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
             schedules.ensure_reaper()
             audit.record(request, "schedules", detail="schedules saved")
             messages.success(request, "Schedules saved; Celery beat picks them up without a restart.")
+            if not dbs_settings.RECIPIENTS and any(f.cleaned_data["enabled"] for _, f in target_forms):
+                messages.warning(request, NO_RECIPIENTS)
             return redirect("dbs_admin:schedules")
         status = 400
     else:
@@ -139,5 +145,6 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
         drill_form = DrillScheduleForm(initial=schedules.drill_initial(), prefix="drill")
         status = 200
     context = {**admin_context(request, "Schedules"), "target_forms": target_forms, "drill_form": drill_form,
+               "no_recipients": NO_RECIPIENTS if not dbs_settings.RECIPIENTS else None,
                "next_runs": schedules.next_runs(), "time_zone": timezone.get_current_timezone_name()}
     return render(request, "dbs_admin/schedules.html", context, status=status)

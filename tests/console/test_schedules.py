@@ -54,6 +54,12 @@ def test_saving_again_updates_instead_of_duplicating(su_client):
     assert 'value="03:45"' in page
 
 
+def test_page_warns_when_scheduled_backups_have_no_recipient(su_client, settings):
+    assert b"dbs-no-recipients" in su_client.get(reverse("dbs_admin:schedules")).content
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"]}
+    assert b"dbs-no-recipients" not in su_client.get(reverse("dbs_admin:schedules")).content
+
+
 def test_invalid_time_is_refused(su_client):
     response = su_client.post(reverse("dbs_admin:schedules"), form_data(**{"t-local-at": "25:99"}))
     assert response.status_code == 400
