@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -126,7 +127,7 @@ class LogicalRestore:
                 if self.dry_run:
                     self._consume(stream)
                     return
-                with transaction.atomic(using=self.alias):
+                with transaction.atomic(using=self.alias), _bigger_sqlite_cache(self.connection):
                     if self.connection.vendor == "postgresql":
                         with self.connection.cursor() as c:
                             c.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -439,6 +440,27 @@ class LogicalRestore:
                     cursor.execute(f"DELETE FROM {qn(model._meta.db_table)} WHERE {where}")
                 if cursor.rowcount:
                     self.changes.append(f"{model._meta.label}.{f.name}: {cursor.rowcount} kept row(s) unlinked")
+
+
+SQLITE_RESTORE_CACHE_KIB = 32768
+
+
+@contextmanager
+def _bigger_sqlite_cache(connection) -> Iterator[None]:
+    """32 MiB of SQLite page cache while loading: index pages of large tables stay in memory
+    instead of being re-read for every batch (the default is 2 MiB). Put back afterwards."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as c:
+        c.execute("PRAGMA cache_size")
+        before = c.fetchone()[0]
+        c.execute(f"PRAGMA cache_size = -{SQLITE_RESTORE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as c:
+            c.execute(f"PRAGMA cache_size = {int(before)}")
 
 
 def _diff(a: dict, b: dict) -> str:
