@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, BinaryIO
 
 from django.apps import apps
@@ -93,6 +94,7 @@ class _Table:
     filter_values: set[str] | None = None
     file_cols: list[int] = field(default_factory=list)
     selected: bool = False
+    width: int = 0  # columns per row in the payload
 
 
 class LogicalRestore:
@@ -260,6 +262,7 @@ class LogicalRestore:
         if not selected:
             return t
         columns = spec["columns"]
+        t.width = len(columns)
         by_attname = {f.attname: f for f in model._meta.concrete_fields}
         from django.contrib.auth.models import Permission
         from django.contrib.contenttypes.models import ContentType
@@ -340,12 +343,17 @@ class LogicalRestore:
         self.reporter.report("rows", sum(self.rows_written.values()), None)
         if self.dry_run:
             return
-        out = []
-        pairs = list(zip(t.keep, t.convert, strict=True))
-        extra = t.extra_values
-        for r in rows:
-            out.append([conv(r[i]) if conv else r[i] for i, conv in pairs] + extra)
-        _insert(self.connection, cursor, t.model._meta.db_table, t.column_names, out)
+        # Column by column (transposed with zip, in C): most columns need no conversion at all.
+        try:
+            by_column = list(zip(*rows, strict=True))
+        except ValueError:
+            by_column = []
+        if len(by_column) != t.width:
+            raise PayloadError(f"rows of {label} do not have the {t.width} columns their table record names")
+        columns = [by_column[i] if conv is None else list(map(conv, by_column[i]))
+                   for i, conv in zip(t.keep, t.convert, strict=True)]
+        columns += [repeat(value, len(rows)) for value in t.extra_values]
+        _insert(self.connection, cursor, t.model._meta.db_table, t.column_names, list(zip(*columns)))
 
     # --- files -------------------------------------------------------------------------------------
 
