@@ -163,10 +163,26 @@ def main() -> None:
     finally:
         teardown_databases(old_config, verbosity=0)
         shutil.rmtree(work, ignore_errors=True)
-        if os.environ.get("REDIS_URL"):
-            import redis
+        _drop_bench_messages(settings)
 
-            redis.Redis.from_url(os.environ["REDIS_URL"]).delete(BENCH_QUEUE)  # this run's unconsumed messages
+
+def _drop_bench_messages(settings) -> None:
+    """Delete this run's unconsumed snapshot messages (never anyone else's)."""
+    if os.environ.get("REDIS_URL"):
+        import redis
+
+        redis.Redis.from_url(os.environ["REDIS_URL"]).delete(BENCH_QUEUE)
+        return
+    import json
+
+    folder = Path(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}).get("data_folder_out", ""))
+    for path in folder.glob("*.msg") if folder.is_dir() else ():
+        try:
+            info = json.loads(path.read_text())["properties"]["delivery_info"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if info.get("routing_key") == BENCH_QUEUE:
+            path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
