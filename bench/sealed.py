@@ -166,7 +166,8 @@ def main() -> None:
                 target = f"<= {r['target']:.0f}x" if r.get("target") else ""
                 verdict = "" if not r.get("target") else (" ok" if r["ratio"] <= r["target"] else " MISSED")
                 ratio = f"{r['ratio']:.2f}" if "ratio" in r else ("1.00" if r["op"] == "floor" else "")
-                print(f"{r['op']:16} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {r['mb_per_s']:8.0f} "
+                rate = "" if r["op"].startswith("argon2") else f"{r['mb_per_s']:.0f}"
+                print(f"{r['op']:16} {r['seconds']:8.2f} {r['cpu_seconds']:7.2f} {rate:>8} "
                       f"{r['peak_rss_mib']:8.0f} MiB "
                       f"{ratio:>8} {target:>7}{verdict:7}"
                       + (f" {r['ratio_without_argon2']:.2f}" if "ratio_without_argon2" in r else ""))
