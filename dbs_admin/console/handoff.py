@@ -31,6 +31,7 @@ Threat model:
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import timedelta
@@ -99,3 +100,14 @@ def discard(ref: str | None) -> None:
 
 def purge_expired() -> int:
     return HandoffSecret.objects.filter(expires_at__lt=timezone.now()).delete()[0]
+
+
+def put_key(*, passphrase: str, identity_file: str | None, purpose: str, ttl: timedelta = DEFAULT_TTL) -> str:
+    """Seal what opens a backup: a passphrase, or an identity file's text and the passphrase that unlocks it."""
+    return put(json.dumps({"passphrase": passphrase, "identity_file": identity_file}), purpose=purpose, ttl=ttl)
+
+
+def take_key(ref: str, *, purpose: str) -> tuple[str, str | None]:
+    """``(passphrase, identity file text or None)`` sealed by :func:`put_key`; deleted on reading."""
+    data = json.loads(take(ref, purpose=purpose))
+    return data["passphrase"], data.get("identity_file")

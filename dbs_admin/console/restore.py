@@ -21,22 +21,25 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from ..models import AuditEvent, Backup, Job
-from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, info
+from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
 from . import audit, handoff
 from .access import admin_context, console_view
+from .keys import KeyRefused, open_identity
 from .tasks import RESTORE_PURPOSE, run_restore
-from .uploads import FIELD, SealedUploadHandler, UploadRefused, private_upload_path
+from .uploads import FIELD, IDENTITY_FIELD, SealedUploadHandler, UploadRefused, private_upload_path
 
 PLAN_SALT = "dbs_admin.restore-plan"
 PLAN_TTL = timedelta(minutes=10)
 WRONG_PASSPHRASE = "Wrong passphrase: it opens none of this backup's key slots. Check it and try again."
+WRONG_IDENTITY = "This identity opens none of this backup's key slots: it is not one of the backup's recipients."
 DAMAGED = "This backup is damaged beyond repair and cannot be restored: {detail}"
 
 
 class RestoreSourceForm(forms.Form):
     backup = forms.ModelChoiceField(queryset=Backup.objects.all(), required=False, label="Backup",
                                     empty_label="— upload a file instead —")
-    passphrase = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False)
+    passphrase = forms.CharField(widget=forms.PasswordInput(render_value=False), strip=False,
+                                 help_text="The backup's passphrase or, with an identity file, the identity's.")
 
 
 class RestoreConfirmForm(forms.Form):
@@ -94,6 +97,10 @@ def summarize(manifest: dict, alias: str = "default") -> dict:
 
 def _explain(exc: BaseException) -> str:
     """One clear sentence per failure a user can meet."""
+    if isinstance(exc, KeyRefused):
+        return str(exc)
+    if isinstance(exc, WrongIdentityError):
+        return WRONG_IDENTITY
     if isinstance(exc, KeySlotError):
         return WRONG_PASSPHRASE
     if isinstance(exc, UnrecoverableError):
@@ -106,14 +113,18 @@ def _explain(exc: BaseException) -> str:
     return str(exc)
 
 
-def _read_manifest(source, target: str | None, passphrase: str) -> dict:
+def _read_manifest(source, target: str | None, passphrase: str, identity_file: bytes | None) -> dict:
     from ..backups.api import read_manifest
 
+    if identity_file is not None:
+        identity = open_identity(identity_file, passphrase)
+        return read_manifest(source, target=target, identity=identity)
     return read_manifest(source, target=target, passphrase=passphrase)
 
 
 def _render_step1(request, form, error: str | None = None, status: int = 200) -> HttpResponse:
-    context = {**admin_context(request, "Restore a backup"), "form": form, "error": error, "upload_field": FIELD}
+    context = {**admin_context(request, "Restore a backup"), "form": form, "error": error, "upload_field": FIELD,
+               "identity_field": IDENTITY_FIELD}
     return render(request, "dbs_admin/restore_step1.html", context, status=status)
 
 
@@ -137,7 +148,7 @@ def restore_check(request: HttpRequest) -> HttpResponse:
 _restore_check = csrf_protect(lambda request, handler: _step1_post(request, handler))
 
 
-@sensitive_variables("form", "passphrase")
+@sensitive_variables("form", "passphrase", "identity_file")
 def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpResponse:
     if request.method != "POST":
         return redirect("dbs_admin:restore")
@@ -165,15 +176,17 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
     source = upload if upload is not None else backup.name
     target = copy.target if copy else None
     passphrase = form.cleaned_data["passphrase"]
+    identity_file = handler.identity or None
     try:
-        manifest = _read_manifest(source, target, passphrase)
+        manifest = _read_manifest(source, target, passphrase, identity_file)
     except Exception as exc:  # every failure gets one sentence; nothing was changed
         if upload is not None:
             handler.discard()
         audit.record(request, "restore-check", backup=backup, outcome=AuditEvent.Outcome.DENIED,
                      detail=_explain(exc), object_repr=backup.name if backup else "upload")
         return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), _explain(exc), status=400)
-    ref = handoff.put(passphrase, purpose=RESTORE_PURPOSE, ttl=PLAN_TTL)
+    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file.decode("ascii") if identity_file else None,
+                          purpose=RESTORE_PURPOSE, ttl=PLAN_TTL)
     plan = signing.TimestampSigner(salt=PLAN_SALT).sign_object({
         "u": request.user.pk, "ref": ref, "backup": backup.pk if backup else None,
         "target": target, "upload": upload.name if upload is not None else None,

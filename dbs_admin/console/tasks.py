@@ -293,15 +293,21 @@ def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
     held: dict[str, str] = {}
 
     def body():
-        passphrase = handoff.take(secret_ref, purpose=RESTORE_PURPOSE) if secret_ref else None
+        from .keys import open_identity
+
+        passphrase, identity_file = (
+            handoff.take_key(secret_ref, purpose=RESTORE_PURPOSE) if secret_ref else (None, None)
+        )
         if passphrase is not None:
-            held["passphrase"] = passphrase
+            held["key"] = (passphrase, identity_file)
+        identity = open_identity(identity_file, passphrase) if identity_file else None
         run.stage("starting")
         source = Path(upload) if upload else job.params["backup_name"]
         result = restore_backup(
             source,
             target=None if upload else job.params.get("target"),
-            passphrase=passphrase,
+            passphrase=None if identity is not None else passphrase,
+            identity=identity,
             database=database,
             reset=False,  # reset would drop the console's own tables (jobs, audit log) too
             progress=run.progress,
@@ -312,8 +318,9 @@ def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
         return f"Restored {rows} rows and {result.files} files into {database!r}{healed}.", {"stage": "done"}
 
     def retry_kwargs() -> dict:
-        p = held.get("passphrase")
-        return {"job_id": job_id, "secret_ref": handoff.put(p, purpose=RESTORE_PURPOSE) if p else None}
+        key = held.get("key")
+        ref = handoff.put_key(passphrase=key[0], identity_file=key[1], purpose=RESTORE_PURPOSE) if key else None
+        return {"job_id": job_id, "secret_ref": ref}
 
     _run(self, run, body, retry_kwargs=retry_kwargs)
 

@@ -22,6 +22,8 @@ from ..conf import dbs_settings
 from ..sealed.layout import MAGIC
 
 FIELD = "upload"
+IDENTITY_FIELD = "identity"
+IDENTITY_MAX_BYTES = 64 * 1024  # an identity file is a few hundred bytes
 
 
 class UploadRefused(Exception):
@@ -52,6 +54,8 @@ class SealedUploadHandler(FileUploadHandler):
         self._file = None
         self._size = 0
         self._head = b""
+        self._field: str | None = None
+        self.identity: bytes | None = None  # an identity file (small, itself encrypted): kept in memory
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         # Multipart overhead is small; a body far over the limit is refused unread.
@@ -61,6 +65,10 @@ class SealedUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name, file_name, content_type, content_length, charset=None, content_type_extra=None):
         super().new_file(field_name, file_name, content_type, content_length, charset, content_type_extra)
+        self._field = field_name
+        if field_name == IDENTITY_FIELD and not self.error:
+            self.identity = b""
+            raise StopFutureHandlers
         if field_name != FIELD or self.error:
             return  # let other handlers (none by default) deal with other fields
         self.path = upload_dir() / f"{secrets.token_hex(16)}.dbs.part"
@@ -76,6 +84,12 @@ class SealedUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int):
         if self.error:
             raise StopUpload(connection_reset=False)
+        if self._field == IDENTITY_FIELD:
+            self.identity += raw_data
+            if len(self.identity) > IDENTITY_MAX_BYTES:
+                self.identity = None
+                self._abort("That identity file is far too large to be a dbs_admin identity.")
+            return None
         if self._file is None:
             return raw_data
         self._size += len(raw_data)
@@ -89,6 +103,8 @@ class SealedUploadHandler(FileUploadHandler):
         return None
 
     def file_complete(self, file_size: int):
+        if self._field == IDENTITY_FIELD:
+            return None  # read from ``self.identity``, never written to disk by this handler
         if self._file is None:
             return None
         self._file.flush()

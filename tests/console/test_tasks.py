@@ -115,7 +115,7 @@ def test_delete_action_removes_files_on_every_target_and_audits(su_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_a_running_backup_and_leaves_nothing(su_client, superuser, fast_argon2, settings):
-    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "BATCH_SIZE": 20}  # many cancel checks
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "BATCH_SIZE": 5}  # many cancel checks, a slower backup
     seed(posts=3000, images=10, seed=5)
     job = Job.objects.create(kind=Job.Kind.BACKUP, created_by=superuser,
                              params={"kind": "logical", "target": "local", "label": "cancel me"})
@@ -126,7 +126,7 @@ def test_cancel_stops_a_running_backup_and_leaves_nothing(su_client, superuser, 
 
     with override_settings(DBS_ADMIN={**dbs_settings.as_dict(), "RECIPIENTS": [settings_recipients]}):
         thread.start()
-        wait_for(lambda: Job.objects.get(pk=job.pk).stage == "rows", 60, 0.02, "the backup to stream rows")
+        wait_for(lambda: Job.objects.get(pk=job.pk).state == Job.State.RUNNING, 60, 0.02, "the backup to start")
         response = su_client.post(reverse("dbs_admin:job_cancel", args=[job.pk]), HTTP_HX_REQUEST="true")
         assert response.status_code == 200 and b"cancelling" in response.content
         thread.join(60)
@@ -197,3 +197,43 @@ def test_back_up_now_form_errors_and_recipient_keys(su_client, settings, redis_b
     from dbs_admin.models import HandoffSecret
 
     assert not HandoffSecret.objects.exists()  # nothing secret to hand over
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recipient_sealed_backup_restores_with_an_uploaded_identity(eager, su_client, settings, tmp_path):
+    """A scheduled backup (no passphrase slot) is restored through the console with its identity file."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from blog.models import Post
+    from dbs_admin.console.keys import WRONG_IDENTITY_PASSPHRASE
+    from dbs_admin.console.restore import WRONG_IDENTITY, database_label
+    from dbs_admin.models import HandoffSecret
+    from dbs_admin.sealed import Argon2Params, generate_identity
+
+    weak = Argon2Params(time_cost=1, memory_kib=8192, parallelism=1)
+    identity = generate_identity(tmp_path / "id.txt", "identity passphrase", argon2=weak, allow_weak=True)
+    stranger = generate_identity(tmp_path / "other.txt", "identity passphrase", argon2=weak, allow_weak=True)
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": [identity.recipient]}
+    seed(posts=8, images=1, seed=4)
+    titles = sorted(Post.objects.values_list("title", flat=True))
+    scheduled_backup.apply(kwargs={"target": "local"})
+    backup = Job.objects.get(kind=Job.Kind.BACKUP).backup
+    Post.objects.all().delete()
+
+    def check(path, passphrase):
+        upload = SimpleUploadedFile("id.txt", path.read_bytes(), "text/plain")
+        return su_client.post(reverse("dbs_admin:restore_check"),
+                              {"backup": backup.pk, "passphrase": passphrase, "identity": upload})
+
+    assert check(tmp_path / "id.txt", "not it at all").context["error"] == WRONG_IDENTITY_PASSPHRASE
+    assert check(tmp_path / "other.txt", "identity passphrase").context["error"] == WRONG_IDENTITY
+    response = check(tmp_path / "id.txt", "identity passphrase")
+    assert response.status_code == 200, response.context.get("error")
+    assert b"identity passphrase" not in bytes(HandoffSecret.objects.get().ciphertext)
+    assert not list((Path(dbs_settings.PRIVATE_ROOT) / "keys").iterdir())  # the temporary copy is gone
+    plan = response.context["form"].initial["plan"]
+    su_client.post(reverse("dbs_admin:restore_confirm"), {"plan": plan, "confirm": database_label()})
+    job = Job.objects.get(kind=Job.Kind.RESTORE)
+    assert job.state == Job.State.SUCCEEDED, job.message
+    assert sorted(Post.objects.values_list("title", flat=True)) == titles
+    assert stranger.recipient != identity.recipient

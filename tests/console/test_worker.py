@@ -212,7 +212,7 @@ def test_one_backup_per_target_however_many_workers(su_client, superuser, worker
     first, second = sorted([a, b], key=lambda j: j.started_at)
     assert first.finished_at <= second.started_at
     assert seen_waiting
-    assert not TargetLock.objects.exists()
+    wait_for(lambda: not TargetLock.objects.exists(), 10, 0.1, "the lock to be released")  # just after the state
 
 
 def test_busy_target_makes_a_scheduled_run_skip(worker_factory):

@@ -1,0 +1,45 @@
+"""Opening a backup from the console: a passphrase, or an identity file plus the passphrase that unlocks it.
+
+Why identities: scheduled backups are sealed to recipient keys only, so
+restoring one needs the matching identity file. The file is itself encrypted
+with a passphrase; it reaches the worker inside the sealed hand-off and is
+written (still encrypted) to the job's private folder only for the moment
+``load_identity`` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from ..sealed import Identity, SealedError, load_identity
+from .jobs import private_root
+
+WRONG_IDENTITY_PASSPHRASE = "Wrong passphrase for the identity file: it does not unlock it."
+NOT_AN_IDENTITY = "That file is not a dbs_admin identity file (see `python -m dbs_admin.sealed keygen`)."
+
+
+class KeyRefused(Exception):
+    """The identity file or its passphrase was refused; the message says which."""
+
+
+def open_identity(text: bytes | str, passphrase: str) -> Identity:
+    """Load an identity from its file's bytes (encrypted under ``passphrase``), via a private temp file."""
+    from ..sealed import WrongPassphraseError
+
+    data = text.encode() if isinstance(text, str) else text
+    folder = private_root() / "keys"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"{secrets.token_hex(12)}.identity"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return load_identity(Path(path), passphrase)
+    except WrongPassphraseError:
+        raise KeyRefused(WRONG_IDENTITY_PASSPHRASE) from None
+    except SealedError:
+        raise KeyRefused(NOT_AN_IDENTITY) from None
+    finally:
+        path.unlink(missing_ok=True)
