@@ -9,6 +9,7 @@ worker: it reads and hashes the files, which may be slow.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import posixpath
 from dataclasses import dataclass
@@ -80,7 +81,12 @@ def ignored_in_compare(model: type[models.Model]) -> set[str]:
 
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+    """A JSON- and YAML-ready value: in-memory values can be enum members (choices) or str subclasses."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, str):
+        return str(value)
+    if value is None or isinstance(value, (int, float, bool, list, dict)):
         return value
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()

@@ -25,6 +25,7 @@ Why it works this way:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from typing import Any
 
@@ -173,4 +174,4 @@ def send(payload: dict[str, Any]) -> None:
                        exc_info=True)
         from .snapshot import take_snapshot
 
-        take_snapshot(payload)
+        take_snapshot(json.loads(json.dumps(payload)))  # exactly what a worker would have received

@@ -295,3 +295,24 @@ def test_inherited_tags_follow_a_late_tag_change(eager, make_post):
                                                       ("D", ["x", "y"])]
     assert docs[2]["_history"]["summary"]["m2m"] == {} and docs[2]["_history"]["summary"]["fields"] == ["title"]
     assert "- y" in (h.version_dir(h.versions()[3]) / "post.md").read_text()
+
+
+def test_choices_set_in_python_are_stored_as_plain_values(eager, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        post = Post.objects.create(title="Enum", editor_type=Post.EditorType.MARKDOWN, status=Post.Status.PUBLISHED)
+    doc = newest(post)
+    assert doc["editor_type"] == "markdown" and doc["status"] == "published"
+    assert "editor_type: markdown" in (history(post).dir / "post.md").read_text()
+
+
+def test_an_unreachable_broker_writes_the_snapshot_inline(history_root, make_post, settings, monkeypatch,
+                                                          django_capture_on_commit_callbacks, media_root):
+    from dbs_admin.history.tasks import snapshot_object
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(snapshot_object, "apply_async", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        post = make_post(tags=("t",))
+    assert history(post).versions() == ["initial"] and newest(post)["tags"] == ["t"]
