@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from ..conf import dbs_settings
+from .errors import HistoryError
 from .store import META, ObjectHistory
 
 logger = logging.getLogger("dbs_admin.history")
@@ -25,7 +26,7 @@ IGNORE = ".lock\n.tmp-*\n.deleted-*\n.git-lock\n"
 _IDENTITY = ["-c", "user.name=dbs_admin history", "-c", "user.email=dbs-admin@localhost", "-c", "commit.gpgsign=false"]
 
 
-class GitStoreError(RuntimeError):
+class GitStoreError(HistoryError):
     """git failed on the history tree; the message carries git's own output."""
 
 

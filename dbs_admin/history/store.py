@@ -22,7 +22,9 @@ Why it is shaped like this:
 * Writers take an exclusive ``fcntl`` lock on ``<key>/.lock``, so two workers
   (processes) on the same host never interleave; version names carry
   microseconds and are bumped past the newest existing one, so two saves in
-  the same second, or the same microsecond, get two versions.
+  the same second, or the same microsecond, get two versions. Versions are
+  named by commit time; one that reaches the worker late is inserted at its
+  place (see ``snapshot.take_snapshot``).
 """
 
 from __future__ import annotations
