@@ -65,8 +65,12 @@ def _on_save(sender: type[models.Model], instance: models.Model, raw: bool = Fal
     if raw or history_is_suspended():
         return
     # The fields as this save wrote them, from memory (no query): the snapshot is the last save's state.
-    schedule(sender, instance.pk, using=using, fields=collect.capture_fields(instance),
-             read_m2m=bool(kwargs.get("created")))
+    # A save(update_fields=...) wrote only some of them; the others may be stale in memory: read the row.
+    if kwargs.get("update_fields"):
+        schedule(sender, instance.pk, using=using, read_row=True)
+    else:
+        schedule(sender, instance.pk, using=using, fields=collect.capture_fields(instance),
+                 read_m2m=bool(kwargs.get("created")))
 
 
 def _on_m2m(sender: Any, instance: models.Model, action: str, reverse: bool, model: type[models.Model],
@@ -106,11 +110,11 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str | 
 
 
 def schedule(model: type[models.Model], pk: Any, *, using: str | None = None,
-             fields: dict[str, Any] | None = None, read_m2m: bool = False) -> None:
+             fields: dict[str, Any] | None = None, read_m2m: bool = False, read_row: bool = False) -> None:
     """Snapshot ``model`` ``pk`` after the current transaction commits (once per transaction).
 
     ``fields`` are the values a save just wrote; without them (a tag change
-    only) the row is read at commit time. The many-to-many names are read at
+    only, or ``read_row`` after a partial save) the row is read at commit time. The many-to-many names are read at
     commit time only when the transaction changed them (or created the
     object); otherwise they are unchanged since the version before, and the
     worker takes them from it, so a plain save costs no query at all.
@@ -122,9 +126,9 @@ def schedule(model: type[models.Model], pk: Any, *, using: str | None = None,
     state = pending.get(key)
     # The callback is gone when a rollback discarded it (or it already ran): schedule a new one.
     if state is not None and any(item[1] is state["flush"] for item in connection.run_on_commit):
-        if fields is not None:
-            state["fields"] = fields
-        state["read_m2m"] = state["read_m2m"] or read_m2m
+        if fields is not None or read_row:
+            state["fields"] = fields  # the last save decides (None: read the row at commit)
+        state["read_m2m"] = state["read_m2m"] or read_m2m or state["fields"] is None
         return
     state = {"fields": fields, "read_m2m": read_m2m or fields is None, "user": context.current_user(),
              "restored_from": context.current_restore()}

@@ -316,3 +316,14 @@ def test_an_unreachable_broker_writes_the_snapshot_inline(history_root, make_pos
     with django_capture_on_commit_callbacks(execute=True):
         post = make_post(tags=("t",))
     assert history(post).versions() == ["initial"] and newest(post)["tags"] == ["t"]
+
+
+def test_partial_save_records_the_row_not_stale_memory(eager, make_post, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        post = make_post()
+    stale = Post.objects.get(pk=post.pk)
+    Post.objects.filter(pk=post.pk).update(excerpt="Written elsewhere")
+    with django_capture_on_commit_callbacks(execute=True):
+        stale.status = "published"
+        stale.save(update_fields=["status"])
+    assert newest(post)["status"] == "published" and newest(post)["excerpt"] == "Written elsewhere"
