@@ -310,9 +310,7 @@ def _swap_initial(history, model, options, data, images, meta, ids, documents) -
 
 
 def _after_write(history: ObjectHistory, version_id: str) -> None:
-    """Commit the new version to git when the tree is a repository (optional; never fails the snapshot)."""
-    try:
-        from . import gitstore
-    except ImportError:  # pragma: no cover - gitstore is optional
-        return
+    """Commit the new version to git when HISTORY_GIT_REMOTE is set (never fails the snapshot)."""
+    from . import gitstore
+
     gitstore.commit_version(history, version_id)
