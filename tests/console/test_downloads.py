@@ -72,3 +72,34 @@ def test_tampered_link_gets_403_and_is_audited(backup, superuser, su_client, tam
     assert response.status_code == 403
     assert _events(AuditEvent.Outcome.DENIED)[0].detail == "tampered or invalid link"
     assert not _events(AuditEvent.Outcome.OK)
+
+
+def test_download_streams_from_an_sftp_target_when_no_local_copy(superuser, su_client, settings, tmp_path):
+    """Nothing assumes the web process shares a disk with the worker: the bytes come over SFTP."""
+    import secrets
+    import shutil
+
+    from dbs_admin.models import Backup, BackupCopy
+    from dbs_admin.targets import get_target
+    from tests import services
+
+    sshd = services.ssh_server()
+    folder = sshd.root / f"console-{secrets.token_hex(4)}"
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {**settings.DBS_ADMIN["TARGETS"], "offsite": {
+        "kind": "sftp", "host": sshd.host, "port": sshd.port, "username": sshd.username,
+        "key_filename": str(sshd.key_path), "known_hosts": str(sshd.known_hosts), "path": str(folder),
+        "timeout": 10}}}
+    try:
+        local = make_sealed_backup()
+        data = target_path(local).read_bytes()
+        get_target("offsite").put(target_path(local), local.name)
+        BackupCopy.objects.filter(backup=local).delete()
+        target_path_local = get_target("local").local_path(local.name)
+        target_path_local.unlink()
+        BackupCopy.objects.create(backup=local, target="offsite", path=local.name)
+        response = su_client.get(reverse("dbs_admin:download", args=[make_token(local, superuser)]))
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == data
+        assert Backup.objects.get().audit_events.get(outcome=AuditEvent.Outcome.OK).detail == "from target offsite"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
