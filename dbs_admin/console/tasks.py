@@ -114,6 +114,22 @@ class WorkDirWatcher:
                     return
 
 
+def is_transport_error(exc: TargetError) -> bool:
+    """A target failed because the network did (worth retrying), not because it refused or is misconfigured."""
+    import paramiko
+
+    from ..targets.base import StoredFileMissingError, TargetConfigError
+
+    if isinstance(exc, (TargetConfigError, StoredFileMissingError)):
+        return False
+    if getattr(exc, "transient", False):
+        return True
+    cause = exc.__cause__
+    if isinstance(cause, (paramiko.AuthenticationException, paramiko.BadHostKeyException)):
+        return False
+    return isinstance(cause, (OSError, EOFError, paramiko.SSHException))
+
+
 def _fail_message(exc: BaseException) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return f"Stopped: the job ran longer than {SOFT_TIME_LIMIT // 3600} hours."
@@ -134,7 +150,7 @@ def _run(task, run: JobRun, body, *, retry_kwargs) -> None:
     except CancelledError:
         run.finish(Job.State.CANCELLED, "Cancelled; partial output was removed.")
     except TargetError as exc:
-        if task.request.retries < TRANSPORT_RETRIES:
+        if is_transport_error(exc) and task.request.retries < TRANSPORT_RETRIES:
             countdown = _backoff(task.request.retries)
             run.finish(Job.State.QUEUED, f"{exc} — retrying in {countdown} s.", finished_at=None)
             raise task.retry(kwargs=retry_kwargs(), countdown=countdown, exc=exc) from None

@@ -237,3 +237,44 @@ def test_recipient_sealed_backup_restores_with_an_uploaded_identity(eager, su_cl
     assert job.state == Job.State.SUCCEEDED, job.message
     assert sorted(Post.objects.values_list("title", flat=True)) == titles
     assert stranger.recipient != identity.recipient
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transport_errors_are_retried_then_fail_with_the_targets_message(eager, superuser, settings, fast_argon2):
+    """An unreachable SFTP server: the task retries (a fresh sealed hand-off each time), then fails clearly;
+    a misconfigured target fails at once."""
+    from celery.signals import task_retry
+
+    from dbs_admin.console import handoff
+    from dbs_admin.console.tasks import BACKUP_PURPOSE, TRANSPORT_RETRIES
+    from dbs_admin.models import HandoffSecret
+    from tests import services
+
+    sshd = services.ssh_server()
+    unreachable = {"kind": "sftp", "host": "127.0.0.1", "port": 1, "username": sshd.username,
+                   "key_filename": str(sshd.key_path), "known_hosts": str(sshd.known_hosts), "path": "/backups",
+                   "retries": 0, "backoff": 0, "timeout": 2}
+    misconfigured = {**unreachable, "known_hosts": "/nonexistent"}
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {
+        **settings.DBS_ADMIN["TARGETS"], "away": unreachable, "broken": misconfigured}}
+    seed(posts=3, images=0, seed=9)
+    retries = []
+
+    def count(sender=None, **kwargs):
+        retries.append(kwargs.get("reason"))
+
+    task_retry.connect(count, weak=False)
+    try:
+        for target, expected_retries in (("away", TRANSPORT_RETRIES), ("broken", 0)):
+            retries.clear()
+            job = Job.objects.create(kind=Job.Kind.BACKUP, created_by=superuser,
+                                     params={"kind": "logical", "target": target, "label": ""})
+            ref = handoff.put("a passphrase for the retries", purpose=BACKUP_PURPOSE)
+            run_backup.apply(kwargs={"job_id": job.pk, "secret_ref": ref})
+            job.refresh_from_db()
+            assert job.state == Job.State.FAILED, job.message
+            assert f"target {target!r}" in job.message
+            assert len(retries) == expected_retries, (target, retries)
+            assert not HandoffSecret.objects.exists()  # each retry's sealed hand-off was consumed
+    finally:
+        task_retry.disconnect(count)
