@@ -94,7 +94,10 @@ class WorkDirWatcher:
 
     def progress(self, stage: str, done: int, total: int | None) -> None:
         if not self.found:
-            self._look()
+            try:
+                self._look()
+            except Exception:  # noqa: BLE001 - never let bookkeeping break the backup itself
+                log.warning("could not locate the staging folder of job %s", self.run.job.pk, exc_info=True)
         self.run.progress(stage, done, total)
 
     def _look(self) -> None:
@@ -106,8 +109,12 @@ class WorkDirWatcher:
         for folder in private_root().glob("create-*"):
             if folder.name in self.before or str(folder) in claimed:
                 continue
-            for f in folder.iterdir():
-                parsed = parse_backup_file_name(f.name.split(".tmp-")[0])
+            try:
+                names = [f.name for f in folder.iterdir()]
+            except OSError:  # another backup's folder, removed as we looked
+                continue
+            for name in names:
+                parsed = parse_backup_file_name(name.split(".tmp-")[0])
                 if parsed and parsed[1] == self.kind and parsed[2] == self.slug and parsed[0] >= started:
                     self.run.set_partial_files([*self.run.job.partial_files, str(folder)])
                     self.found = True
@@ -138,7 +145,7 @@ def _fail_message(exc: BaseException) -> str:
     return f"Internal error ({type(exc).__name__}); see the worker log."
 
 
-def _run(task, run: JobRun, body, *, retry_kwargs) -> None:
+def _run(task, run: JobRun, body, *, retry_kwargs, attempt: int = 0) -> None:
     """Run ``body()`` and record how the job ended.
 
     TargetError (transport) puts the job back to QUEUED and retries with
@@ -150,10 +157,11 @@ def _run(task, run: JobRun, body, *, retry_kwargs) -> None:
     except CancelledError:
         run.finish(Job.State.CANCELLED, "Cancelled; partial output was removed.")
     except TargetError as exc:
-        if is_transport_error(exc) and task.request.retries < TRANSPORT_RETRIES:
-            countdown = _backoff(task.request.retries)
+        if is_transport_error(exc) and attempt < TRANSPORT_RETRIES:
+            countdown = _backoff(attempt)
             run.finish(Job.State.QUEUED, f"{exc} — retrying in {countdown} s.", finished_at=None)
-            raise task.retry(kwargs=retry_kwargs(), countdown=countdown, exc=exc) from None
+            kwargs = {**retry_kwargs(), "transport_attempt": attempt + 1}  # counted apart from lock waits
+            raise task.retry(kwargs=kwargs, countdown=countdown, exc=exc, max_retries=None) from None
         run.finish(Job.State.FAILED, str(exc))
     except BaseException as exc:
         if not isinstance(exc, (BackupError, SealedError, handoff.HandoffError, SoftTimeLimitExceeded)):
@@ -175,11 +183,12 @@ def _wait_or_refuse(task, job: Job, holder: Job, target: str, on_busy: str, kwar
         return
     Job.objects.filter(pk=job.pk).update(message=f"{text}; waiting for it to finish.")
     kwargs = {**kwargs, "secret_ref": _reseal(kwargs.get("secret_ref"), purpose)}
-    raise task.retry(kwargs=kwargs, countdown=LOCK_WAIT_SECONDS, max_retries=LOCK_WAIT_RETRIES)
+    raise task.retry(kwargs=kwargs, countdown=LOCK_WAIT_SECONDS, max_retries=None)
 
 
 @shared_task(name="dbs_admin.backup", **_job_task)
-def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = "wait") -> None:
+def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = "wait",
+               transport_attempt: int = 0) -> None:
     """Make the backup described by the Job's params (kind, target, label); passphrase from the hand-off."""
     from ..backups.api import create_backup
 
@@ -194,7 +203,7 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         )
         return
     target = job.params.get("target") or dbs_settings.DEFAULT_TARGET
-    kwargs = {"job_id": job_id, "secret_ref": secret_ref, "on_busy": on_busy}
+    kwargs = {"job_id": job_id, "secret_ref": secret_ref, "on_busy": on_busy, "transport_attempt": transport_attempt}
     holder = locks.acquire(target, job)
     if holder is not None:
         return _wait_or_refuse(self, job, holder, target, on_busy, kwargs, BACKUP_PURPOSE)
@@ -232,7 +241,7 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         p = held.get("passphrase")
         return {**kwargs, "secret_ref": handoff.put(p, purpose=BACKUP_PURPOSE) if p else None}
 
-    _run(self, run, body, retry_kwargs=retry_kwargs)
+    _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
     _queue_prune_after(run.job)
 
 
@@ -251,7 +260,7 @@ def scheduled_backup(self, target: str | None = None, kind: str = "logical", ret
 
 
 @shared_task(name="dbs_admin.prune", **_job_task)
-def run_prune(self, job_id: int) -> None:
+def run_prune(self, job_id: int, transport_attempt: int = 0) -> None:
     """Apply retention to params.target with params.retention (or the settings' policy)."""
     from .prune import prune_target
 
@@ -267,7 +276,7 @@ def run_prune(self, job_id: int) -> None:
         plan = prune_target(job.params["target"], job.params.get("retention"))
         return f"Kept {len(plan.keep)}, deleted {len(plan.delete)} backup(s) on {job.params['target']!r}.", {}
 
-    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id})
+    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id}, attempt=transport_attempt)
 
 
 def _queue_prune_after(job: Job) -> None:
@@ -280,7 +289,7 @@ def _queue_prune_after(job: Job) -> None:
 
 
 @shared_task(name="dbs_admin.restore", **_job_task)
-def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
+def run_restore(self, job_id: int, secret_ref: str | None = None, transport_attempt: int = 0) -> None:
     """Restore a listed backup (params.backup_name on params.target) or an upload (params.upload) into a database."""
     from ..backups.api import restore_backup
 
@@ -297,7 +306,8 @@ def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
     holder = locks.acquire(lock_name, job)
     if holder is not None:
         return _wait_or_refuse(
-            self, job, holder, lock_name, "wait", {"job_id": job_id, "secret_ref": secret_ref}, RESTORE_PURPOSE
+            self, job, holder, lock_name, "wait",
+            {"job_id": job_id, "secret_ref": secret_ref, "transport_attempt": transport_attempt}, RESTORE_PURPOSE
         )
     run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
     if not run.claim():
@@ -338,11 +348,11 @@ def run_restore(self, job_id: int, secret_ref: str | None = None) -> None:
         ref = handoff.put_key(passphrase=key[0], identity_file=key[1], purpose=RESTORE_PURPOSE) if key else None
         return {"job_id": job_id, "secret_ref": ref}
 
-    _run(self, run, body, retry_kwargs=retry_kwargs)
+    _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
 
 
 @shared_task(name="dbs_admin.validate", **_job_task)
-def run_validate(self, job_id: int) -> None:
+def run_validate(self, job_id: int, transport_attempt: int = 0) -> None:
     """Check a backup's structure, hashes and parity (no key needed) and record its state on the Backup row."""
     from ..backups.api import validate_backup
 
@@ -369,7 +379,7 @@ def run_validate(self, job_id: int) -> None:
         text = result.message or ("Intact." if status == Backup.Status.OK else Backup.Status(status).label)
         return text, {}
 
-    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id})
+    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id}, attempt=transport_attempt)
 
 
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)
