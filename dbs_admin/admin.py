@@ -47,6 +47,8 @@ class DashboardAdmin(SuperuserOnlyAdmin):
             raise PermissionDenied
         from .console import dashboard
 
+        if request.htmx and request.GET.get("partial") == "jobs":  # the jobs card refreshing itself
+            return TemplateResponse(request, "dbs_admin/_dashboard_jobs.html", dashboard.jobs_context())
         context = {
             **self.admin_site.each_context(request),
             "title": "Backups",

@@ -123,6 +123,12 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def jobs_context() -> dict:
+    """The last jobs, and whether any is still going (then the card refreshes itself)."""
+    jobs = last_jobs()
+    return {"jobs": jobs, "jobs_active": any(not j.finished for j in jobs)}
+
+
 def context() -> dict:
     from . import schedules
     from .jobs import reap_lost_jobs
@@ -132,7 +138,7 @@ def context() -> dict:
     return {
         "rpo": rpo_light(),
         "next_runs": schedules.next_runs(),
-        "jobs": last_jobs(),
+        **jobs_context(),
         "drill": newest_drill(),
         "chart": size_chart(),
         "backup_count": Backup.objects.count(),

@@ -51,3 +51,15 @@ def test_dashboard_reaps_lost_jobs_and_shows_jobs_and_drill(su_client, settings)
     stale.refresh_from_db()
     assert stale.state == Job.State.LOST
     assert "Failed (worker lost)" in page and "Drill of x.dbs: failed" in page and "row counts differ" in page
+
+
+def test_jobs_card_refreshes_itself_only_while_a_job_runs(su_client):
+    url = reverse("admin:dbs_admin_dashboard_changelist")
+    job = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, heartbeat_at=timezone.now())
+    page = su_client.get(url).content.decode()
+    assert "?partial=jobs" in page and 'hx-trigger="every 2s"' in page
+    card = su_client.get(url + "?partial=jobs", HTTP_HX_REQUEST="true").content.decode()
+    assert card.lstrip().startswith('<section class="dbs-card dbs-wide" id="dbs-jobs"') and "Running" in card
+    Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)
+    card = su_client.get(url + "?partial=jobs", HTTP_HX_REQUEST="true").content.decode()
+    assert "Succeeded" in card and "every 2s" not in card
