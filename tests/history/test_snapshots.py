@@ -10,6 +10,7 @@ from django.db import transaction
 
 from blog.models import Post
 from dbs_admin.history.api import snapshot_queryset
+from dbs_admin.history.markdown import parse as parse_markdown
 from dbs_admin.history.snapshot import object_history
 from dbs_admin.models import HistoryVersion
 from dbs_admin.suspend import history_suspended
@@ -42,7 +43,10 @@ def test_first_version_holds_every_field_tags_and_images(eager, make_post, media
     [image] = data["images"]
     assert image["name"] == "uploads/a.png" and (h.dir / image["stored"]).read_bytes() == png(1)
     assert (h.dir / "post.md").read_text().startswith("---\ntitle: Hello world\n")
-    assert "Intro" in (h.dir / "post.md").read_text()
+    front, body = parse_markdown((h.dir / "post.md").read_text())
+    assert front["tags"] == ["backup", "django"] and front["images"] == ["uploads/a.png"]
+    assert front["category"] == "Meta" and front["version"] == "initial" and "content_md" not in front
+    assert body.startswith("Intro") and "![a.png](/media/uploads/a.png)" in body
     row = HistoryVersion.objects.get()
     assert (row.model_label, row.object_key, row.version_id) == ("blog.post", post.slug, "initial")
 
