@@ -120,6 +120,7 @@ class LogicalRestore:
         self.restored_models: list[type[models.Model]] = []
         self.found_objects: dict[str, set[str]] = {}
         self.live_rows: dict[str, int] = {}
+        self.indexes_aside: list[str] = []
 
     # --- entry point -------------------------------------------------------------------------------
 
@@ -310,7 +311,25 @@ class LogicalRestore:
         self.live_rows[model._meta.label] = live
         if not self.dry_run:
             target._raw_delete(self.alias)
+            if not self.sel.partial:
+                self._set_indexes_aside(model._meta.db_table, cursor)
         return t
+
+    def _set_indexes_aside(self, table: str, cursor) -> None:
+        """SQLite: drop a table's secondary indexes for the load and build them once at the end.
+
+        Building an index from loaded rows is much faster than updating it
+        row by row in random key order. DDL is transactional in SQLite, so a
+        failed restore rolls the indexes back with everything else. Unique
+        constraints declared in the table itself (no SQL of their own) stay.
+        """
+        if self.connection.vendor != "sqlite":
+            return
+        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s "
+                       "AND sql IS NOT NULL", [table])
+        for name, sql in cursor.fetchall():
+            self.indexes_aside.append(sql)
+            cursor.execute(f"DROP INDEX {self.connection.ops.quote_name(name)}")
 
     @staticmethod
     def _mapper(mapping: dict[int, int], inner):
@@ -414,6 +433,9 @@ class LogicalRestore:
 
     def _after_load(self) -> None:
         with self.connection.cursor() as cursor:
+            for sql in self.indexes_aside:
+                cursor.execute(sql)
+            self.indexes_aside.clear()
             self._fix_kept_references(cursor)
             if self.connection.vendor == "postgresql" and self.restored_models:
                 for sql in self.connection.ops.sequence_reset_sql(no_style(), self.restored_models):
