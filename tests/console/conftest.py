@@ -113,10 +113,25 @@ class Worker:
         self.process.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def worker_var(settings, tmp_path) -> Path:
+    """A var folder of this test's own, shared by this process and its workers (targets, private root,
+    media, history), so console tests leave nothing in the var folder other test modules look at."""
+    var = tmp_path / "var"
+    var.mkdir()
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN,
+                          "TARGETS": {"local": {"kind": "local", "path": str(var / "dbs_backups")}},
+                          "PRIVATE_ROOT": str(var / "dbs_private"), "HISTORY_ROOT": str(var / "dbs_history")}
+    settings.MEDIA_ROOT = var / "media"
+    return var
+
+
 def start_worker(url: str, log_path: Path, *, concurrency: int = 1, pool: str = "solo",
-                 include: str = "", name: str = "console") -> Worker:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
+                 include: str = "", name: str = "console", var: Path | None = None) -> Worker:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_MEDIA_ROOT"}}
     env.update(REDIS_URL=url, DATABASE_URL=database_url(), DBS_LOG_LEVEL="DEBUG")
+    if var is not None:
+        env["DBS_VAR_DIR"] = str(var)
     cmd = [sys.executable, "-m", "celery", "-A", "demo_site", "worker", "--pool", pool,
            "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
            "--without-heartbeat", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
@@ -139,11 +154,11 @@ def stop_worker(worker: Worker) -> None:
 
 
 @pytest.fixture
-def worker_factory(redis_broker, tmp_path) -> Iterator:
+def worker_factory(redis_broker, tmp_path, worker_var) -> Iterator:
     started: list[Worker] = []
 
     def factory(**kwargs) -> Worker:
-        w = start_worker(redis_broker, tmp_path / f"worker-{len(started)}.log", **kwargs)
+        w = start_worker(redis_broker, tmp_path / f"worker-{len(started)}.log", var=worker_var, **kwargs)
         started.append(w)
         return w
 

@@ -12,7 +12,7 @@ from blog.models import Post
 from blog.seeding import seed
 from dbs_admin.console.restore import database_label
 from dbs_admin.sealed import verify
-from tests.console.conftest import redis_broker, start_worker, stop_worker  # noqa: F401 - fixture import
+from tests.console.conftest import redis_broker, start_worker, stop_worker, worker_var  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -24,8 +24,8 @@ PASSPHRASE = "browser test passphrase 2026"
 
 
 @pytest.fixture
-def worker(redis_broker, tmp_path):  # noqa: F811 - redis_broker is the imported fixture
-    w = start_worker(redis_broker, tmp_path / "worker.log")
+def worker(redis_broker, worker_var, tmp_path):  # noqa: F811 - imported fixtures
+    w = start_worker(redis_broker, tmp_path / "worker.log", var=worker_var)
     yield w
     stop_worker(w)
 
