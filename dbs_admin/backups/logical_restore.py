@@ -359,7 +359,8 @@ class LogicalRestore:
             self.wanted_refs.update(str(r[i]) for r in rows if r[i])
         label = t.model._meta.label
         self.rows_written[label] += len(rows)
-        self.reporter.report("rows", sum(self.rows_written.values()), None)
+        total = None if self.sel.partial or not self.manifest_counts else sum(self.manifest_counts.values())
+        self.reporter.report("rows", sum(self.rows_written.values()), total)
         if self.dry_run:
             return
         # Column by column (transposed with zip, in C): most columns need no conversion at all.
