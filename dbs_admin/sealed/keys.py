@@ -9,7 +9,7 @@ and a server holding only recipient public keys can write backups it cannot
 read.
 
 The byte layouts (slot blob, identity file, labels) are specified in
-``docs/format-crypto.md``; change one only together with the other.
+``docs/FORMAT.md`` section 7; change one only together with the other.
 
 Secrets (passphrases, private keys, KEKs, data keys) never appear in an
 exception message, a log line or a ``repr``. This module imports nothing
@@ -61,7 +61,7 @@ __all__ = [
 
 DATA_KEY_SIZE = 32
 
-# --- Fixed byte strings (see docs/format-crypto.md). Never change them: files depend on them.
+# --- Fixed byte strings (see docs/FORMAT.md section 7). Never change them: files depend on them.
 SLOT_AD_LABEL = b"dbs1/key-slot"
 IDENTITY_AD_LABEL = b"dbs1/identity"
 X25519_HKDF_INFO = b"dbs1/x25519-kek"

@@ -310,7 +310,7 @@ def test_memory_stays_constant_on_a_long_stream() -> None:
     assert grown_kib < 24 * 1024, f"peak RSS grew by {grown_kib} KiB"
 
 
-# --- docs/format-crypto.md, section 3 and 7: an independent reading of the spec
+# --- docs/FORMAT.md, sections 7.3, 7.4 and 7.8: an independent reading of the spec
 
 
 def _hkdf_sha256(ikm: bytes, info: bytes, salt: bytes = bytes(32)) -> bytes:

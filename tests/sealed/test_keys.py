@@ -370,7 +370,7 @@ def test_identity_slot_is_not_a_file_key_slot(tmp_path) -> None:
         unwrap_key_slots(blob, passphrase=PASS)
 
 
-# --- docs/format-crypto.md: slots and identity files built and read from the spec alone
+# --- docs/FORMAT.md, sections 7.5 to 7.7: slots and identity files built and read from the spec alone
 
 
 def _kat_blake2b(label: bytes, data: bytes, size: int = 4) -> bytes:
