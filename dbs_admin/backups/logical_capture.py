@@ -109,8 +109,13 @@ def _rows(model: type[models.Model], alias: str, batch: int) -> Iterator[list[tu
 
 def stream(
     alias: str, *, head: dict[str, Any], reporter: Reporter, total_rows: int | None = None,
+    models_: list[type[models.Model]] | None = None,
 ) -> Iterator[bytes]:
-    """The whole payload of a logical backup of ``alias`` (run it inside :func:`snapshot`)."""
+    """The whole payload of a logical backup of ``alias`` (run it inside :func:`snapshot`).
+
+    ``models_`` replaces the carried model set (used to set the console's own
+    records aside across a ``--reset``).
+    """
     batch = int(dbs_settings.BATCH_SIZE)
     roots = file_roots()
     yield payload.MAGIC
@@ -119,7 +124,7 @@ def stream(
     counts: dict[str, int] = {}
     wanted: dict[tuple[str, str], str] = {}
     done = 0
-    for model in backed_up_models():
+    for model in backed_up_models() if models_ is None else models_:
         cols = columns(model)
         encoders = [(i, enc) for i, enc in ((i, encoder(f)) for i, f in enumerate(cols)) if enc is not None]
         fcols = [(cols.index(fc.field), fc) for fc in file_columns(model)]

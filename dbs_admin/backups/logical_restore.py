@@ -99,7 +99,7 @@ class _Table:
 
 class LogicalRestore:
     def __init__(self, alias: str, selection: Selection, *, dry_run: bool, allow_mismatch: bool,
-                 manifest_counts: dict[str, int] | None, reporter: Reporter):
+                 manifest_counts: dict[str, int] | None, reporter: Reporter, unlink_missing: bool = False):
         self.alias = alias
         self.connection = connections[alias]
         self.sel = selection
@@ -121,6 +121,7 @@ class LogicalRestore:
         self.found_objects: dict[str, set[str]] = {}
         self.live_rows: dict[str, int] = {}
         self.indexes_aside: list[str] = []
+        self.unlink_missing = unlink_missing  # null (or drop) restored rows' links to rows that do not exist
 
     # --- entry point -------------------------------------------------------------------------------
 
@@ -438,6 +439,9 @@ class LogicalRestore:
                 cursor.execute(sql)
             self.indexes_aside.clear()
             self._fix_kept_references(cursor)
+            if self.unlink_missing:
+                for model in self.restored_models:
+                    self.changes += unlink_dangling(self.connection, cursor, model)
             if self.connection.vendor == "postgresql" and self.restored_models:
                 for sql in self.connection.ops.sequence_reset_sql(no_style(), self.restored_models):
                     cursor.execute(sql)
@@ -492,6 +496,26 @@ def _bigger_sqlite_cache(connection) -> Iterator[None]:
     finally:
         with connection.cursor() as c:
             c.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+def unlink_dangling(connection, cursor, model: type[models.Model]) -> list[str]:
+    """Null ``model``'s foreign keys that point at missing rows (delete the row when the key is required)."""
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    notes = []
+    for f in model._meta.concrete_fields:
+        if not f.is_relation or f.related_model is None:
+            continue
+        other = qn(f.related_model._meta.db_table)
+        where = (f"{qn(f.column)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {other} o "
+                 f"WHERE o.{qn(f.target_field.column)} = {table}.{qn(f.column)})")
+        if f.null:
+            cursor.execute(f"UPDATE {table} SET {qn(f.column)} = NULL WHERE {where}")
+        else:
+            cursor.execute(f"DELETE FROM {table} WHERE {where}")
+        if cursor.rowcount and cursor.rowcount > 0:
+            notes.append(f"{model._meta.label}.{f.name}: {cursor.rowcount} kept row(s) unlinked")
+    return notes
 
 
 def _diff(a: dict, b: dict) -> str:

@@ -8,23 +8,29 @@ damaged backup can never leave an empty database behind.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
-from django.db import connections
+from django.db import DatabaseError, connections
 
 from dbs_admin.sealed import open_sealed
 
+from . import console_records, native, native_postgres, native_sqlite
 from . import manifest as manifest_mod
-from . import native, native_postgres, native_sqlite
 from .api import RestoreResult
 from .errors import RestoreError
 from .logical_restore import LogicalRestore, Selection, summary_lines
 from .progress import Reporter
 from .sources import local_copy, private_dir
+
+log = logging.getLogger("dbs_admin.backups")
 
 
 def reset_schema(alias: str) -> None:
@@ -70,22 +76,58 @@ def restore_backup(
 
             with open_sealed(path, passphrase=passphrase, identity=identity) as first_pass:
                 check_contents(first_pass, summary)
-            reset_schema(database)
+            with _console_kept(database) as notes:
+                reset_schema(database)
+                result = _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter,
+                                  started)
+            return dataclasses.replace(result, changes=result.changes + notes)
         elif not dry_run and kind == "logical":
             missing = manifest_mod.unapplied_in_database(connection)
             if missing:
                 raise RestoreError(f"database {database!r} lacks migrations ({', '.join(missing[:5])}): run "
                                    f"manage.py migrate --database {database} first, or restore with --reset")
-        if kind == "native":
-            return _restore_native(reader, summary, database, dry_run, reporter, started)
-        job = LogicalRestore(database, selection, dry_run=dry_run, allow_mismatch=allow_migration_mismatch,
-                             manifest_counts=summary.get("counts"), reporter=reporter)
-        job.run(reader)
-        return RestoreResult(
-            database=database, dry_run=dry_run, rows=dict(job.rows_written), files=job.files_written,
-            healed_blocks=len(reader.healed_blocks), changes=list(summary_lines(job)),
-            seconds=time.monotonic() - started,
-        )
+        return _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter, started,
+                        dry_run=dry_run)
+
+
+def _restore(reader, summary: dict, kind: str, database: str, selection: Selection, allow_mismatch: bool,
+             reporter: Reporter, started: float, *, dry_run: bool = False) -> RestoreResult:
+    if kind == "native":
+        return _restore_native(reader, summary, database, dry_run, reporter, started)
+    job = LogicalRestore(database, selection, dry_run=dry_run, allow_mismatch=allow_mismatch,
+                         manifest_counts=summary.get("counts"), reporter=reporter)
+    job.run(reader)
+    return RestoreResult(
+        database=database, dry_run=dry_run, rows=dict(job.rows_written), files=job.files_written,
+        healed_blocks=len(reader.healed_blocks), changes=list(summary_lines(job)),
+        seconds=time.monotonic() - started,
+    )
+
+
+@contextmanager
+def _console_kept(database: str) -> Iterator[list[str]]:
+    """Set the console's records aside before a reset and load them back afterwards (even if the restore failed:
+    the rebuilt database must not lose the log of what happened)."""
+    notes: list[str] = []
+    work = private_dir("reset")
+    kept = work / "console-records"
+    try:
+        try:
+            keep = console_records.set_aside(database, kept)
+        except DatabaseError as exc:
+            log.warning("the console's records could not be read before the reset (%s); they are not kept", exc)
+            keep = False
+        try:
+            yield notes
+        finally:
+            if keep:
+                try:
+                    notes += ["console records kept across the reset"] + console_records.put_back(database, kept)
+                except Exception as exc:  # noqa: BLE001 - the restore's own outcome matters more
+                    log.error("the console's records could not be put back after the reset: %s", exc)
+                    notes.append(f"console records could NOT be put back: {exc}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporter: Reporter,

@@ -152,12 +152,16 @@ def test_passphrase_sources_in_order(tmp_path, monkeypatch):
 
 @pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "sq_b"])
 def test_reset_rebuilds_a_broken_schema_after_confirmation(media_root, tmp_path, monkeypatch):
+    from django.contrib.auth.models import User
     from django.db import connections
 
     from dbs_admin.backups.errors import RestoreError
 
     build_site("sq_a", posts=10, images=1)
     result = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "r.dbs")
+    with on("sq_b"):
+        bob = User.objects.create_user("bob", id=999)  # an id the backup does not have
+        Backup.objects.create(name="record-of-the-past.dbs", created_by=bob)
     with connections["sq_b"].cursor() as cursor:
         cursor.execute("DROP TABLE blog_post_tags")  # a schema that no longer matches its migrations
     with pytest.raises(RestoreError, match="--reset"):
@@ -169,3 +173,5 @@ def test_reset_rebuilds_a_broken_schema_after_confirmation(media_root, tmp_path,
     call_command("dbs_restore", str(result.path), "--reset", "--yes", "--no-input", "--database", "sq_b", verbosity=0)
 
     assert table_contents("sq_b") == table_contents("sq_a")
+    kept = Backup.objects.using("sq_b").get()  # the console's record survived the reset...
+    assert kept.name == "record-of-the-past.dbs" and kept.created_by_id is None  # ...unlinked from the gone user

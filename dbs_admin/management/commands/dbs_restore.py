@@ -57,7 +57,7 @@ class Command(BaseCommand):
             return
         if not can_prompt(options["no_input"]):
             raise CommandError("--reset drops every table of the database: confirm with --yes when not interactive")
-        answer = input(f"--reset drops EVERY table of database {database!r} (the console's own records too) and "
-                       f"migrates it afresh before restoring. Type 'reset' to continue: ")
+        answer = input(f"--reset drops EVERY table of database {database!r} and migrates it afresh before "
+                       f"restoring (the console's own records are set aside and put back). Type 'reset' to continue: ")
         if answer.strip() != "reset":
             raise CommandError("reset not confirmed; nothing was changed")

@@ -1,0 +1,53 @@
+"""Keep the console's own records (``dbs_admin.*``) across a ``--reset`` that drops every table.
+
+Why: the console's tables hold the log of what happened (jobs, audit events,
+the backup list, the history index), and a restore run from the console is
+itself a Job row. A reset must rebuild the site's schema without erasing
+them. Their rows are set aside with the logical capture (field conversion,
+constant memory) into a private temporary file, the schema is rebuilt and
+restored, and the rows are loaded back; links to rows that no longer exist
+(a user the backup does not have) are cleared, as a normal restore does.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.db import connections, transaction
+
+from . import logical_capture
+from .logical_restore import LogicalRestore, Selection
+from .progress import Reporter
+from .selection import all_storable_models
+
+log = logging.getLogger("dbs_admin.backups")
+
+
+def console_models():
+    return [m for m in all_storable_models() if m._meta.app_label == "dbs_admin"]
+
+
+def set_aside(alias: str, path: Path) -> bool:
+    """Write the console's rows to ``path`` (0600); False when its tables are not there to keep."""
+    existing = set(connections[alias].introspection.table_names())
+    chosen = [m for m in console_models() if m._meta.db_table in existing]
+    if len(chosen) != len(console_models()):
+        log.warning("the console's tables are incomplete in %s; its records are not kept across the reset", alias)
+        return False
+    with open(path, "xb") as f, transaction.atomic(using=alias):
+        path.chmod(0o600)
+        for piece in logical_capture.stream(alias, head={"format": 1, "kind": "logical"},
+                                            reporter=Reporter(None, None), models_=chosen):
+            f.write(piece)
+    return True
+
+
+def put_back(alias: str, path: Path) -> list[str]:
+    """Load the rows set aside by :func:`set_aside` into the rebuilt database."""
+    job = LogicalRestore(alias, Selection(models={m._meta.label_lower for m in console_models()}), dry_run=False,
+                         allow_mismatch=False, manifest_counts=None, reporter=Reporter(None, None),
+                         unlink_missing=True)
+    with open(path, "rb") as f:
+        job.run(f)
+    return job.changes
