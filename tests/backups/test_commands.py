@@ -150,28 +150,35 @@ def test_passphrase_sources_in_order(tmp_path, monkeypatch):
     assert get_passphrase(no_input=True, required=False) is None
 
 
-@pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "sq_b"])
-def test_reset_rebuilds_a_broken_schema_after_confirmation(media_root, tmp_path, monkeypatch):
+def _pair(a: str, b: str, name: str):
+    return pytest.param(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
+
+
+@pytest.mark.parametrize(("source", "dest"), [_pair("sq_a", "sq_b", "sqlite"), _pair("pg_a", "pg_b", "postgresql")])
+def test_reset_rebuilds_a_broken_schema_after_confirmation(source, dest, media_root, tmp_path, monkeypatch, request):
     from django.contrib.auth.models import User
     from django.db import connections
 
     from dbs_admin.backups.errors import RestoreError
 
-    build_site("sq_a", posts=10, images=1)
-    result = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "r.dbs")
-    with on("sq_b"):
+    if dest.startswith("pg"):
+        request.getfixturevalue("pg")
+
+    build_site(source, posts=10, images=1)
+    result = create_backup(database=source, passphrase=PASSPHRASE, output=tmp_path / "r.dbs")
+    with on(dest):
         bob = User.objects.create_user("bob", id=999)  # an id the backup does not have
         Backup.objects.create(name="record-of-the-past.dbs", created_by=bob)
-    with connections["sq_b"].cursor() as cursor:
+    with connections[dest].cursor() as cursor:
         cursor.execute("DROP TABLE blog_post_tags")  # a schema that no longer matches its migrations
     with pytest.raises(RestoreError, match="--reset"):
-        restore_backup(result.path, passphrase=PASSPHRASE, database="sq_b")
+        restore_backup(result.path, passphrase=PASSPHRASE, database=dest)
 
     monkeypatch.setenv("DBS_PASSPHRASE", PASSPHRASE)
     with pytest.raises(CommandError, match="--yes"):
-        call_command("dbs_restore", str(result.path), "--reset", "--no-input", "--database", "sq_b")
-    call_command("dbs_restore", str(result.path), "--reset", "--yes", "--no-input", "--database", "sq_b", verbosity=0)
+        call_command("dbs_restore", str(result.path), "--reset", "--no-input", "--database", dest)
+    call_command("dbs_restore", str(result.path), "--reset", "--yes", "--no-input", "--database", dest, verbosity=0)
 
-    assert table_contents("sq_b") == table_contents("sq_a")
-    kept = Backup.objects.using("sq_b").get()  # the console's record survived the reset...
+    assert table_contents(dest) == table_contents(source)
+    kept = Backup.objects.using(dest).get()  # the console's record survived the reset...
     assert kept.name == "record-of-the-past.dbs" and kept.created_by_id is None  # ...unlinked from the gone user
