@@ -22,7 +22,7 @@ from django.utils import timezone
 from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import Argon2Params, SealedError
-from dbs_admin.sealed.errors import UsageError
+from dbs_admin.sealed.errors import DestinationExistsError
 from dbs_admin.targets.naming import backup_file_name
 
 from . import logical_capture, manifest, native, native_postgres, native_sqlite
@@ -152,10 +152,8 @@ def create_backup(
     try:
         try:
             report, summary = sealer(database, dest, head, keys, reporter)
-        except UsageError as exc:
-            if "already exists" in str(exc) or "appeared while writing" in str(exc):
-                raise BackupExistsError(str(exc)) from None
-            raise
+        except DestinationExistsError as exc:
+            raise BackupExistsError(str(exc)) from None
         reporter.report("verifying", 0, None, force=True)
         sha = sha256_file(dest)
         size = dest.stat().st_size

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .errors import (
     AuthenticationError,
+    DestinationExistsError,
     KeySlotError,
     NoKeyError,
     NotSealedError,
@@ -59,4 +60,5 @@ __all__ = [
     "AuthenticationError",
     "UnrecoverableError",
     "UsageError",
+    "DestinationExistsError",
 ]

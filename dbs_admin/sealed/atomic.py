@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import UsageError
+from .errors import DestinationExistsError, UsageError
 
 
 def write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:
@@ -57,7 +57,7 @@ def atomic_output(
     if dest.is_dir():
         raise UsageError(f"{dest} is a directory; give a file name for the output")
     if not overwrite and (dest.exists() or dest.is_symlink()):
-        raise UsageError(f"{dest} already exists; refusing to overwrite it (pass overwrite=True / --force)")
+        raise DestinationExistsError(f"{dest} already exists; refusing to overwrite it (pass overwrite=True / --force)")
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"directory {parent} does not exist")
@@ -75,7 +75,7 @@ def atomic_output(
             try:
                 os.link(tmp, dest)
             except FileExistsError:
-                raise UsageError(f"{dest} appeared while writing; refusing to overwrite it") from None
+                raise DestinationExistsError(f"{dest} appeared while writing; refusing to overwrite it") from None
             except OSError:
                 if dest.exists():
                     raise

@@ -63,3 +63,8 @@ class UnrecoverableError(SealedError):
 
 class UsageError(SealedError):
     """The caller asked for something impossible (bad argument, missing input)."""
+
+
+class DestinationExistsError(UsageError):
+    """The output file already exists (or appeared while writing); nothing is ever overwritten
+    unless asked for explicitly."""

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import (
+    DestinationExistsError,
     KeySlotFormatError,
     NoKeyError,
     UsageError,
@@ -585,7 +586,7 @@ def generate_identity(
     raw = _passphrase_bytes(passphrase, writing=True)
     _check_write_params(argon2, allow_weak)
     if path.exists() or path.is_symlink():
-        raise UsageError(f"identity file {path} already exists; refusing to overwrite it")
+        raise DestinationExistsError(f"identity file {path} already exists; refusing to overwrite it")
     identity = Identity.generate()
     text = _identity_text(identity, raw, argon2)
 
@@ -606,7 +607,7 @@ def generate_identity(
         try:
             os.link(tmp, path)  # atomic, and fails if path exists (unlike rename)
         except FileExistsError:
-            raise UsageError(f"identity file {path} already exists; refusing to overwrite it") from None
+            raise DestinationExistsError(f"identity file {path} already exists; refusing to overwrite it") from None
         except OSError as exc:
             raise UsageError(f"cannot create identity file {path}: {exc.strerror}") from None
     finally:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dbs_admin.sealed import keys
 from dbs_admin.sealed.errors import (
+    DestinationExistsError,
     KeySlotFormatError,
     NoKeyError,
     SealedError,
@@ -315,7 +316,7 @@ def test_identity_file_round_trip(tmp_path) -> None:
 def test_identity_file_is_not_overwritten(tmp_path) -> None:
     path = tmp_path / "me.identity"
     path.write_text("precious")
-    with pytest.raises(UsageError, match="already exists"):
+    with pytest.raises(DestinationExistsError, match="already exists"):
         generate_identity(path, PASS, argon2=CHEAP, allow_weak=True)
     assert path.read_text() == "precious"
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dbs_admin.sealed import (
+    DestinationExistsError,
     NoKeyError,
     UsageError,
     WrongIdentityError,
@@ -123,7 +124,7 @@ def test_wrong_passphrase_yields_no_data(tmp_path):
 def test_refuses_to_overwrite_and_leaves_no_temporary_files(tmp_path):
     path = seal_bytes(b"one", tmp_path / "f.dbs")
     before = path.read_bytes()
-    with pytest.raises(UsageError):
+    with pytest.raises(DestinationExistsError):
         seal_bytes(b"two", path)
     assert path.read_bytes() == before
     seal_bytes(b"two", path, overwrite=True)
