@@ -40,6 +40,7 @@ def _defaults() -> dict[str, Any]:
         # so the server writes backups it cannot read.
         "RECIPIENTS": [],
         # Argon2id cost of passphrase slots (RFC 9106 second recommendation).
+        # Lower costs are refused unless the dict also holds "allow_weak": True (tests only).
         "ARGON2": {"time_cost": 3, "memory_kib": 65536, "parallelism": 4},
         # Age of the newest verified backup beyond which health turns red.
         "RPO": timedelta(hours=26),
