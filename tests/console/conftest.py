@@ -139,8 +139,18 @@ def start_worker(url: str, log_path: Path, *, concurrency: int = 1, pool: str = 
         cmd += ["-I", include]
     log = open(log_path, "ab")
     process = subprocess.Popen(cmd, cwd=services.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+                               preexec_fn=_own_group_and_die_with_parent)
     return Worker(process, log_path)
+
+
+def _own_group_and_die_with_parent() -> None:
+    """In the child before exec: its own process group (kill -9 reaches the pool too), and SIGKILL when
+    pytest dies, however it dies, so no worker outlives its test run and eats another run's messages."""
+    import ctypes
+
+    os.setsid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def stop_worker(worker: Worker) -> None:

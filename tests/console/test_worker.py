@@ -30,9 +30,12 @@ def job_state(pk: int) -> str:
     return Job.objects.get(pk=pk).state
 
 
-def wait_job(pk: int, states=(Job.State.SUCCEEDED,), timeout: float = 90.0) -> Job:
+def wait_job(pk: int, states=(Job.State.SUCCEEDED,), timeout: float = 90.0, worker=None) -> Job:
     finished = {Job.State.SUCCEEDED, Job.State.FAILED, Job.State.CANCELLED, Job.State.LOST}
-    wait_for(lambda: job_state(pk) in finished | set(states), timeout, 0.2, f"job {pk} to finish")
+    try:
+        wait_for(lambda: job_state(pk) in finished | set(states), timeout, 0.2, f"job {pk} to finish")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; worker log:\n{worker.log()[-5000:] if worker else '-'}") from None
     job = Job.objects.get(pk=pk)
     assert job.state in states, f"job {pk} ended {job.state}: {job.message}"
     return job
@@ -103,7 +106,7 @@ def test_backup_and_restore_through_the_console_leak_no_passphrase(su_client, wo
     assert passphrase.encode() not in queued  # ...without the passphrase
 
     worker = worker_factory()
-    job = wait_job(job.pk)
+    job = wait_job(job.pk, worker=worker)
     assert job.backup is not None and job.progress == 1.0 and job.bytes_done > 0
     backup = Backup.objects.get(pk=job.backup_id)
     assert backup.copies.get().target == "local"
@@ -225,9 +228,9 @@ def test_busy_target_makes_a_scheduled_run_skip(worker_factory):
     holder = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, params={"target": "local"})
     assert locks.acquire("local", holder) is None
     job = Job.objects.create(kind=Job.Kind.BACKUP, params={"target": "local", "kind": "logical"})
-    worker_factory()
+    worker = worker_factory()
     run_backup.apply_async(kwargs={"job_id": job.pk, "on_busy": "skip"})
-    job = wait_job(job.pk, states=(Job.State.CANCELLED,), timeout=60)
+    job = wait_job(job.pk, states=(Job.State.CANCELLED,), timeout=60, worker=worker)
     assert f"busy with backup job #{holder.pk}" in job.message and "skipped" in job.message
     assert not Backup.objects.exists()
 
