@@ -125,15 +125,16 @@ def _size(n: int) -> str:
 
 def jobs_context() -> dict:
     """The last jobs, and whether any is still going (then the card refreshes itself)."""
+    from .jobs import reap_lost_jobs
+
+    reap_lost_jobs()
     jobs = last_jobs()
     return {"jobs": jobs, "jobs_active": any(not j.finished for j in jobs)}
 
 
 def context() -> dict:
     from . import schedules
-    from .jobs import reap_lost_jobs
 
-    reap_lost_jobs()
     schedules.ensure_reaper()
     return {
         "rpo": rpo_light(),

@@ -16,6 +16,7 @@ from ..models import Job
 from . import audit, handoff, schedules
 from .access import admin_context, console_view
 from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
+from .jobs import reap_lost_jobs
 from .tasks import BACKUP_PURPOSE, run_backup
 
 NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty: scheduled backups are sealed to recipient keys (no "
@@ -93,6 +94,8 @@ def start_backup(request: HttpRequest, data: dict) -> Job:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """Full page of one job; with HTMX, just the progress partial (polled until the job ends)."""
     job = get_object_or_404(Job.objects.select_related("backup"), pk=pk)
+    if job.state == Job.State.RUNNING and reap_lost_jobs():  # its worker may have died: say so at once
+        job.refresh_from_db()
     context = progress_context(job)
     if request.htmx:
         return render(request, "dbs_admin/_job_progress.html", context)

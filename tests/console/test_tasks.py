@@ -278,3 +278,11 @@ def test_transport_errors_are_retried_then_fail_with_the_targets_message(eager, 
             assert not HandoffSecret.objects.exists()  # each retry's sealed hand-off was consumed
     finally:
         task_retry.disconnect(count)
+
+
+def test_polling_a_job_whose_worker_died_shows_it_lost(su_client, settings):
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_HEARTBEAT_TIMEOUT": 30}
+    job = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, started_at=timezone.now(),
+                             heartbeat_at=timezone.now() - timedelta(minutes=2), worker="gone@host")
+    html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-state="lost"' in html and "Failed (worker lost)" in html and "every 1s" not in html
