@@ -13,6 +13,26 @@ from tests import services
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def pytest_sessionstart(session) -> None:
+    """Remove a stale SQLite write-ahead log before the test database is created.
+
+    Backups switch SQLite to WAL (a persistent setting). When a run ends
+    abruptly (a killed worker, Ctrl-C) the ``-wal``/``-shm`` files outlive it;
+    Django recreates the test database file but not them, and SQLite would
+    replay the stale log into the new file ("database disk image is
+    malformed"). No connection is open yet at session start.
+    """
+    from pathlib import Path
+
+    from django.conf import settings
+
+    default = settings.DATABASES["default"]
+    name = str(default.get("TEST", {}).get("NAME") or "")
+    if default["ENGINE"].endswith("sqlite3") and name:
+        for suffix in ("-wal", "-shm"):
+            Path(name + suffix).unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     """Debian's Chromium, never a downloaded browser; flags for a closed network."""

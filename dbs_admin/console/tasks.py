@@ -262,7 +262,7 @@ def scheduled_backup(self, target: str | None = None, kind: str = "logical", ret
 @shared_task(name="dbs_admin.prune", **_job_task)
 def run_prune(self, job_id: int, transport_attempt: int = 0) -> None:
     """Apply retention to params.target with params.retention (or the settings' policy)."""
-    from .prune import prune_target
+    from ..backups.retention import prune
 
     job = _load_job(job_id)
     if job is None or job.state != Job.State.QUEUED:
@@ -273,7 +273,7 @@ def run_prune(self, job_id: int, transport_attempt: int = 0) -> None:
 
     def body():
         run.stage("pruning")
-        plan = prune_target(job.params["target"], job.params.get("retention"))
+        plan = prune(job.params["target"], policy=job.params.get("retention") or None)
         return f"Kept {len(plan.keep)}, deleted {len(plan.delete)} backup(s) on {job.params['target']!r}.", {}
 
     _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id}, attempt=transport_attempt)

@@ -17,22 +17,6 @@ from django.test import Client
 
 from tests import services
 
-
-def _remove_stale_sqlite_wal() -> None:
-    """Backups switch SQLite to WAL (persistent). When a run ends abruptly (a killed worker, Ctrl-C), the
-    ``-wal``/``-shm`` files outlive it; Django recreates ``test.sqlite3`` but not them, and SQLite would
-    replay the stale log into the new file ("database disk image is malformed"). Collection time is
-    before any connection is opened, so removing them here is safe."""
-    from django.conf import settings
-
-    name = str(settings.DATABASES["default"].get("TEST", {}).get("NAME") or "")
-    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and name:
-        for suffix in ("-wal", "-shm"):
-            Path(name + suffix).unlink(missing_ok=True)
-
-
-_remove_stale_sqlite_wal()
-
 REDIS_DB = 13  # the console's own Redis database number (team convention)
 PASSWORD = "correct horse battery"
 
