@@ -11,6 +11,8 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +82,53 @@ def ssh_server() -> SshServer:
         known_hosts=base / "known_hosts",
         root=base / "root",
     )
+
+
+def redis_url_for(db: int) -> str:
+    """The Redis URL of database number ``db`` (each suite keeps its own, so runs never mix messages)."""
+    return redis_url().rsplit("/", 1)[0] + f"/{db}"
+
+
+@contextmanager
+def celery_on_redis(db: int) -> Iterator[str]:
+    """Point this process's Celery app at Redis database ``db``, emptied before and after.
+
+    Tests that hand work to a real worker subprocess send through the same
+    broker a production site uses; the app's pooled connections to the
+    previous broker are forgotten so nothing is sent to the wrong place.
+    """
+    import redis
+    from kombu import pools
+
+    from demo_site.celery import app
+
+    url = redis_url_for(db)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
+
+    def forget_pools() -> None:
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = url, {}, False
+    forget_pools()
+    try:
+        yield url
+    finally:
+        pools.reset()  # close and forget this broker's pooled connections
+        app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved
+        forget_pools()
+        client.flushdb()
+        client.close()
+
+
+def shared_database_url() -> str:
+    """The URL of the test database this process uses, so a worker or command subprocess sees the same rows."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"

@@ -54,6 +54,20 @@ def _load_job(job_id: int) -> Job | None:
     return job
 
 
+def _claim(task, job: Job) -> JobRun | None:
+    """This worker's run of ``job``, or None when another worker claimed it first (duplicate delivery)."""
+    run = JobRun(job, task_id=task.request.id or "", worker=task.request.hostname or "")
+    return run if run.claim() else None
+
+
+def _claim_queued(task, job_id: int) -> JobRun | None:
+    """Load a queued job and claim it; None when it is gone, no longer queued, or another worker has it."""
+    job = _load_job(job_id)
+    if job is None or job.state != Job.State.QUEUED:
+        return None
+    return _claim(task, job)
+
+
 def _reseal(ref: str | None, purpose: str) -> str | None:
     """Move a hand-off to a fresh reference so a retried task can still read it once."""
     if not ref:
@@ -207,8 +221,8 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
     holder = locks.acquire(target, job)
     if holder is not None:
         return _wait_or_refuse(self, job, holder, target, on_busy, kwargs, BACKUP_PURPOSE)
-    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
-    if not run.claim():
+    run = _claim(self, job)
+    if run is None:
         locks.release(target, job)
         handoff.discard(secret_ref)
         return
@@ -264,12 +278,10 @@ def run_prune(self, job_id: int, transport_attempt: int = 0) -> None:
     """Apply retention to params.target with params.retention (or the settings' policy)."""
     from ..backups.retention import prune
 
-    job = _load_job(job_id)
-    if job is None or job.state != Job.State.QUEUED:
+    run = _claim_queued(self, job_id)
+    if run is None:
         return
-    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
-    if not run.claim():
-        return
+    job = run.job
 
     def body():
         run.stage("pruning")
@@ -309,8 +321,8 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
             self, job, holder, lock_name, "wait",
             {"job_id": job_id, "secret_ref": secret_ref, "transport_attempt": transport_attempt}, RESTORE_PURPOSE
         )
-    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
-    if not run.claim():
+    run = _claim(self, job)
+    if run is None:
         locks.release(lock_name, job)
         handoff.discard(secret_ref)
         return
@@ -356,12 +368,10 @@ def run_validate(self, job_id: int, transport_attempt: int = 0) -> None:
     """Check a backup's structure, hashes and parity (no key needed) and record its state on the Backup row."""
     from ..backups.api import validate_backup
 
-    job = _load_job(job_id)
-    if job is None or job.state != Job.State.QUEUED:
+    run = _claim_queued(self, job_id)
+    if run is None:
         return
-    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
-    if not run.claim():
-        return
+    job = run.job
 
     def body():
         backup = job.backup

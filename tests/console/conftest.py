@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from tests import services
@@ -42,44 +41,17 @@ def staff_client(staff_user) -> Client:
 
 
 def console_redis_url() -> str:
-    base = services.redis_url()  # skips (or fails in CI) when Redis is down
-    return base.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    return services.redis_url_for(REDIS_DB)  # skips (or fails in CI) when Redis is down
 
 
 @pytest.fixture
 def redis_broker() -> Iterator[str]:
     """Point this process's Celery app at Redis db 13 (emptied), as a production site would use it."""
-    import redis
-
-    from demo_site.celery import app
-
-    url = console_redis_url()
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    saved = (app.conf.broker_url, app.conf.broker_transport_options)
-    app.conf.broker_url, app.conf.broker_transport_options = url, {}
-    app._pool = None
-    app.amqp._producer_pool = None
-    try:
+    with services.celery_on_redis(REDIS_DB) as url:
         yield url
-    finally:
-        from kombu import pools
-
-        pools.reset()  # close and forget this broker's pooled connections
-        app.conf.broker_url, app.conf.broker_transport_options = saved
-        app._pool = None
-        app.amqp._producer_pool = None
-        client.flushdb()
-        client.close()
 
 
-def database_url() -> str:
-    """A URL of the test database this process uses, so a worker subprocess sees the same rows."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
-    return f"postgres://{s['USER']}@{host}:{port}/{s['NAME']}"
+database_url = services.shared_database_url
 
 
 @dataclass

@@ -24,27 +24,8 @@ REDIS_DB = 14
 @pytest.fixture
 def drill_redis():
     """This process's Celery app pointed at Redis db 14 (emptied), as a production site would run."""
-    import redis
-    from kombu import pools
-
-    from demo_site.celery import app
-
-    url = services.redis_url().rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    saved = (app.conf.broker_url, app.conf.broker_transport_options)
-    app.conf.broker_url, app.conf.broker_transport_options = url, {}
-    app._pool = None
-    app.amqp._producer_pool = None
-    try:
+    with services.celery_on_redis(REDIS_DB) as url:
         yield url
-    finally:
-        pools.reset()
-        app.conf.broker_url, app.conf.broker_transport_options = saved
-        app._pool = None
-        app.amqp._producer_pool = None
-        client.flushdb()
-        client.close()
 
 
 @pytest.fixture

@@ -20,12 +20,7 @@ from tests import services
 PASSPHRASE = "crash test passphrase"
 
 
-def database_url() -> str:
-    """The URL of the test database this process uses, for a subprocess to share it."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+database_url = services.shared_database_url
 
 
 def scratch_in_use() -> bool:

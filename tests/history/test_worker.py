@@ -13,7 +13,7 @@ import time
 
 import pytest
 import redis
-from django.db import connection, transaction
+from django.db import transaction
 
 from blog.models import Post
 from dbs_admin.history.snapshot import object_history
@@ -26,32 +26,11 @@ REDIS_DB = 12  # ours alone (team rule: one Redis database per engineer's tests)
 EDITS = 6
 
 
-def _database_url() -> str:
-    s = connection.settings_dict
-    if s["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{s['NAME']}"
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
 @pytest.fixture
 def redis_broker():
     """The test process sends to our own Redis database; restored afterwards."""
-    from demo_site.celery import app
-
-    url = services.redis_url().rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    redis.Redis.from_url(url).flushdb()
-    saved = app.conf.broker_url, app.conf.task_always_eager
-
-    def reset_pools() -> None:  # forget (never close: kombu shares them per URL) the pools of the other broker
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    reset_pools()
-    app.conf.broker_url, app.conf.task_always_eager = url, False
-    yield url
-    reset_pools()
-    app.conf.broker_url, app.conf.task_always_eager = saved
+    with services.celery_on_redis(REDIS_DB) as url:
+        yield url
 
 
 @pytest.mark.django_db(transaction=True)
@@ -59,7 +38,7 @@ def test_saves_reach_a_real_worker_through_redis(redis_broker, tmp_path, setting
     var = tmp_path / "worker-var"
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "HISTORY_ROOT": str(var / "dbs_history")}
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.update(DBS_VAR_DIR=str(var), REDIS_URL=redis_broker, DATABASE_URL=_database_url(),
+    env.update(DBS_VAR_DIR=str(var), REDIS_URL=redis_broker, DATABASE_URL=services.shared_database_url(),
                DJANGO_MEDIA_ROOT=str(media_root))
     img = put_image(media_root, "cover.png", png(5))
     from dbs_admin.history.context import acting_user
