@@ -9,7 +9,6 @@ instant even while the site keeps writing.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -169,15 +168,8 @@ def stream(
             missing.append([root_id, name])
             continue
         with f:
-            size_hint = _size(path)
-            yield payload.json_frame(payload.FILE, {"root": root_id, "name": name, "ref": ref, "size": size_hint})
-            digest, size = hashlib.sha256(), 0
-            while chunk := f.read(payload.DATA_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                yield from payload.data_frames(chunk)
-            sha = digest.hexdigest()
-            yield payload.json_frame(payload.END_DATA, {"size": size, "sha256": sha})
+            header = {"root": root_id, "name": name, "ref": ref, "size": _size(path)}
+            size, sha = yield from payload.file_frames(f, header)
             files.append([root_id, name, size, sha])
     if missing:
         log.warning("%d file(s) named in the database were missing on disk and are not in the backup", len(missing))

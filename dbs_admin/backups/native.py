@@ -66,14 +66,7 @@ def stream(
         except OSError:
             continue
         with f:
-            yield payload.json_frame(payload.FILE, {"root": root_id, "name": name, "ref": name})
-            digest, fsize = hashlib.sha256(), 0
-            while chunk := f.read(payload.DATA_CHUNK):
-                digest.update(chunk)
-                fsize += len(chunk)
-                yield from payload.data_frames(chunk)
-            sha = digest.hexdigest()
-            yield payload.json_frame(payload.END_DATA, {"size": fsize, "sha256": sha})
+            fsize, sha = yield from payload.file_frames(f, {"root": root_id, "name": name, "ref": name})
             files.append([root_id, name, fsize, sha])
     yield payload.json_frame(payload.TRAILER, {"dump": dump_end, "files": files})
     yield payload.frame(payload.END)

@@ -9,9 +9,10 @@ meaning of every frame are specified in docs/PAYLOAD.md; change both together.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, BinaryIO
 
 import msgpack
@@ -65,6 +66,24 @@ def data_frames(chunk: bytes) -> Iterator[bytes]:
     """A DATA frame for ``chunk`` as two pieces (prefix, body), so large chunks are not copied."""
     yield _PREFIX.pack(DATA, len(chunk))
     yield chunk
+
+
+def file_frames(f: BinaryIO, header: dict[str, Any]) -> Generator[bytes, None, tuple[int, str]]:
+    """One file: its FILE frame, its data frames, and END_DATA with the size and sha256 actually read.
+
+    The size and hash come from the bytes streamed, not from a stat taken
+    earlier, so a file that changes while it is read is recorded as it went
+    out. Returns ``(size, sha256)`` to ``yield from``.
+    """
+    yield json_frame(FILE, header)
+    digest, size = hashlib.sha256(), 0
+    while chunk := f.read(DATA_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        yield from data_frames(chunk)
+    sha = digest.hexdigest()
+    yield json_frame(END_DATA, {"size": size, "sha256": sha})
+    return size, sha
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
