@@ -57,8 +57,9 @@ def test_round_trip_at_chunk_boundaries(size: int) -> None:
     assert all(len(c) == SMALL + TAG_SIZE for c in chunks[:-1])
     assert TAG_SIZE <= len(chunks[-1]) <= SMALL + TAG_SIZE
     assert sum(map(len, chunks)) == ciphertext_size(size, SMALL)
-    # The ciphertext hides the plaintext (not a pass-through).
-    if size:
+    # The ciphertext hides the plaintext (not a pass-through). Only from 16 bytes on: a shorter random
+    # plaintext turns up inside random ciphertext by chance (a 1-byte one in ~6% of runs).
+    if size >= 16:
         assert data not in b"".join(chunks)
 
 
