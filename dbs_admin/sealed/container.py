@@ -9,12 +9,19 @@ byte layout it produces is the one in docs/FORMAT.md:
 Copy B is written last from copy A's bytes on disk (``copy_file_range``), so
 the writer never holds more than one batch of blocks in memory, and the two
 copies of any block are about half a file apart.
+
+The file's SHA-256 (what targets and download links check) is computed along
+the way rather than by reading the finished file again: everything up to copy
+B is hashed as it is written, on the writer thread that mostly waits for
+ciphertext anyway; copy B and the records after it are hashed while
+verify-after-write reads them back.
 """
 
 from __future__ import annotations
 
 import array
 import dataclasses
+import hashlib
 import os
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -79,6 +86,9 @@ class ContainerWriter:
         header_record = encode_record(KIND_HEADER, 0, header.file_id, self.header_payload)
         f.seek(0)
         write_all(f, header_record)
+        self._sha256 = hashlib.sha256(header_record)  # the file's bytes in order, up to copy B
+        self._tail: list[bytes] = []  # the records after copy B, hashed once copy B has been read back
+        self.copy_b = self.total_size = 0  # known once ``finish`` has laid out the rest
         self.copy_a = len(header_record)
         self.offset = self.copy_a
         self.data_length = 0
@@ -117,6 +127,7 @@ class ContainerWriter:
         self._inflight = None
         records, entries, crcs = assemble_records(buf, future.result(), self.block_size)
         write_all(self.f, records)
+        self._sha256.update(records)
         self.offset += len(records)
         self.entries += entries
         self.crcs.extend(crcs)
@@ -127,21 +138,24 @@ class ContainerWriter:
         """Stop the worker thread (idempotent; ``finish`` calls it)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def check_written(self, path: Path) -> None:
-        """Verify-after-write: the file re-read from ``path`` is exactly what was written.
+    def check_written(self, path: Path) -> str:
+        """Verify-after-write: the file re-read from ``path`` is exactly what was written; returns its SHA-256.
 
         Metadata goes through the reader's own discovery and healing (it must
         come back intact, from both copies, without scanning); copy B must be
         byte-identical to copy A, and every record of copy A must have the
         CRC-32 it had when it was written, which proves its bytes are the ones
         whose BLAKE2b hashes the table holds, at a fraction of the cost of
-        re-hashing both copies.
+        re-hashing both copies. Copy B's bytes as read back here, then the
+        trailing records, complete the SHA-256 begun while writing.
         """
+        sha256 = self._sha256.copy()
         with open(path, "rb") as f:
             size = file_size_of(f)
             st = load_structure(f, size)
             if (st.scanned or st.damaged_regions or st.header_payload != self.header_payload
-                    or st.table.entries != bytes(self.entries)):
+                    or st.table.entries != bytes(self.entries) or size != self.total_size
+                    or st.table.copy_offsets != (self.copy_a, self.copy_b)):
                 raise SealedError(f"verification after writing {path} failed: the metadata did not read back")
             reader = BlockReader(f, size, st.table)
             for first in range(0, st.table.block_count, BATCH_BLOCKS):
@@ -158,6 +172,10 @@ class ContainerWriter:
                         f"verification after writing {path} failed near block {first}: "
                         "the storage does not return what was written"
                     )
+                sha256.update(span_b)
+        for record in self._tail:
+            sha256.update(record)
+        return sha256.hexdigest()
 
     def finish(self, manifest_payload: bytes) -> int:
         """Write the rest of the layout; returns the total file size."""
@@ -176,8 +194,10 @@ class ContainerWriter:
         copy_b = manifest_0 + manifest_len
         table_payload = self._table(self.copy_a, copy_b).pack()
         f = self.f
-        write_all(f, encode_record(KIND_TABLE, 0, file_id, table_payload))
-        write_all(f, encode_record(KIND_MANIFEST, 0, file_id, manifest_payload))
+        for record in (encode_record(KIND_TABLE, 0, file_id, table_payload),
+                       encode_record(KIND_MANIFEST, 0, file_id, manifest_payload)):
+            write_all(f, record)
+            self._sha256.update(record)
         f.flush()
         _copy_range(f, self.copy_a, copy_b, size_a)
         header_1 = copy_b + size_a
@@ -186,17 +206,20 @@ class ContainerWriter:
         manifest_1 = table_1 + table_len
         locator_off = manifest_1 + manifest_len
         f.seek(header_1)
-        write_all(f, encode_record(KIND_HEADER, 1, file_id, self.header_payload))
-        write_all(f, encode_record(KIND_TABLE, 1, file_id, table_payload))
-        write_all(f, encode_record(KIND_MANIFEST, 1, file_id, manifest_payload))
         locator = Locator(file_id, (0, header_1), header_len, (table_0, table_1), table_len,
                           (manifest_0, manifest_1), manifest_len, (self.copy_a, copy_b), 0)
-        locator_record = encode_record(KIND_LOCATOR, 0, file_id, locator.pack())
-        total = locator_off + len(locator_record)
+        locator_len = len(encode_record(KIND_LOCATOR, 0, file_id, locator.pack()))
+        total = locator_off + locator_len
         locator = dataclasses.replace(locator, total_size=total)
-        write_all(f, encode_record(KIND_LOCATOR, 0, file_id, locator.pack()))
+        self._tail = [encode_record(KIND_HEADER, 1, file_id, self.header_payload),
+                      encode_record(KIND_TABLE, 1, file_id, table_payload),
+                      encode_record(KIND_MANIFEST, 1, file_id, manifest_payload),
+                      encode_record(KIND_LOCATOR, 0, file_id, locator.pack())]
+        for record in self._tail:
+            write_all(f, record)
         f.truncate(total)
         f.flush()
+        self.copy_b, self.total_size = copy_b, total
         return total
 
     def _table(self, copy_a: int, copy_b: int) -> Table:

@@ -20,6 +20,7 @@ class SealReport:
     key_slots: list[dict]
     verified: bool  # verify-after-write passed
     seconds: float
+    sha256: str | None = None  # of the whole file, from the verify-after-write pass (None without it)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

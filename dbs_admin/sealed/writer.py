@@ -187,7 +187,7 @@ def seal(
 
     def check(tmp: Path) -> None:
         if verify_after_write:
-            state["writer"].check_written(tmp)
+            state["sha256"] = state["writer"].check_written(tmp)
             checked[0] = True
 
     def encrypt_and_write(f: BinaryIO) -> None:
@@ -234,7 +234,7 @@ def seal(
         path=str(destination), size=state["size"], input_size=input_size[0],
         compressed_size=compressed_size[0], data_length=writer.data_length, block_count=writer.block_count,
         file_id=file_id.hex(), key_slots=describe_key_slots(state["slots"]), verified=checked[0],
-        seconds=time.monotonic() - started,
+        sha256=state.get("sha256"), seconds=time.monotonic() - started,
     )
 
 

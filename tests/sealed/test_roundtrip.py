@@ -227,6 +227,20 @@ def test_crash_mid_write_leaves_nothing_that_looks_complete(tmp_path):
     assert not report.ok or not report.intact
 
 
+@pytest.mark.parametrize("size", [0, BLOCK_SIZE + 1, 40 * BLOCK_SIZE + 3])  # none, one batch, two batches
+def test_seal_report_carries_the_sha256_of_the_file_as_written(tmp_path, size):
+    """Callers record and publish this hash without reading the file again, so it must be the file's own."""
+    import hashlib
+
+    dest = tmp_path / "f.dbs"
+    report = seal(random_bytes(size, seed=7), dest, passphrase=PASSPHRASE, **CHEAP)
+    assert report.verified
+    assert report.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
+    unchecked = seal(b"x", tmp_path / "g.dbs", passphrase=PASSPHRASE, **CHEAP,
+                     verify_after_write=False)
+    assert unchecked.sha256 is None  # no read-back, no hash claimed
+
+
 @pytest.mark.parametrize("offset", [5000, -3000])
 def test_verify_after_write_catches_storage_that_lies(tmp_path, monkeypatch, offset):
     """Flip a bit in the written temporary file just before it is verified: nothing is published."""
