@@ -9,6 +9,7 @@ backup; its ``.sha256`` sidecar is written after it.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -93,6 +94,45 @@ class LocalTarget:
             raise
         self._write_sidecar(final.name, sha256)
         return self._stored(final, sha256)
+
+    def adopt(self, local_path: Path, name: str, sha256: str) -> StoredFile:
+        """Take in a file this process has just written, synced and verified, without copying it.
+
+        Why: a backup to a local target used to be written twice more (copied
+        in, re-read) after the sealer had already written and verified it.
+        On the same filesystem the sealed file is hard-linked under its final
+        name (``link`` never replaces an existing name) and the caller then
+        drops its own name; ``sha256`` must be the hash the sealer computed on
+        its read-back. Across filesystems this is an ordinary :meth:`put`.
+        """
+        final = self._file(name)
+        folder = self._folder(create=True)
+        source = Path(local_path)
+        try:
+            os.link(source, final)
+        except FileExistsError:
+            raise BackupExistsError(
+                f"{final} already exists on target {self.name!r}; backups are never overwritten"
+            ) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise TargetError(f"target {self.name!r}: cannot store {name}: {exc.strerror}") from exc
+            return self._put_expecting(source, name, sha256)  # another filesystem, or no hard links
+        try:
+            os.chmod(final, FILE_MODE)
+            fsync_dir(folder)
+            self._write_sidecar(final.name, sha256)
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return self._stored(final, sha256)
+
+    def _put_expecting(self, source: Path, name: str, sha256: str) -> StoredFile:
+        stored = self.put(source, name)
+        if stored.sha256 != sha256:
+            self.delete(name)
+            raise TargetError(f"target {self.name!r}: {name} changed on its way in; run the backup again")
+        return stored
 
     def _copy(self, src: BinaryIO, tmp: Path, total: int, progress: Progress | None) -> tuple[int, str]:
         digest = hashlib.sha256()

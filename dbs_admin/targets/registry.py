@@ -34,13 +34,19 @@ from dbs_admin.conf import dbs_settings
 from . import Target
 from .base import TargetConfigError
 from .local import LocalTarget
-from .sftp import SftpTarget
+
+
+def _sftp_target(*args: Any, **kwargs: Any) -> Target:
+    """Imported on first use: paramiko takes ~50 ms to import, which a site with only local targets never needs."""
+    from .sftp import SftpTarget
+
+    return SftpTarget(*args, **kwargs)
 
 # kind -> (constructor, required keys, optional keys)
 _KINDS: dict[str, tuple[Callable[..., Target], set[str], set[str]]] = {
     "local": (LocalTarget, {"path"}, set()),
     "sftp": (
-        SftpTarget,
+        _sftp_target,
         {"host", "path", "username", "key_filename", "known_hosts"},
         {"port", "key_passphrase_env", "timeout", "retries", "backoff"},
     ),

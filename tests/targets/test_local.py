@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import shutil
 import stat
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +164,50 @@ def test_delete_removes_file_and_sidecar(local_target, source_dir):
         local_target.delete(drop)
     with pytest.raises(StoredFileMissingError):
         local_target.open(drop)
+
+
+def test_adopt_links_the_verified_file_in_without_copying(local_target, source_dir):
+    source = make_file(source_dir, 2 * CHUNK + 5)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    name = name_at(0)
+    stored = local_target.adopt(source, name, digest)
+
+    final = local_target.path / name
+    assert final.stat().st_ino == source.stat().st_ino  # the same bytes on disk: no second write
+    assert (stored.name, stored.size, stored.sha256) == (name, source.stat().st_size, digest)
+    assert stat.S_IMODE(final.stat().st_mode) == 0o600
+    assert local_target.verify(name).sha256 == digest  # the sidecar holds the hash it was given
+    assert folder_listing(local_target) == sorted([name, f"{name}.sha256"])
+    source.unlink()  # the caller drops its own name; the stored file stays whole
+    assert hashlib.sha256(final.read_bytes()).hexdigest() == digest
+
+
+def test_adopt_never_replaces_an_existing_name(local_target, source_dir):
+    name = name_at(0)
+    first = make_file(source_dir, 100, "first.bin")
+    local_target.put(first, name)
+    second = make_file(source_dir, 100, "second.bin")
+    with pytest.raises(BackupExistsError):
+        local_target.adopt(second, name, hashlib.sha256(second.read_bytes()).hexdigest())
+    assert (local_target.path / name).read_bytes() == first.read_bytes()
+
+
+def test_adopt_across_filesystems_copies_and_checks_the_hash(source_dir):
+    """/dev/shm is a tmpfs, another filesystem than the test folder: no hard link is possible there."""
+    from dbs_admin.targets.local import LocalTarget
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(source_dir).st_dev:
+        pytest.fail("this test needs /dev/shm on a filesystem of its own")
+    target = LocalTarget("shm", shm / f"dbs-test-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        source = make_file(source_dir, CHUNK + 3)
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        stored = target.adopt(source, name_at(0), digest)
+        assert stored.sha256 == digest
+        assert (target.path / name_at(0)).stat().st_ino != source.stat().st_ino  # a copy
+        with pytest.raises(TargetError, match="changed on its way in"):
+            target.adopt(source, name_at(1), "0" * 64)  # the copy does not hash to what the sealer said
+        assert not (target.path / name_at(1)).exists()
+    finally:
+        shutil.rmtree(target.path, ignore_errors=True)
