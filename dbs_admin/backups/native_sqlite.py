@@ -31,6 +31,10 @@ def capture(alias: str, copy: Path) -> dict[str, int]:
     """Write a consistent image of the database to ``copy``; returns row counts per table label."""
     src = sqlite3.connect(f"file:{database_file(alias)}?mode=ro", uri=True, timeout=30)
     dst = sqlite3.connect(copy)
+    # The copy is a private scratch file, streamed into the sealed file and removed: it needs no journal
+    # and no fsync (durability is the sealed file's job). Half the time of a default copy.
+    dst.execute("PRAGMA journal_mode=OFF")
+    dst.execute("PRAGMA synchronous=OFF")
     try:
         src.backup(dst)
     finally:
@@ -47,7 +51,9 @@ def capture(alias: str, copy: Path) -> dict[str, int]:
 
 
 def dump_chunks(copy: Path) -> Iterator[bytes]:
+    """The copy's bytes; the copy is unlinked once open, so freeing its blocks overlaps sealing the media."""
     with open(copy, "rb") as f:
+        copy.unlink()
         while chunk := f.read(1 << 20):
             yield chunk
 
