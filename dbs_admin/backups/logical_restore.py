@@ -31,6 +31,7 @@ from .files import MEDIA, file_roots, root_for_restore, safe_path
 from .pipeline import frames_in_background
 from .progress import Reporter
 from .selection import all_storable_models, decoder, file_columns, is_excluded
+from .sqlite_indexes import IndexesAside
 from .staging import Staging
 
 log = logging.getLogger("dbs_admin.backups")
@@ -120,7 +121,7 @@ class LogicalRestore:
         self.restored_models: list[type[models.Model]] = []
         self.found_objects: dict[str, set[str]] = {}
         self.live_rows: dict[str, int] = {}
-        self.indexes_aside: list[str] = []
+        self.indexes = IndexesAside(self.connection)
         self.unlink_missing = unlink_missing  # null (or drop) restored rows' links to rows that do not exist
 
     # --- entry point -------------------------------------------------------------------------------
@@ -135,8 +136,12 @@ class LogicalRestore:
                     if self.connection.vendor == "postgresql":
                         with self.connection.cursor() as c:
                             c.execute("SET CONSTRAINTS ALL DEFERRED")
-                    self._consume(stream)
-                    self._after_load()
+                    try:
+                        self._consume(stream)
+                        self._after_load()
+                    except BaseException:
+                        self.indexes.abandon()  # the rollback must have the connection to itself
+                        raise
                     self.reporter.report("files", 0, len(self.staging.files), force=True)
                     self.staging.apply()
         except DatabaseError as exc:
@@ -170,7 +175,13 @@ class LogicalRestore:
         current_file: dict | None = None
         trailer = None
         with self.connection.cursor() as cursor:
+            rows_done = False
             for kind, body in frames:
+                if kind in (payload.FILE, payload.TRAILER) and not rows_done:
+                    rows_done = True  # tables come before files: the connection is not needed until the end
+                    self.indexes.rebuild_in_background()
+                elif kind in (payload.REFS, payload.MODEL, payload.ROWS) and rows_done:
+                    raise PayloadError("table records after the files; the backup's contents are out of order")
                 if kind == payload.REFS:
                     self._refs(payload.load_json(body))
                 elif kind == payload.MODEL:
@@ -313,24 +324,8 @@ class LogicalRestore:
         if not self.dry_run:
             target._raw_delete(self.alias)
             if not self.sel.partial:
-                self._set_indexes_aside(model._meta.db_table, cursor)
+                self.indexes.set_aside(model._meta.db_table, cursor)
         return t
-
-    def _set_indexes_aside(self, table: str, cursor) -> None:
-        """SQLite: drop a table's secondary indexes for the load and build them once at the end.
-
-        Building an index from loaded rows is much faster than updating it
-        row by row in random key order. DDL is transactional in SQLite, so a
-        failed restore rolls the indexes back with everything else. Unique
-        constraints declared in the table itself (no SQL of their own) stay.
-        """
-        if self.connection.vendor != "sqlite":
-            return
-        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s "
-                       "AND sql IS NOT NULL", [table])
-        for name, sql in cursor.fetchall():
-            self.indexes_aside.append(sql)
-            cursor.execute(f"DROP INDEX {self.connection.ops.quote_name(name)}")
 
     @staticmethod
     def _mapper(mapping: dict[int, int], inner):
@@ -434,10 +429,8 @@ class LogicalRestore:
                     raise RestoreError(f"{label} {sorted(missing)} not found in the backup; nothing was restored")
 
     def _after_load(self) -> None:
+        self.indexes.finish()
         with self.connection.cursor() as cursor:
-            for sql in self.indexes_aside:
-                cursor.execute(sql)
-            self.indexes_aside.clear()
             self._fix_kept_references(cursor)
             if self.unlink_missing:
                 for model in self.restored_models:

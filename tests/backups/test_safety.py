@@ -33,7 +33,37 @@ def backed_up(media_root, identity):
 
 def _state(media_root: Path) -> tuple:
     outside = sorted(p.name for p in media_root.parent.iterdir())
-    return table_contents("sq_b"), media_contents(media_root), outside
+    return table_contents("sq_b"), media_contents(media_root), outside, _indexes("sq_b")
+
+
+def _indexes(alias: str) -> list[tuple[str, str]]:
+    """Every index with its SQL: a restore sets them aside for the load and must always put them back."""
+    from django.db import connections
+
+    with connections[alias].cursor() as c:
+        c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        return c.fetchall()
+
+
+def _edit_rows(frames: list, label: str, edit) -> list:
+    """``frames`` with the first ROWS frame of model ``label`` replaced by ``edit(rows)``."""
+    import msgpack
+
+    i = next(i for i, (k, b) in enumerate(frames) if k == payload.MODEL and json.loads(b)["model"] == label)
+    assert frames[i + 1][0] == payload.ROWS
+    frames = list(frames)
+    frames[i + 1] = (payload.ROWS, msgpack.packb(edit(payload.load_rows(frames[i + 1][1])), use_bin_type=True))
+    return frames
+
+
+def _recount(frames: list, label: str, delta: int) -> tuple[list, dict]:
+    """The trailer's count of ``label`` moved by ``delta`` (a crafted file that is consistent with itself)."""
+    frames = list(frames)
+    i = next(i for i, (k, _) in enumerate(frames) if k == payload.TRAILER)
+    trailer = json.loads(frames[i][1])
+    trailer["counts"][label] += delta
+    frames[i] = (payload.TRAILER, json.dumps(trailer).encode())
+    return frames, trailer["counts"]
 
 
 def test_file_hash_mismatch_at_the_end_changes_nothing(backed_up, media_root, identity, tmp_path):
@@ -161,3 +191,46 @@ def test_partial_restore_of_a_model_and_unknown_object(backed_up, identity):
         restore_backup(backed_up.path, identity=identity, database="sq_a", objects=["blog.Post:999999"])
     with pytest.raises(RestoreError, match="holds no dbs_admin.backup"):
         restore_backup(backed_up.path, identity=identity, database="sq_a", models=["dbs_admin.Backup"])
+
+
+def test_rows_that_break_a_unique_index_rebuilt_after_the_load_change_nothing(backed_up, media_root, identity,
+                                                                             tmp_path):
+    """The tag links' (post, tag) index is set aside for the load and rebuilt while the files come in."""
+    from dbs_admin.backups.errors import RestoreError
+
+    frames = frames_of(payload_of(backed_up.path, identity))
+    label = "blog.Post_tags"
+
+    def duplicate_a_link(rows):
+        first = rows[0]
+        return rows + [[max(r[0] for r in rows) + 1, *first[1:]]]  # a new id, the same (post, tag) pair
+
+    frames, counts = _recount(_edit_rows(frames, label, duplicate_a_link), label, +1)
+    manifest = read_manifest(backed_up.path, identity=identity)
+    manifest["counts"], manifest["rows"] = counts, sum(counts.values())
+    bad = reseal(frames, manifest, tmp_path / "dup.dbs", identity)
+    before = _state(media_root)
+
+    with pytest.raises(RestoreError, match="UNIQUE constraint failed: blog_post_tags"):
+        restore_backup(bad, identity=identity, database="sq_b")
+
+    assert _state(media_root) == before  # rows, files and the indexes themselves as they were
+
+
+def test_table_records_after_the_files_are_refused(backed_up, media_root, identity, tmp_path):
+    """The grammar is tables, then files: the database is busy rebuilding indexes once files begin."""
+    frames = frames_of(payload_of(backed_up.path, identity))
+    first_file = next(i for i, (k, _) in enumerate(frames) if k == payload.FILE)
+    tag_model = next(i for i, (k, b) in enumerate(frames)
+                     if k == payload.MODEL and json.loads(b)["model"] == "blog.Tag")
+    moved = frames[tag_model:tag_model + 2]
+    frames = frames[:tag_model] + frames[tag_model + 2:first_file] + frames[first_file:]
+    end_of_first_file = next(i for i, (k, _) in enumerate(frames) if k == payload.END_DATA) + 1
+    frames = frames[:end_of_first_file] + moved + frames[end_of_first_file:]
+    bad = reseal(frames, read_manifest(backed_up.path, identity=identity), tmp_path / "order.dbs", identity)
+    before = _state(media_root)
+
+    with pytest.raises(PayloadError, match="out of order"):
+        restore_backup(bad, identity=identity, database="sq_b")
+
+    assert _state(media_root) == before
