@@ -77,7 +77,7 @@ def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: R
             files=logical_capture.count_file_references(database),
         )
         body = logical_capture.stream(database, head=_public(head), reporter=reporter, total_rows=sum(counts.values()))
-        report = seal(body, dest, manifest=summary, **keys)
+        report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
     return report, summary
 
 
@@ -94,7 +94,7 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                        files=len(native.media_files()), extra={"dump_format": "sqlite3"})
             body = native.stream(_public(head), native_sqlite.dump_chunks(copy),
                                  {"engine": "sqlite", "format": "sqlite3"}, reporter)
-            report = seal(body, dest, manifest=summary, **keys)
+            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return report, summary
@@ -109,7 +109,7 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                               "server_version": connection.pg_version})
             body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter)
-            report = seal(body, dest, manifest=summary, **keys)
+            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     raise BackupError(f"native backups support SQLite and PostgreSQL, not {vendor}; use --kind logical")
 

@@ -76,8 +76,11 @@ def _copy_range(f: BinaryIO, src: int, dst: int, length: int) -> None:
 class ContainerWriter:
     """Lays out one sealed file. Call ``feed`` with the data stream, then ``finish``."""
 
-    def __init__(self, f: BinaryIO, header: Header, header_payload: bytes | None = None):
-        """``header_payload`` lets ``heal`` keep the original bytes (the AEAD binds their digest)."""
+    def __init__(self, f: BinaryIO, header: Header, header_payload: bytes | None = None, *, hash_file: bool = False):
+        """``header_payload`` lets ``heal`` keep the original bytes (the AEAD binds their digest).
+
+        ``hash_file``: compute the finished file's SHA-256 (returned by ``check_written``).
+        """
         self.f = f
         self.header = header
         self.header_payload = header.pack() if header_payload is None else header_payload
@@ -86,7 +89,7 @@ class ContainerWriter:
         header_record = encode_record(KIND_HEADER, 0, header.file_id, self.header_payload)
         f.seek(0)
         write_all(f, header_record)
-        self._sha256 = hashlib.sha256(header_record)  # the file's bytes in order, up to copy B
+        self._sha256 = hashlib.sha256(header_record) if hash_file else None  # the file's bytes in order, to copy B
         self._tail: list[bytes] = []  # the records after copy B, hashed once copy B has been read back
         self.copy_b = self.total_size = 0  # known once ``finish`` has laid out the rest
         self.copy_a = len(header_record)
@@ -127,7 +130,8 @@ class ContainerWriter:
         self._inflight = None
         records, entries, crcs = assemble_records(buf, future.result(), self.block_size)
         write_all(self.f, records)
-        self._sha256.update(records)
+        if self._sha256 is not None:
+            self._sha256.update(records)
         self.offset += len(records)
         self.entries += entries
         self.crcs.extend(crcs)
@@ -138,7 +142,7 @@ class ContainerWriter:
         """Stop the worker thread (idempotent; ``finish`` calls it)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def check_written(self, path: Path) -> str:
+    def check_written(self, path: Path) -> str | None:
         """Verify-after-write: the file re-read from ``path`` is exactly what was written; returns its SHA-256.
 
         Metadata goes through the reader's own discovery and healing (it must
@@ -147,9 +151,9 @@ class ContainerWriter:
         CRC-32 it had when it was written, which proves its bytes are the ones
         whose BLAKE2b hashes the table holds, at a fraction of the cost of
         re-hashing both copies. Copy B's bytes as read back here, then the
-        trailing records, complete the SHA-256 begun while writing.
+        trailing records, complete the SHA-256 begun while writing (None unless ``hash_file``).
         """
-        sha256 = self._sha256.copy()
+        sha256 = self._sha256.copy() if self._sha256 is not None else None
         with open(path, "rb") as f:
             size = file_size_of(f)
             st = load_structure(f, size)
@@ -172,7 +176,10 @@ class ContainerWriter:
                         f"verification after writing {path} failed near block {first}: "
                         "the storage does not return what was written"
                     )
-                sha256.update(span_b)
+                if sha256 is not None:
+                    sha256.update(span_b)
+        if sha256 is None:
+            return None
         for record in self._tail:
             sha256.update(record)
         return sha256.hexdigest()
@@ -197,7 +204,8 @@ class ContainerWriter:
         for record in (encode_record(KIND_TABLE, 0, file_id, table_payload),
                        encode_record(KIND_MANIFEST, 0, file_id, manifest_payload)):
             write_all(f, record)
-            self._sha256.update(record)
+            if self._sha256 is not None:
+                self._sha256.update(record)
         f.flush()
         _copy_range(f, self.copy_a, copy_b, size_a)
         header_1 = copy_b + size_a

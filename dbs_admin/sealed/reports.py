@@ -20,7 +20,7 @@ class SealReport:
     key_slots: list[dict]
     verified: bool  # verify-after-write passed
     seconds: float
-    sha256: str | None = None  # of the whole file, from the verify-after-write pass (None without it)
+    sha256: str | None = None  # of the whole file (asked for with file_sha256=True), from writing and read-back
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

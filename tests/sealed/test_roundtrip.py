@@ -233,12 +233,13 @@ def test_seal_report_carries_the_sha256_of_the_file_as_written(tmp_path, size):
     import hashlib
 
     dest = tmp_path / "f.dbs"
-    report = seal(random_bytes(size, seed=7), dest, passphrase=PASSPHRASE, **CHEAP)
+    report = seal(random_bytes(size, seed=7), dest, passphrase=PASSPHRASE, **CHEAP, file_sha256=True)
     assert report.verified
     assert report.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
-    unchecked = seal(b"x", tmp_path / "g.dbs", passphrase=PASSPHRASE, **CHEAP,
+    unchecked = seal(b"x", tmp_path / "g.dbs", passphrase=PASSPHRASE, **CHEAP, file_sha256=True,
                      verify_after_write=False)
     assert unchecked.sha256 is None  # no read-back, no hash claimed
+    assert seal(b"x", tmp_path / "h.dbs", passphrase=PASSPHRASE, **CHEAP).sha256 is None  # only on request
 
 
 @pytest.mark.parametrize("offset", [5000, -3000])
