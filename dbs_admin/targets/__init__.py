@@ -3,6 +3,11 @@
 Every target offers the same small surface (:class:`Target`), so creating,
 listing, downloading, pruning and drilling never care where the bytes are.
 Nothing here holds a secret: SFTP targets name key and known_hosts files.
+
+A local target also offers ``adopt(path, name, sha256)``: a file the caller
+has just written and verified is hard-linked in rather than copied (the
+default path of every backup). Callers look for it with ``getattr`` and fall
+back to ``put`` plus ``verify``.
 """
 
 from __future__ import annotations
