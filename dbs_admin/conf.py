@@ -67,6 +67,9 @@ def _defaults() -> dict[str, Any]:
         "BATCH_SIZE": 2000,
         # Seconds without a heartbeat after which a running job counts as lost (worker died).
         "JOB_HEARTBEAT_TIMEOUT": 60,
+        # Seconds a job may wait in the queue before it is failed as never started (its broker
+        # message was lost, or no worker ran for that long); a late message then runs nothing.
+        "JOB_QUEUE_TIMEOUT": 6 * 3600,
     }
 
 

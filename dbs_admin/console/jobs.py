@@ -10,6 +10,10 @@ Why these pieces:
   :func:`reap_lost_jobs` turns RUNNING jobs whose heartbeat is older than
   ``DBS_ADMIN["JOB_HEARTBEAT_TIMEOUT"]`` into LOST, removes their partial
   files and releases their target locks.
+- A job whose broker message is lost (a broker restarted without its data)
+  would show "Queued" forever. The same reaper fails QUEUED jobs older than
+  ``DBS_ADMIN["JOB_QUEUE_TIMEOUT"]``, saying why, so the console never claims
+  that work is pending when it is not.
 - ``acks_late`` redelivers a task whose worker died; :meth:`JobRun.claim`
   only starts a QUEUED job, so a redelivered message never re-runs a job the
   reaper already declared lost.
@@ -71,6 +75,7 @@ class JobRun:
         self._pending: dict = {}
         self._cancelled = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # write now, not at the next interval
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------
@@ -89,11 +94,14 @@ class JobRun:
         return bool(claimed)
 
     def set_partial_files(self, paths: list[str]) -> None:
+        """Record what to remove if this worker dies, written at once: a crash right after must find it."""
         self.job.partial_files = list(paths)
         self._queue(partial_files=list(paths))
+        self._wake.set()
 
     def finish(self, state: str, message: str = "", **fields) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         now = timezone.now()
@@ -135,7 +143,9 @@ class JobRun:
         last_beat = last_poll = 0.0
         try:
             while True:
-                stopping = self._stop.wait(WRITE_INTERVAL)
+                self._wake.wait(WRITE_INTERVAL)
+                self._wake.clear()
+                stopping = self._stop.is_set()
                 now = time.monotonic()
                 self._touch_alive()
                 with self._lock:
@@ -200,8 +210,39 @@ def remove_partial_files(paths: list[str]) -> list[str]:
     return removed
 
 
+def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
+    """Fail QUEUED jobs no worker has started within ``timeout`` seconds; returns their ids.
+
+    ``claim`` only starts a QUEUED job, so if the message does turn up later it runs nothing.
+    """
+    timeout = dbs_settings.JOB_QUEUE_TIMEOUT if timeout is None else timeout
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    stale = list(Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+    failed = []
+    for pk in stale:
+        if Job.objects.filter(pk=pk, state=Job.State.QUEUED, created_at__lt=cutoff).update(
+            state=Job.State.FAILED, finished_at=timezone.now(),
+            message=(f"Never started: no worker took this job within {_duration(timeout)}. Check that a Celery "
+                     "worker is running and reaches the broker (`manage.py dbs_status`), then start it again."),
+        ):
+            log.warning("job %s never started within %s; failed", pk, _duration(timeout))
+            failed.append(pk)
+    return failed
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)} min"
+    return f"{int(seconds)} s"
+
+
 def reap_lost_jobs(timeout: float | None = None) -> list[int]:
-    """Declare RUNNING jobs without a recent heartbeat LOST; clean their files and locks. Returns their ids."""
+    """Declare RUNNING jobs without a recent heartbeat LOST; clean their files and locks. Returns their ids.
+
+    Also fails jobs that never started (:func:`fail_stale_queued_jobs`), returned with them.
+    """
     timeout = dbs_settings.JOB_HEARTBEAT_TIMEOUT if timeout is None else timeout
     cutoff = timezone.now() - timedelta(seconds=timeout)
     lost: list[int] = []
@@ -220,5 +261,6 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
         alive_file(job).unlink(missing_ok=True)
         log.warning("job %s lost (worker %s); removed %d partial file(s)", job.pk, job.worker, len(removed))
         lost.append(job.pk)
+    lost += fail_stale_queued_jobs()
     handoff.purge_expired()
     return lost

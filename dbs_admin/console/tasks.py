@@ -394,5 +394,6 @@ def run_validate(self, job_id: int, transport_attempt: int = 0) -> None:
 
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)
 def reap_lost_jobs_task() -> list[int]:
-    """Run by beat every minute (and by the dashboard): jobs whose worker died become "failed (worker lost)"."""
+    """Run by beat every minute (and by the dashboard): jobs whose worker died become "failed (worker lost)",
+    jobs no worker started within JOB_QUEUE_TIMEOUT become "failed"."""
     return reap_lost_jobs()

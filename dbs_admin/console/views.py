@@ -94,7 +94,7 @@ def start_backup(request: HttpRequest, data: dict) -> Job:
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """Full page of one job; with HTMX, just the progress partial (polled until the job ends)."""
     job = get_object_or_404(Job.objects.select_related("backup"), pk=pk)
-    if job.state == Job.State.RUNNING and reap_lost_jobs():  # its worker may have died: say so at once
+    if job.state in (Job.State.RUNNING, Job.State.QUEUED) and reap_lost_jobs():  # dead or never started: say so
         job.refresh_from_db()
     context = progress_context(job)
     if request.htmx:

@@ -286,3 +286,31 @@ def test_polling_a_job_whose_worker_died_shows_it_lost(su_client, settings):
                              heartbeat_at=timezone.now() - timedelta(minutes=2), worker="gone@host")
     html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
     assert 'data-state="lost"' in html and "Failed (worker lost)" in html and "every 1s" not in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_no_worker_started_is_failed_and_its_late_message_runs_nothing(eager, su_client, superuser, settings):
+    """A lost broker message must not leave "Queued" on screen forever, nor run hours later by surprise."""
+    from dbs_admin.console import handoff
+    from dbs_admin.console.tasks import BACKUP_PURPOSE
+    from dbs_admin.models import HandoffSecret
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_QUEUE_TIMEOUT": 600}
+    seed(posts=2, images=0, seed=3)
+    params = {"kind": "logical", "target": "local", "label": ""}
+    stale = Job.objects.create(kind=Job.Kind.BACKUP, created_by=superuser, params=params,
+                               created_at=timezone.now() - timedelta(minutes=11))
+    waiting = Job.objects.create(kind=Job.Kind.BACKUP, created_by=superuser, params=params,
+                                 created_at=timezone.now() - timedelta(minutes=9))
+
+    html = su_client.get(reverse("dbs_admin:job", args=[stale.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-state="failed"' in html and "Never started" in html and "within 10 min" in html
+    waiting.refresh_from_db()
+    assert waiting.state == Job.State.QUEUED  # younger than the timeout: still honestly waiting
+
+    ref = handoff.put("a passphrase", purpose=BACKUP_PURPOSE)
+    run_backup.apply(kwargs={"job_id": stale.pk, "secret_ref": ref})  # the lost message turns up after all
+    stale.refresh_from_db()
+    assert stale.state == Job.State.FAILED and "Never started" in stale.message
+    assert not Backup.objects.exists() and get_target("local").list() == []
+    assert not HandoffSecret.objects.exists()  # its sealed passphrase was discarded unread
