@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from .atomic import write_all
+from .atomic import EarlyWriteback, write_all
 from .blocks import BATCH_BLOCKS, BlockReader, assemble_records, block_parities
 from .errors import SealedError
 from .layout import (
@@ -102,6 +102,7 @@ class ContainerWriter:
         self._batch = BATCH_BLOCKS * self.block_size
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dbs-parity")
         self._inflight: tuple[bytes, Future] | None = None
+        self._writeback = EarlyWriteback(f.fileno())
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes of the data stream (any sizes)."""
@@ -130,6 +131,7 @@ class ContainerWriter:
         self._inflight = None
         records, entries, crcs = assemble_records(buf, future.result(), self.block_size)
         write_all(self.f, records)
+        self._writeback.wrote(len(records))
         if self._sha256 is not None:
             self._sha256.update(records)
         self.offset += len(records)
@@ -139,8 +141,9 @@ class ContainerWriter:
         self.block_count += -(-len(buf) // self.block_size)
 
     def close(self) -> None:
-        """Stop the worker thread (idempotent; ``finish`` calls it)."""
+        """Stop the worker threads (idempotent; ``finish`` calls it); raise a failed background flush."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._writeback.close()
 
     def check_written(self, path: Path) -> str | None:
         """Verify-after-write: the file re-read from ``path`` is exactly what was written; returns its SHA-256.
