@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..sealed.atomic import fsync_directory
 from .collect import HASH_CHUNK, ImageFile
 from .errors import CorruptVersionError, UnsafePathError, VersionNotFoundError
 
@@ -101,14 +102,6 @@ class ImageEntry:
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "sha256": self.sha256, "size": self.size, "stored": self.stored,
                 "source": self.source}
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -309,8 +302,8 @@ class ObjectHistory:
         else:
             final_dir.parent.mkdir(exist_ok=True)
             os.rename(tmp, final_dir)
-            _fsync_dir(final_dir.parent)
-        _fsync_dir(self.dir)
+            fsync_directory(final_dir.parent, best_effort=False)
+        fsync_directory(self.dir, best_effort=False)
         return version_id, entries
 
     def _store_image(
@@ -357,7 +350,7 @@ class ObjectHistory:
         _write_file(tmp / f"{self.basename}.md", markdown_text)
         final_dir.parent.mkdir(exist_ok=True)
         os.rename(tmp, final_dir)
-        _fsync_dir(final_dir.parent)
+        fsync_directory(final_dir.parent, best_effort=False)
 
     def replace_initial(
         self, fields: dict[str, Any], images: Iterable[ImageFile], meta: dict[str, Any], markdown_text: str
@@ -382,7 +375,7 @@ class ObjectHistory:
         os.replace(tmp / f"{self.basename}.md", self.dir / f"{self.basename}.md")
         os.replace(tmp / self.json_name, self.dir / self.json_name)
         shutil.rmtree(tmp, ignore_errors=True)
-        _fsync_dir(self.dir)
+        fsync_directory(self.dir, best_effort=False)
         return entries
 
     def mark_deleted(self, info: dict[str, Any]) -> None:

@@ -26,16 +26,24 @@ def write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:
         view = view[f.write(view) :]
 
 
-def fsync_directory(path: Path) -> None:
-    """Make a rename in ``path`` durable (best effort on systems without directory fsync)."""
+def fsync_directory(path: Path, *, best_effort: bool = True) -> None:
+    """Make a rename or unlink in ``path`` durable.
+
+    ``best_effort`` (the container's choice, for portability to systems
+    without directory fsync) ignores errors; the targets and the history
+    store pass False, so a folder that cannot be synced fails the operation.
+    """
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        if best_effort:
+            return
+        raise
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        if not best_effort:
+            raise
     finally:
         os.close(fd)
 

@@ -18,6 +18,7 @@ from typing import BinaryIO
 from django.core.exceptions import ImproperlyConfigured
 
 from dbs_admin.backups.errors import BackupExistsError, TargetError
+from dbs_admin.sealed.atomic import fsync_directory
 
 CHUNK = 1024 * 1024
 FILE_MODE = 0o600
@@ -84,12 +85,8 @@ def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> tuple[int, str]:
 
 
 def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Make a rename or unlink in ``path`` durable; an error fails the operation."""
+    fsync_directory(path, best_effort=False)
 
 
 def temp_path(folder: Path, name: str) -> Path:
