@@ -20,8 +20,8 @@ Floors (what any backup of this site must at least do):
   an empty database + untar).
 Ours additionally compress, encrypt, hash, add parity and write everything
 twice, then verify, and store the file on the default (local) target, the
-path the console and ``dbs_backup`` take. Restores go into a freshly migrated scratch database and
-an empty media folder. Keys: an X25519 recipient, so no Argon2 is measured.
+path the console and ``dbs_backup`` take. Restores go into a freshly
+migrated scratch database and an empty media folder. Keys: an X25519 recipient, so no Argon2 is measured.
 Targets: native backup <= 4x floor, logical backup <= 8x, logical restore
 <= 10x; peak RSS < 250 MB at 200,000 posts.
 """
@@ -259,7 +259,6 @@ def main() -> None:
     # Our code is imported here, before forking, as Django is: start-up is excluded on both sides.
     import dbs_admin.backups.create  # noqa: F401
     import dbs_admin.backups.restore  # noqa: F401
-    import dbs_admin.targets.registry  # noqa: F401
     vendor = connections["default"].vendor
     store = get_target(None)
 

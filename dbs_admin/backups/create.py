@@ -10,7 +10,6 @@ partial output: nothing that looks like a backup is left behind.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -57,14 +56,6 @@ def key_options(passphrase: str | None, recipients: list[str] | None) -> dict[st
     params, allow_weak = argon2_params()
     return {"passphrase": passphrase or None, "recipients": recipients, "argon2": params,
             "allow_weak_argon2": allow_weak}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
@@ -155,13 +146,13 @@ def create_backup(
         except DestinationExistsError as exc:
             raise BackupExistsError(str(exc)) from None
         reporter.report("verifying", 0, None, force=True)
-        sha = report.sha256 or sha256_file(dest)  # the sealer hashes what it read back after writing
+        sha = report.sha256  # file_sha256=True: hashed while writing and reading back
         size = dest.stat().st_size
         copies: list[tuple[str, str]] = []
         final_path = dest
         if store is not None:
             adopt = getattr(store, "adopt", None)
-            if adopt is not None and report.sha256:
+            if adopt is not None:
                 # A local folder takes the verified file itself (a hard link, no copy): nothing new to re-read.
                 stored = adopt(dest, name, sha)
             else:

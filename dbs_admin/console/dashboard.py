@@ -32,10 +32,10 @@ class RpoLight:
     def text(self) -> str:
         if self.backup is None:
             return "No verified backup yet."
-        return f"Newest verified backup is {_human(self.age)} old (RPO {_human(self.rpo)})."
+        return f"Newest verified backup is {human_duration(self.age)} old (RPO {human_duration(self.rpo)})."
 
 
-def _human(delta: timedelta | None) -> str:
+def human_duration(delta: timedelta | None) -> str:
     if delta is None:
         return "—"
     seconds = int(delta.total_seconds())

@@ -35,6 +35,7 @@ from django.utils import timezone
 from ..conf import dbs_settings
 from ..models import Job
 from . import handoff, locks
+from .dashboard import human_duration
 
 log = logging.getLogger("dbs_admin.jobs")
 
@@ -216,26 +217,19 @@ def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
     ``claim`` only starts a QUEUED job, so if the message does turn up later it runs nothing.
     """
     timeout = dbs_settings.JOB_QUEUE_TIMEOUT if timeout is None else timeout
-    cutoff = timezone.now() - timedelta(seconds=timeout)
+    waited = timedelta(seconds=timeout)
+    cutoff = timezone.now() - waited
     stale = list(Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
     failed = []
     for pk in stale:
         if Job.objects.filter(pk=pk, state=Job.State.QUEUED, created_at__lt=cutoff).update(
             state=Job.State.FAILED, finished_at=timezone.now(),
-            message=(f"Never started: no worker took this job within {_duration(timeout)}. Check that a Celery "
-                     "worker is running and reaches the broker (`manage.py dbs_status`), then start it again."),
+            message=(f"Never started: no worker took this job within {human_duration(waited)}. Check that a "
+                     "Celery worker is running and reaches the broker (`manage.py dbs_status`), then start it again."),
         ):
-            log.warning("job %s never started within %s; failed", pk, _duration(timeout))
+            log.warning("job %s never started within %s; failed", pk, human_duration(waited))
             failed.append(pk)
     return failed
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)} min"
-    return f"{int(seconds)} s"
 
 
 def reap_lost_jobs(timeout: float | None = None) -> list[int]:
