@@ -133,11 +133,14 @@ def worker_factory(redis_broker, tmp_path, worker_var) -> Iterator:
         stop_worker(w)
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition"):
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, what: str = "condition",
+             worker: Worker | None = None):
+    """``predicate()`` once it is true; on a timeout, fail saying what was awaited, with the worker's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    log = f"; worker log:\n{worker.log()[-5000:]}" if worker else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{log}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,10 +34,7 @@ def job_state(pk: int) -> str:
 
 def wait_job(pk: int, states=(Job.State.SUCCEEDED,), timeout: float = 90.0, worker=None) -> Job:
     finished = {Job.State.SUCCEEDED, Job.State.FAILED, Job.State.CANCELLED, Job.State.LOST}
-    try:
-        wait_for(lambda: job_state(pk) in finished | set(states), timeout, 0.2, f"job {pk} to finish")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; worker log:\n{worker.log()[-5000:] if worker else '-'}") from None
+    wait_for(lambda: job_state(pk) in finished | set(states), timeout, 0.2, f"job {pk} to finish", worker)
     job = Job.objects.get(pk=pk)
     assert job.state in states, f"job {pk} ended {job.state}: {job.message}"
     return job
@@ -76,16 +75,29 @@ def database_dump() -> bytes:
     return b"\n".join(out)
 
 
-def files_containing(root: Path, needle: bytes) -> list[str]:
-    hits = []
-    for path in root.rglob("*"):
-        if path.is_file():
-            try:
-                if needle in path.read_bytes():
-                    hits.append(str(path))
-            except OSError:
-                pass
-    return hits
+# Run in a child process: SQLite locks are POSIX advisory locks, and closing *any* descriptor of a database
+# file (or its -wal/-shm) drops every lock this process holds on it. Reading the live test database here
+# would let the worker delete a WAL this process still uses, leaving the next test with a stale view.
+_SCAN = """
+import os, sys
+needle = sys.stdin.buffer.read()
+for root in sys.argv[1:]:
+    paths = [root] if os.path.isfile(root) else [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs]
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                if needle in f.read():
+                    print(path)
+        except OSError:
+            pass
+"""
+
+
+def files_containing(needle: bytes, *roots: Path) -> list[str]:
+    """Files under ``roots`` (folders or files) whose bytes contain ``needle``, read by a child process."""
+    result = subprocess.run([sys.executable, "-c", _SCAN, *map(str, roots)], input=needle,
+                            capture_output=True, check=True)
+    return result.stdout.decode().splitlines()
 
 
 def test_backup_and_restore_through_the_console_leak_no_passphrase(su_client, worker_factory, redis_broker,
@@ -141,10 +153,10 @@ def test_backup_and_restore_through_the_console_leak_no_passphrase(su_client, wo
     # tmp_path holds the worker's var folder (targets, private root, media, history) and its log.
     assert Path(dbs_settings.PRIVATE_ROOT).is_relative_to(tmp_path)
     assert Path(django_settings.MEDIA_ROOT).is_relative_to(tmp_path)
-    assert files_containing(tmp_path, passphrase.encode()) == []
+    assert files_containing(passphrase.encode(), tmp_path) == []
     if connection.vendor == "sqlite":  # the database file itself, free pages included
         db_file = Path(connection.settings_dict["NAME"])
-        assert not [p for p in db_file.parent.glob(db_file.name + "*") if passphrase.encode() in p.read_bytes()]
+        assert files_containing(passphrase.encode(), *db_file.parent.glob(db_file.name + "*")) == []
 
 
 def test_killed_worker_leaves_a_lost_job_and_no_partial_files(worker_factory, settings):
@@ -155,7 +167,7 @@ def test_killed_worker_leaves_a_lost_job_and_no_partial_files(worker_factory, se
     job = Job.objects.create(kind=Job.Kind.BACKUP, params={"target": "local"})
     worker = worker_factory(include="tests.console.worker_tasks")
     slow_job.apply_async(args=[job.pk, str(partial)])
-    wait_for(lambda: job_state(job.pk) == Job.State.RUNNING and partial.exists(), 60, 0.1, "the job to run")
+    wait_for(lambda: job_state(job.pk) == Job.State.RUNNING and partial.exists(), 60, 0.1, "the job to run", worker)
     time.sleep(6)  # longer than the timeout: only the heartbeat thread keeps it alive
     assert reap_lost_jobs() == [] and job_state(job.pk) == Job.State.RUNNING
     worker.kill9()
@@ -180,7 +192,7 @@ def test_killed_worker_mid_backup_leaves_no_staging_folder_and_frees_the_target(
     })
     job = Job.objects.get(kind=Job.Kind.BACKUP)
     staging = wait_for(lambda: [p for p in Job.objects.get(pk=job.pk).partial_files if "/create-" in p], 60, 0.05,
-                       "the staging folder to be recorded")
+                       "the staging folder to be recorded", worker)
     assert Job.objects.get(pk=job.pk).state == Job.State.RUNNING and Path(staging[0]).is_dir()
     worker.kill9()
     assert wait_for(lambda: reap_lost_jobs(), 20, 0.5, "the reaper") == [job.pk]
