@@ -69,6 +69,7 @@ def _defaults() -> dict[str, Any]:
         "JOB_HEARTBEAT_TIMEOUT": 60,
         # Seconds a job may wait in the queue before it is failed as never started (its broker
         # message was lost, or no worker ran for that long); a late message then runs nothing.
+        # Never while another job is running: a job waiting behind a long one is not lost.
         "JOB_QUEUE_TIMEOUT": 6 * 3600,
     }
 

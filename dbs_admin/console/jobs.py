@@ -12,8 +12,9 @@ Why these pieces:
   files and releases their target locks.
 - A job whose broker message is lost (a broker restarted without its data)
   would show "Queued" forever. The same reaper fails QUEUED jobs older than
-  ``DBS_ADMIN["JOB_QUEUE_TIMEOUT"]``, saying why, so the console never claims
-  that work is pending when it is not.
+  ``DBS_ADMIN["JOB_QUEUE_TIMEOUT"]`` once no job is running, saying why, so
+  the console never claims that work is pending when it is not, nor fails
+  a job that is only waiting behind a long one.
 - ``acks_late`` redelivers a task whose worker died; :meth:`JobRun.claim`
   only starts a QUEUED job, so a redelivered message never re-runs a job the
   reaper already declared lost.
@@ -211,15 +212,35 @@ def remove_partial_files(paths: list[str]) -> list[str]:
     return removed
 
 
+def queue_is_moving(grace: float | None = None) -> bool:
+    """True while some worker shows life: a job running with a fresh heartbeat, or one that ended within
+    ``grace`` seconds (the worker is about to take the next message).
+
+    Why: a job queued behind a long one (one worker, a backup of many hours) is waiting, not lost.
+    """
+    grace = dbs_settings.JOB_HEARTBEAT_TIMEOUT if grace is None else grace
+    recent = timezone.now() - timedelta(seconds=grace)
+    for job in Job.objects.filter(state=Job.State.RUNNING).only("pk", "heartbeat_at"):
+        if (job.heartbeat_at and job.heartbeat_at >= recent) or _alive_on_this_host(job, recent.timestamp()):
+            return True
+    # Ended by a worker: it had started the job, and did not vanish (LOST is the reaper's doing).
+    ended = Job.objects.filter(started_at__isnull=False, finished_at__gte=recent).exclude(state=Job.State.LOST)
+    return ended.exists()
+
+
 def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
     """Fail QUEUED jobs no worker has started within ``timeout`` seconds; returns their ids.
 
-    ``claim`` only starts a QUEUED job, so if the message does turn up later it runs nothing.
+    Not while the queue is moving (:func:`queue_is_moving`): then they may be waiting their turn, and they
+    are judged once the queue stops. ``claim`` only starts a QUEUED job, so if the message does turn up
+    later it runs nothing.
     """
     timeout = dbs_settings.JOB_QUEUE_TIMEOUT if timeout is None else timeout
     waited = timedelta(seconds=timeout)
     cutoff = timezone.now() - waited
     stale = list(Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
+    if not stale or queue_is_moving():
+        return []
     failed = []
     for pk in stale:
         if Job.objects.filter(pk=pk, state=Job.State.QUEUED, created_at__lt=cutoff).update(

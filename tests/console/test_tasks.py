@@ -314,3 +314,41 @@ def test_a_job_no_worker_started_is_failed_and_its_late_message_runs_nothing(eag
     assert stale.state == Job.State.FAILED and "Never started" in stale.message
     assert not Backup.objects.exists() and get_target("local").list() == []
     assert not HandoffSecret.objects.exists()  # its sealed passphrase was discarded unread
+
+
+@pytest.mark.django_db
+def test_a_job_waiting_behind_a_long_one_is_not_failed_until_the_queue_stops(settings):
+    """One worker, a backup of many hours: the jobs queued behind it are waiting, not lost."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_QUEUE_TIMEOUT": 600, "JOB_HEARTBEAT_TIMEOUT": 60}
+    now = timezone.now()
+    long_one = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, created_at=now - timedelta(hours=8),
+                                  started_at=now - timedelta(hours=8), heartbeat_at=now - timedelta(seconds=5))
+    behind = Job.objects.create(kind=Job.Kind.RESTORE, created_at=now - timedelta(hours=7))
+
+    assert jobs_mod.reap_lost_jobs() == []
+    assert Job.objects.get(pk=behind.pk).state == Job.State.QUEUED
+
+    # The long one has just ended: the worker is about to take the next message.
+    Job.objects.filter(pk=long_one.pk).update(state=Job.State.SUCCEEDED, finished_at=now - timedelta(seconds=2))
+    assert jobs_mod.reap_lost_jobs() == []
+    # Jobs that ended without a worker (never started, or cancelled while queued) show no life.
+    Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.CANCELLED, finished_at=now)
+
+    # A minute later nothing has taken it: its message is lost, and it says so.
+    Job.objects.filter(pk=long_one.pk).update(finished_at=now - timedelta(seconds=61))
+    assert jobs_mod.reap_lost_jobs() == [behind.pk]
+    behind.refresh_from_db()
+    assert behind.state == Job.State.FAILED and "Never started" in behind.message
+
+
+@pytest.mark.django_db
+def test_a_worker_gone_with_its_job_does_not_keep_the_queue_alive(settings):
+    """The reaper's LOST verdict is no sign of life: the job queued behind a dead worker is failed at once."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_QUEUE_TIMEOUT": 600, "JOB_HEARTBEAT_TIMEOUT": 60}
+    now = timezone.now()
+    dead = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, started_at=now - timedelta(hours=1),
+                              heartbeat_at=now - timedelta(minutes=30), worker="gone@host")
+    behind = Job.objects.create(kind=Job.Kind.BACKUP, created_at=now - timedelta(minutes=20))
+    assert sorted(jobs_mod.reap_lost_jobs()) == sorted([dead.pk, behind.pk])
+    assert Job.objects.get(pk=dead.pk).state == Job.State.LOST
+    assert Job.objects.get(pk=behind.pk).state == Job.State.FAILED
