@@ -4,16 +4,26 @@ Why one module: the rule "never write outside MEDIA_ROOT or a configured file
 root, whatever names the backup holds" must be enforced in exactly one
 place, and the capture side uses the same rule so a hostile value in the
 database (``../../etc/passwd`` in a FILE_PATH column) is never read either.
+
+Inside a root, a few places are off limits too (:func:`protected`): the
+site's SQLite database files, and dbs_admin's own folders (local backup
+targets, the private root). A backup must never overwrite the live
+database or the backups themselves; and merely reading a SQLite file with
+ordinary file I/O is unsafe in a process that has it open, because closing
+any descriptor of a file drops every POSIX lock the process holds on it.
 """
 
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
+from django.db import connections
 
+from dbs_admin.conf import dbs_settings
 from dbs_admin.registry import FieldKind, registry
 
 from .errors import UnsafePathError
@@ -61,13 +71,53 @@ def clean_name(name: str) -> str:
     return str(pure)
 
 
+SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
+
+
+def protected() -> tuple[frozenset[Path], tuple[Path, ...]]:
+    """``(files, folders)`` no backup reads or writes, whatever root they are in (see the module docstring)."""
+    sqlite_names = []
+    for alias in connections:
+        conn = connections[alias]
+        name = str(conn.settings_dict.get("NAME") or "")
+        if conn.vendor == "sqlite" and name and name != ":memory:" and not name.startswith("file:"):
+            sqlite_names.append(name)
+    folders = [dbs_settings.PRIVATE_ROOT]
+    folders += [conf["path"] for conf in dbs_settings.TARGETS.values()
+                if conf.get("kind") == "local" and conf.get("path")]
+    return _protected(tuple(sqlite_names), tuple(map(str, folders)))
+
+
+@lru_cache(maxsize=8)
+def _protected(sqlite_names: tuple[str, ...], folders: tuple[str, ...]) -> tuple[frozenset[Path], tuple[Path, ...]]:
+    """Resolved once per configuration: ``safe_path`` runs for every file of a backup."""
+    files = set()
+    for name in sqlite_names:
+        base = _resolved(name)
+        files.update(base.with_name(base.name + suffix) for suffix in SQLITE_SIDECARS)
+    return frozenset(files), tuple(_resolved(f) for f in folders)
+
+
+def check_not_protected(path: Path, root: Path, name: str = "") -> Path:
+    """``path`` (resolved) unless it is a protected file, or in a protected folder that is not ``root``'s own
+    ancestor (a root inside such a folder is the configuration's choice); else UnsafePathError."""
+    files, folders = protected()
+    if path in files:
+        raise UnsafePathError(f"refusing file {name or path}: it is the site's database file {path}")
+    for folder in folders:
+        if path.is_relative_to(folder) and not root.is_relative_to(folder):
+            raise UnsafePathError(f"refusing file {name or path}: it is in dbs_admin's own folder {folder}")
+    return path
+
+
 def safe_path(root: Path, name: str) -> Path:
-    """``root/name`` resolved, guaranteed inside ``root`` (symlinks included); else UnsafePathError."""
+    """``root/name`` resolved, guaranteed inside ``root`` (symlinks included) and not protected;
+    else UnsafePathError."""
     rel = clean_name(name)
     candidate = (root / rel).resolve()
     if not candidate.is_relative_to(root):
         raise UnsafePathError(f"refusing file name {name!r}: it resolves outside {root}")
-    return candidate
+    return check_not_protected(candidate, root, repr(name))
 
 
 def root_for_restore(root_id: str, roots: dict[str, Path]) -> Path:
@@ -102,6 +152,10 @@ def locate(column: FileColumn, value: str, roots: dict[str, Path]) -> tuple[str,
         if path.is_absolute():
             resolved = path.resolve()
             if resolved.is_relative_to(root):
+                try:
+                    check_not_protected(resolved, root)
+                except UnsafePathError:
+                    return None
                 return root_id, resolved.relative_to(root).as_posix()
         else:
             try:

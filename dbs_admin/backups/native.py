@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import payload
-from .errors import IntegrityCheckError, PayloadError, RestoreError
-from .files import MEDIA, file_roots, root_for_restore, safe_path
+from .errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
+from .files import MEDIA, check_not_protected, file_roots, root_for_restore, safe_path
 from .progress import Reporter
 from .staging import StagedFile, Staging
 
 
 def media_files() -> list[tuple[str, str, Path]]:
-    """Every regular file under MEDIA_ROOT as ``(root id, name, path)``; symlinks leaving it are skipped."""
+    """Every regular file under MEDIA_ROOT as ``(root id, name, path)``; symlinks leaving it, a database
+    file and dbs_admin's own folders (a backup target inside MEDIA_ROOT, say) are skipped."""
     root = file_roots()[MEDIA]
     out = []
     if not root.is_dir():
@@ -33,7 +34,12 @@ def media_files() -> list[tuple[str, str, Path]]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".dbs-restore-"))
         for fname in sorted(filenames):
             path = Path(dirpath) / fname
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
+            resolved = path.resolve()
+            if path.is_symlink() and not resolved.is_relative_to(root):
+                continue
+            try:
+                check_not_protected(resolved, root)
+            except UnsafePathError:
                 continue
             if path.is_file():
                 out.append((MEDIA, path.relative_to(root).as_posix(), path))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from blog.models import Post, Tag
 from dbs_admin import create_backup, read_manifest, restore_backup
@@ -91,14 +93,12 @@ def test_truncated_contents_change_nothing(backed_up, media_root, identity, tmp_
     assert _state(media_root) == before
 
 
-@pytest.mark.parametrize("name", ["../escaped.txt", "uploads/../../escaped.txt", "/tmp/dbs-absolute-escape.txt",
-                                  "uploads/./..//escaped.txt", "a\\..\\escaped.txt"])
-def test_hostile_file_names_write_nothing(backed_up, media_root, identity, tmp_path, name):
-    summary = read_manifest(backed_up.path, identity=identity)
-    summary["counts"] = {}
-    data = b"owned"
+def _crafted_file_backup(backed_up, identity, path: Path, name: str, data: bytes = b"owned") -> Path:
+    """A well-formed backup holding no rows and one media file called ``name``."""
     import hashlib
 
+    summary = read_manifest(backed_up.path, identity=identity)
+    summary["counts"] = {}
     sha = hashlib.sha256(data).hexdigest()
     frames = [
         (payload.HEAD, json.dumps({"format": 1, "kind": "logical"}).encode()),
@@ -109,12 +109,72 @@ def test_hostile_file_names_write_nothing(backed_up, media_root, identity, tmp_p
         (payload.TRAILER, json.dumps({"counts": {}, "files": [["media", name, len(data), sha]]}).encode()),
         (payload.END, b""),
     ]
-    crafted = reseal(frames, summary, tmp_path / "crafted.dbs", identity)
+    return reseal(frames, summary, path, identity)
+
+
+@pytest.mark.parametrize("name", ["../escaped.txt", "uploads/../../escaped.txt", "/tmp/dbs-absolute-escape.txt",
+                                  "uploads/./..//escaped.txt", "a\\..\\escaped.txt"])
+def test_hostile_file_names_write_nothing(backed_up, media_root, identity, tmp_path, name):
+    crafted = _crafted_file_backup(backed_up, identity, tmp_path / "crafted.dbs", name)
     before = _state(media_root)
     with pytest.raises(UnsafePathError):
         restore_backup(crafted, identity=identity, database="sq_b")
     assert _state(media_root) == before
     assert not Path("/tmp/dbs-absolute-escape.txt").exists() and not (media_root.parent / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize("which", ["database", "its write-ahead log"])
+def test_a_file_named_like_the_live_database_is_refused(backed_up, identity, tmp_path, settings, which):
+    """A file root that holds the SQLite database (a project folder, say): a backup never writes over it."""
+    db = Path(connections["sq_b"].settings_dict["NAME"])
+    settings.MEDIA_ROOT = db.parent
+    name = db.name if which == "database" else db.name + "-wal"
+    crafted = _crafted_file_backup(backed_up, identity, tmp_path / "crafted.dbs", name)
+    rows, stats = table_contents("sq_b"), _stats(db, db.parent / name)  # never open() live SQLite files here
+
+    with pytest.raises(UnsafePathError, match="the site's database file"):
+        restore_backup(crafted, identity=identity, database="sq_b")
+
+    assert _stats(db, db.parent / name) == stats and table_contents("sq_b") == rows
+
+
+def test_a_native_backup_never_reads_a_database_file_inside_media_root(settings):
+    """Reading a live SQLite file with open()/close() would drop this process's locks on it (see files.py)."""
+    from dbs_admin.backups.native import media_files
+
+    db = Path(connections["sq_b"].settings_dict["NAME"])
+    settings.MEDIA_ROOT = db.parent
+    other = db.parent / f"an-upload-{os.getpid()}.txt"
+    other.write_bytes(b"an ordinary file beside the databases")
+    try:
+        names = {name for _root, name, _path in media_files()}
+    finally:
+        other.unlink()
+    assert other.name in names and not [n for n in names if n.startswith(db.name)]
+
+
+def _stats(*paths: Path) -> list:
+    return [(s.st_ino, s.st_size, s.st_mtime_ns) if (s := p.stat() if p.exists() else None) else None for p in paths]
+
+
+def test_a_file_in_a_backup_folder_inside_media_is_refused_and_never_backed_up(backed_up, media_root, identity,
+                                                                              tmp_path, settings):
+    """A local target inside MEDIA_ROOT: backups neither carry the backups nor overwrite them."""
+    folder = media_root / "backups"
+    folder.mkdir()
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {"local": {"kind": "local", "path": str(folder)}}}
+    (folder / "nightly.dbs").write_bytes(b"a backup")
+    crafted = _crafted_file_backup(backed_up, identity, tmp_path / "crafted.dbs", "backups/nightly.dbs")
+    before = _state(media_root)
+
+    with pytest.raises(UnsafePathError, match="dbs_admin's own folder"):
+        restore_backup(crafted, identity=identity, database="sq_b")
+    assert _state(media_root) == before and (folder / "nightly.dbs").read_bytes() == b"a backup"
+
+    native = create_backup(database="sq_a", kind="native", recipients=[identity.recipient], output=tmp_path / "n.dbs")
+    names = [json.loads(body)["name"] for kind, body in frames_of(payload_of(native.path, identity))
+             if kind == payload.FILE]
+    assert "uploads/seed-11-00000.png" in names and not [n for n in names if n.startswith("backups/")]
 
 
 def test_unknown_root_is_refused(backed_up, media_root, identity, tmp_path):
