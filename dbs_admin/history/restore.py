@@ -26,6 +26,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils.text import slugify
 
+from ..backups.errors import UnsafePathError as BackupUnsafePathError
+from ..backups.files import check_not_protected
 from ..models import HistoryVersion
 from . import collect, context
 from .errors import CorruptVersionError, HistoryError, UnsafePathError, VersionNotFoundError
@@ -103,6 +105,10 @@ def media_path(name: str) -> Path:
     path = (root / safe).resolve() if safe else None
     if path is None or not path.is_relative_to(root) or path == root:
         raise UnsafePathError(f"Image name {name!r} would be written outside MEDIA_ROOT; the version is refused.")
+    try:
+        check_not_protected(path, root, repr(name))  # the database file, a backup folder inside MEDIA_ROOT
+    except BackupUnsafePathError as exc:
+        raise UnsafePathError(f"{exc}; the version is refused.") from None
     return path
 
 

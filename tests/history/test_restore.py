@@ -160,3 +160,16 @@ def test_hostile_image_name_is_refused(edited_post):
     path.write_text(json.dumps(doc))
     with pytest.raises(UnsafePathError, match="outside"):
         plan_restore(Post, edited_post.slug, "initial")
+
+
+def test_image_name_inside_a_backup_folder_in_media_root_is_refused(edited_post, media_root, settings):
+    """A local backup target inside MEDIA_ROOT: restoring a version never writes over a backup."""
+    folder = media_root / "backups"
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {"local": {"kind": "local", "path": str(folder)}}}
+    history = object_history(Post, edited_post.slug)
+    path = history.dir / "post.json"
+    doc = json.loads(path.read_text())
+    doc["images"][0]["name"] = "backups/nightly.dbs"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UnsafePathError, match="dbs_admin's own folder"):
+        plan_restore(Post, edited_post.slug, "initial")
