@@ -98,14 +98,22 @@ def _protected(sqlite_names: tuple[str, ...], folders: tuple[str, ...]) -> tuple
     return frozenset(files), tuple(_resolved(f) for f in folders)
 
 
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def check_not_protected(path: Path, root: Path, name: str = "") -> Path:
     """``path`` (resolved) unless it is a protected file, or in a protected folder that is not ``root``'s own
-    ancestor (a root inside such a folder is the configuration's choice); else UnsafePathError."""
+    ancestor (a root inside such a folder is the configuration's choice); else UnsafePathError.
+
+    Runs for every file of a backup, so it compares strings rather than building paths.
+    """
     files, folders = protected()
     if path in files:
         raise UnsafePathError(f"refusing file {name or path}: it is the site's database file {path}")
+    text, root_text = str(path), str(root)
     for folder in folders:
-        if path.is_relative_to(folder) and not root.is_relative_to(folder):
+        if _inside(text, str(folder)) and not _inside(root_text, str(folder)):
             raise UnsafePathError(f"refusing file {name or path}: it is in dbs_admin's own folder {folder}")
     return path
 
