@@ -7,8 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dbs_admin.models import AuditEvent, Job
-
-from .factories import make_sealed_backup
+from tests.factories import make_sealed_backup
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,7 @@ from django.urls import reverse
 
 from dbs_admin.console.downloads import SALT, make_token
 from dbs_admin.models import AuditEvent
-
-from .factories import make_sealed_backup, target_path
+from tests.factories import make_sealed_backup, target_path
 
 pytestmark = pytest.mark.django_db
 

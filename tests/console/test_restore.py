@@ -12,8 +12,7 @@ from django.urls import reverse
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console.restore import DAMAGED, WRONG_PASSPHRASE, database_label
 from dbs_admin.models import HandoffSecret, Job
-
-from .factories import PASSPHRASE, make_sealed_backup, target_path
+from tests.factories import PASSPHRASE, make_sealed_backup, target_path
 
 pytestmark = pytest.mark.django_db
 

@@ -20,9 +20,9 @@ from dbs_admin.console.tasks import run_backup, scheduled_backup
 from dbs_admin.models import AuditEvent, Backup, Job
 from dbs_admin.sealed import Identity
 from dbs_admin.targets import get_target
+from tests.factories import make_sealed_backup, target_path
 
 from .conftest import wait_for
-from .factories import make_sealed_backup, target_path
 
 pytestmark = pytest.mark.django_db
 # Tests that run a job are transactional: the job's companion thread writes through its own connection.

@@ -13,8 +13,7 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.console.uploads import FOREIGN_MESSAGE
 from dbs_admin.models import AuditEvent
 from dbs_admin.sealed.layout import MAGIC
-
-from .factories import PASSPHRASE
+from tests.factories import PASSPHRASE
 
 pytestmark = pytest.mark.django_db
 

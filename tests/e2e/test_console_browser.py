@@ -129,7 +129,7 @@ def test_back_up_download_validate_and_restore_in_the_browser(page, live_server,
 
 
 def test_wrong_passphrase_in_the_browser_gets_one_clear_message(page, live_server, django_user_model, tmp_path):
-    from tests.console.factories import make_sealed_backup
+    from tests.factories import make_sealed_backup
 
     django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
     backup = make_sealed_backup()
