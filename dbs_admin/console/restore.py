@@ -1,5 +1,8 @@
 """Restore… in two steps: (1) source + passphrase → manifest; (2) type the database name → restore job.
 
+Step 1 can instead "check the contents": a validate job that decrypts and parses the whole backup
+(rows counted, files re-hashed) without touching the database.
+
 Between the steps nothing secret is kept by the browser or the session: step
 1 seals the passphrase (``handoff``) and hands the browser a signed "plan"
 (source, hand-off reference, user, time) that step 2 sends back. The plan is
@@ -25,7 +28,7 @@ from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableErr
 from . import audit, handoff
 from .access import admin_context, console_view
 from .keys import KeyRefused, open_identity
-from .tasks import RESTORE_PURPOSE, run_restore
+from .tasks import RESTORE_PURPOSE, VALIDATE_PURPOSE, run_restore, run_validate
 from .uploads import FIELD, IDENTITY_FIELD, SealedUploadHandler, UploadRefused, private_upload_path
 
 PLAN_SALT = "dbs_admin.restore-plan"
@@ -185,13 +188,33 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
         audit.record(request, "restore-check", backup=backup, outcome=AuditEvent.Outcome.DENIED,
                      detail=_explain(exc), object_repr=backup.name if backup else "upload")
         return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), _explain(exc), status=400)
-    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file.decode("ascii") if identity_file else None,
-                          purpose=RESTORE_PURPOSE, ttl=PLAN_TTL)
+    identity_text = identity_file.decode("ascii") if identity_file else None
+    if request.POST.get("action") == "validate":
+        return _queue_content_check(request, backup, target, upload, passphrase, identity_text)
+    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_text, purpose=RESTORE_PURPOSE, ttl=PLAN_TTL)
     plan = signing.TimestampSigner(salt=PLAN_SALT).sign_object({
         "u": request.user.pk, "ref": ref, "backup": backup.pk if backup else None,
         "target": target, "upload": upload.name if upload is not None else None,
     })
     return _render_step2(request, plan, summarize(manifest), backup, upload is not None)
+
+
+@sensitive_variables("passphrase", "identity_text")
+def _queue_content_check(request, backup, target, upload, passphrase: str, identity_text: str | None):
+    """"Check the contents" instead of restoring: a validate job that decrypts and parses every byte,
+    with the key sealed for the worker exactly as for a restore. An upload is removed when it ends."""
+    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_text, purpose=VALIDATE_PURPOSE)
+    params = {"decrypt": True, "target": target}
+    if upload is not None:
+        params["upload"] = str(upload)
+    else:
+        params["backup_name"] = backup.name
+    job = Job.objects.create(kind=Job.Kind.VALIDATE, created_by=request.user, backup=backup, params=params)
+    audit.record(request, "validate", backup=backup, object_repr=backup.name if backup else "upload",
+                 detail=f"job {job.pk} queued: decrypt and check the contents")
+    result = run_validate.apply_async(kwargs={"job_id": job.pk, "secret_ref": ref})
+    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    return redirect("dbs_admin:job", pk=job.pk)
 
 
 def _render_step2(request, plan, summary, backup, uploaded, form=None, error=None, status=200):

@@ -32,6 +32,7 @@ LOCK_WAIT_SECONDS = 5
 LOCK_WAIT_RETRIES = 720  # an hour of waiting for the target to be free
 BACKUP_PURPOSE = "backup"
 RESTORE_PURPOSE = "restore"
+VALIDATE_PURPOSE = "validate"
 
 _job_task = {
     "bind": True,
@@ -364,32 +365,63 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
 
 
 @shared_task(name="dbs_admin.validate", **_job_task)
-def run_validate(self, job_id: int, transport_attempt: int = 0) -> None:
-    """Check a backup's structure, hashes and parity (no key needed) and record its state on the Backup row."""
+def run_validate(self, job_id: int, secret_ref: str | None = None, transport_attempt: int = 0) -> None:
+    """Check a listed backup (params.backup_name) or an upload (params.upload) and record what was found.
+
+    Without a key: structure, block hashes and parity. With one (a hand-off from the restore page's "Check
+    the contents" button): every chunk is decrypted and authenticated and the contents parsed, rows counted
+    and every file re-hashed, which is what a restore would read. A backup that fails fails the job, and a
+    listed one is marked damaged; an upload is removed afterwards.
+    """
     from ..backups.api import validate_backup
 
     run = _claim_queued(self, job_id)
     if run is None:
+        handoff.discard(secret_ref)
         return
     job = run.job
+    upload = job.params.get("upload")
+    if upload:
+        run.set_partial_files([upload])  # removed when the job ends, however it ends
+    held: dict[str, tuple] = {}
 
     def body():
+        from .keys import open_identity
+
+        passphrase, identity_file = (
+            handoff.take_key(secret_ref, purpose=VALIDATE_PURPOSE) if secret_ref else (None, None)
+        )
+        if passphrase is not None:
+            held["key"] = (passphrase, identity_file)
+        identity = open_identity(identity_file, passphrase) if identity_file else None
         backup = job.backup
         run.stage("validating")
-        copy = backup.copies.order_by("target").first()
-        result = validate_backup(backup.name, target=copy.target if copy else None)
+        copy = backup.copies.order_by("target").first() if backup else None
+        result = validate_backup(
+            Path(upload) if upload else backup.name, target=copy.target if copy else None,
+            passphrase=None if identity is not None else passphrase, identity=identity,
+            decrypt=passphrase is not None,
+        )
         status = (
             Backup.Status.DAMAGED if not result.ok
             else Backup.Status.HEALED if result.healed_blocks else Backup.Status.OK
         )
-        Backup.objects.filter(pk=backup.pk).update(
-            status=status, verified_at=timezone.now(), healed_blocks=len(result.healed_blocks),
-            healing_margin=result.healing_margin,
-        )
+        if backup is not None:
+            Backup.objects.filter(pk=backup.pk).update(
+                status=status, verified_at=timezone.now(), healed_blocks=len(result.healed_blocks),
+                healing_margin=result.healing_margin,
+            )
         text = result.message or ("Intact." if status == Backup.Status.OK else Backup.Status(status).label)
+        if not result.ok:
+            raise BackupError(f"Damaged: {text}")
         return text, {}
 
-    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id}, attempt=transport_attempt)
+    def retry_kwargs() -> dict:
+        key = held.get("key")
+        ref = handoff.put_key(passphrase=key[0], identity_file=key[1], purpose=VALIDATE_PURPOSE) if key else None
+        return {"job_id": job_id, "secret_ref": ref}
+
+    _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
 
 
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)

@@ -20,7 +20,7 @@ from dbs_admin.console.tasks import run_backup, scheduled_backup
 from dbs_admin.models import AuditEvent, Backup, Job
 from dbs_admin.sealed import Identity
 from dbs_admin.targets import get_target
-from tests.factories import make_sealed_backup, target_path
+from tests.factories import PASSPHRASE, make_sealed_backup, target_path
 
 from .conftest import wait_for
 
@@ -95,8 +95,75 @@ def test_validate_action_records_the_backups_state(eager, su_client):
     assert good.status == Backup.Status.OK and good.verified_at is not None
     jobs = {j.backup_id: j for j in Job.objects.filter(kind=Job.Kind.VALIDATE)}
     assert jobs[good.pk].state == Job.State.SUCCEEDED
-    assert bad.status == Backup.Status.DAMAGED or jobs[bad.pk].state == Job.State.FAILED
-    assert jobs[bad.pk].message
+    assert bad.status == Backup.Status.DAMAGED and jobs[bad.pk].state == Job.State.FAILED
+    assert jobs[bad.pk].message.startswith("Damaged:")
+
+
+def _check_contents(client, **data):
+    return client.post(reverse("dbs_admin:restore_check"), {"passphrase": PASSPHRASE, "action": "validate", **data})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_the_contents_decrypts_and_reads_every_byte_and_restores_nothing(eager, su_client):
+    from dbs_admin import create_backup
+    from dbs_admin.models import HandoffSecret
+
+    seed(posts=4, images=2, seed=8)
+    backup = Backup.objects.get(name=create_backup(target="local", passphrase=PASSPHRASE).name)
+    Backup.objects.filter(pk=backup.pk).update(status=Backup.Status.UNVERIFIED, verified_at=None)
+    from blog.models import Post
+
+    Post.objects.filter(pk__in=list(Post.objects.values_list("pk", flat=True)[:2])).delete()
+
+    response = _check_contents(su_client, backup=backup.pk)
+    job = Job.objects.get(kind=Job.Kind.VALIDATE)
+    assert response.status_code == 302 and response["Location"] == reverse("dbs_admin:job", args=[job.pk])
+    assert job.state == Job.State.SUCCEEDED, job.message
+    assert "decrypted and checked" in job.message and "2 files" in job.message
+    assert job.params["decrypt"] and PASSPHRASE not in str(job.params)
+    backup.refresh_from_db()
+    assert backup.status == Backup.Status.OK and backup.verified_at is not None
+    assert Post.objects.count() == 2  # nothing was restored
+    assert not HandoffSecret.objects.exists() and not Job.objects.filter(kind=Job.Kind.RESTORE).exists()
+    assert AuditEvent.objects.filter(action="validate", backup=backup).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_the_contents_fails_a_backup_whose_blocks_are_fine_but_contents_are_not(eager, su_client):
+    """The keyless check passes (every block intact); only reading the contents tells it would not restore."""
+    backup = make_sealed_backup(payload=b"not a backup payload\n" * 200, status=Backup.Status.UNVERIFIED)
+    su_client.post(reverse("admin:dbs_admin_backup_changelist"), {"action": "validate",
+                                                                   "_selected_action": [backup.pk]})
+    keyless = Job.objects.get(kind=Job.Kind.VALIDATE)
+    assert keyless.state == Job.State.SUCCEEDED, keyless.message
+
+    _check_contents(su_client, backup=backup.pk)
+    job = Job.objects.filter(kind=Job.Kind.VALIDATE).latest("pk")
+    backup.refresh_from_db()
+    assert job.state == Job.State.FAILED and job.message.startswith("Damaged:"), job.message
+    assert backup.status == Backup.Status.DAMAGED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_check_the_contents_of_an_upload_removes_the_upload(eager, su_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    backup = make_sealed_backup()
+    data = target_path(backup).read_bytes()
+    _check_contents(su_client, upload=SimpleUploadedFile("x.dbs", data, "application/octet-stream"))
+    job = Job.objects.get(kind=Job.Kind.VALIDATE)
+    assert job.backup is None and job.params["upload"] and job.state == Job.State.FAILED  # junk contents
+    assert not Path(job.params["upload"]).exists()
+    assert list((Path(dbs_settings.PRIVATE_ROOT) / "uploads").glob("*")) == []
+    page = su_client.get(reverse("dbs_admin:job", args=[job.pk]))
+    assert page.status_code == 200 and "Damaged:" in page.content.decode()
+
+
+def test_check_the_contents_with_a_wrong_passphrase_queues_nothing(su_client):
+    backup = make_sealed_backup()
+    response = _check_contents(su_client, backup=backup.pk, passphrase="not the passphrase at all")
+    assert response.status_code == 400 and "Wrong passphrase" in response.content.decode()
+    assert not Job.objects.exists()
 
 
 def test_delete_action_removes_files_on_every_target_and_audits(su_client):
