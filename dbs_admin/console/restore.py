@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
+from ..conf import dbs_settings
 from ..models import AuditEvent, Backup, Job
 from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
 from . import audit, handoff
@@ -48,6 +49,11 @@ class RestoreSourceForm(forms.Form):
 class RestoreConfirmForm(forms.Form):
     plan = forms.CharField(widget=forms.HiddenInput)
     confirm = forms.CharField(label="Type the database name to confirm", max_length=500)
+    safety_backup = forms.BooleanField(
+        required=False, initial=True, label="First back up the current data",
+        help_text="A backup of what is about to be replaced, on the default target, sealed with the same key: "
+                  "a restore of the wrong backup can be undone.",
+    )
 
 
 def database_label(alias: str = "default") -> str:
@@ -221,6 +227,7 @@ def _render_step2(request, plan, summary, backup, uploaded, form=None, error=Non
     context = {
         **admin_context(request, "Restore a backup: confirm"),
         "summary": summary, "backup": backup, "uploaded": uploaded, "database": database_label(),
+        "safety_target": dbs_settings.DEFAULT_TARGET,
         "form": form or RestoreConfirmForm(initial={"plan": plan}), "error": error,
     }
     return render(request, "dbs_admin/restore_step2.html", context, status=status)
@@ -247,7 +254,8 @@ def restore_confirm(request: HttpRequest) -> HttpResponse:
         backup = Backup.objects.filter(pk=plan["backup"]).first()
         return _render_step2(request, form.cleaned_data["plan"], None, backup, bool(plan["upload"]), form=form,
                              error=f"That is not the database name. Type {database_label()!r} exactly.", status=400)
-    params = {"database": "default", "target": plan["target"]}
+    params = {"database": "default", "target": plan["target"],
+              "safety_backup": dbs_settings.DEFAULT_TARGET if form.cleaned_data["safety_backup"] else None}
     backup = None
     if plan["upload"]:
         try:

@@ -315,20 +315,25 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
         handoff.discard(secret_ref)
         return
     database = job.params.get("database", "default")
-    lock_name = f"database:{database}"
-    holder = locks.acquire(lock_name, job)
-    if holder is not None:
-        return _wait_or_refuse(
-            self, job, holder, lock_name, "wait",
-            {"job_id": job_id, "secret_ref": secret_ref, "transport_attempt": transport_attempt}, RESTORE_PURPOSE
-        )
+    safety_target = job.params.get("safety_backup")
+    wanted = [f"database:{database}", *([safety_target] if safety_target else [])]
+    for n, lock_name in enumerate(wanted):
+        holder = locks.acquire(lock_name, job)
+        if holder is not None:
+            for taken in wanted[:n]:
+                locks.release(taken, job)
+            return _wait_or_refuse(
+                self, job, holder, lock_name, "wait",
+                {"job_id": job_id, "secret_ref": secret_ref, "transport_attempt": transport_attempt}, RESTORE_PURPOSE
+            )
     run = _claim(self, job)
     if run is None:
-        locks.release(lock_name, job)
+        locks.release_all(job)
         handoff.discard(secret_ref)
         return
     upload = job.params.get("upload")
-    run.set_partial_files([str(job_dir(job)), *([upload] if upload else [])])
+    safety_partials = _local_partials(safety_target) if safety_target else []
+    run.set_partial_files([str(job_dir(job)), *([upload] if upload else []), *safety_partials])
     held: dict[str, str] = {}
 
     def body():
@@ -340,6 +345,7 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
         if passphrase is not None:
             held["key"] = (passphrase, identity_file)
         identity = open_identity(identity_file, passphrase) if identity_file else None
+        safety = _safety_backup(run, safety_target, database, passphrase, identity) if safety_target else ""
         run.stage("starting")
         source = Path(upload) if upload else job.params["backup_name"]
         result = restore_backup(
@@ -354,7 +360,7 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
         )
         rows = sum(result.rows.values())
         healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
-        return f"Restored {rows} rows and {result.files} files into {database!r}{healed}.", {"stage": "done"}
+        return f"Restored {rows} rows and {result.files} files into {database!r}{healed}.{safety}", {"stage": "done"}
 
     def retry_kwargs() -> dict:
         key = held.get("key")
@@ -362,6 +368,20 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
         return {"job_id": job_id, "secret_ref": ref}
 
     _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
+
+
+def _safety_backup(run: JobRun, target: str, database: str, passphrase: str | None, identity) -> str:
+    """Back up what the restore is about to replace (``backups.safety``); returns a sentence for the job's
+    message. The staging folder is watched so a lost worker's leftovers are removed."""
+    from ..backups.safety import back_up_before_restore
+
+    run.stage("backing up the current data")
+    label = f"before restore {run.job.pk}"
+    watcher = WorkDirWatcher(run, kind="logical", label=label)
+    result = back_up_before_restore(target, database=database, passphrase=passphrase, identity=identity,
+                                    label=label, user=run.job.created_by, progress=watcher.progress,
+                                    cancel=run.cancel_requested)
+    return f" The data it replaced is in {result.name} on {target!r} (same key)."
 
 
 @shared_task(name="dbs_admin.validate", **_job_task)

@@ -182,3 +182,26 @@ def test_reset_rebuilds_a_broken_schema_after_confirmation(source, dest, media_r
     assert table_contents(dest) == table_contents(source)
     kept = Backup.objects.using(dest).get()  # the console's record survived the reset...
     assert kept.name == "record-of-the-past.dbs" and kept.created_by_id is None  # ...unlinked from the gone user
+
+
+def test_restore_command_can_back_up_what_it_replaces_first(media_root, tmp_path):
+    """``--safety-backup``: the data a restore replaces is kept, sealed with the same key, and restores back."""
+    import io
+    import re
+
+    build_site("sq_a", posts=4, images=1)
+    result = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "old.dbs")
+    with on("sq_b"):
+        Post.objects.create(title="only in b", slug="only-in-b")
+    (tmp_path / "pw").write_text(PASSPHRASE + "\n")
+    out = io.StringIO()
+
+    call_command("dbs_restore", str(result.path), "--database", "sq_b", "--passphrase-file", str(tmp_path / "pw"),
+                 "--safety-backup", "local", "--no-input", stdout=out)
+
+    with on("sq_b"):
+        assert not Post.objects.filter(slug="only-in-b").exists() and Post.objects.count() == 4
+    name = re.search(r"backed up the current data first: (\S+) on 'local'", out.getvalue()).group(1)
+    restore_backup(name, target="local", passphrase=PASSPHRASE, database="sq_b")
+    with on("sq_b"):
+        assert list(Post.objects.values_list("slug", flat=True)) == ["only-in-b"]

@@ -17,7 +17,7 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.console import jobs as jobs_mod
 from dbs_admin.console.jobs import JobRun
 from dbs_admin.console.tasks import run_backup, scheduled_backup
-from dbs_admin.models import AuditEvent, Backup, Job
+from dbs_admin.models import AuditEvent, Backup, Job, TargetLock
 from dbs_admin.sealed import Identity
 from dbs_admin.targets import get_target
 from tests.factories import PASSPHRASE, make_sealed_backup, target_path
@@ -299,11 +299,18 @@ def test_recipient_sealed_backup_restores_with_an_uploaded_identity(eager, su_cl
     assert b"identity passphrase" not in bytes(HandoffSecret.objects.get().ciphertext)
     assert not list((Path(dbs_settings.PRIVATE_ROOT) / "keys").iterdir())  # the temporary copy is gone
     plan = response.context["form"].initial["plan"]
-    su_client.post(reverse("dbs_admin:restore_confirm"), {"plan": plan, "confirm": database_label()})
+    su_client.post(reverse("dbs_admin:restore_confirm"), {"plan": plan, "confirm": database_label(),
+                                                          "safety_backup": "on"})
     job = Job.objects.get(kind=Job.Kind.RESTORE)
     assert job.state == Job.State.SUCCEEDED, job.message
     assert sorted(Post.objects.values_list("title", flat=True)) == titles
     assert stranger.recipient != identity.recipient
+    # The data it replaced (no posts) is sealed to the identity that was used: no passphrase slot.
+    from dbs_admin import read_manifest
+
+    safety = Backup.objects.get(label=f"before restore {job.pk}")
+    assert [s["type"] for s in safety.key_slots] == ["recipient"]
+    assert read_manifest(safety.name, target="local", identity=identity)["counts"]["blog.Post"] == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -419,3 +426,65 @@ def test_a_worker_gone_with_its_job_does_not_keep_the_queue_alive(settings):
     assert sorted(jobs_mod.reap_lost_jobs()) == sorted([dead.pk, behind.pk])
     assert Job.objects.get(pk=dead.pk).state == Job.State.LOST
     assert Job.objects.get(pk=behind.pk).state == Job.State.FAILED
+
+
+def _restore_through_the_console(client, backup: Backup, **confirm) -> Job:
+    from dbs_admin.console.restore import database_label
+
+    step1 = client.post(reverse("dbs_admin:restore_check"), {"backup": backup.pk, "passphrase": PASSPHRASE})
+    assert step1.status_code == 200, step1.context.get("error")
+    plan = step1.context["form"].initial["plan"]
+    client.post(reverse("dbs_admin:restore_confirm"), {"plan": plan, "confirm": database_label(), **confirm})
+    return Job.objects.filter(kind=Job.Kind.RESTORE).latest("pk")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_first_backs_up_what_it_replaces_and_that_backup_undoes_it(eager, su_client):
+    from blog.models import Post
+    from dbs_admin import create_backup, restore_backup
+
+    seed(posts=5, images=1, seed=9)
+    old = Backup.objects.get(name=create_backup(target="local", passphrase=PASSPHRASE).name)
+    Post.objects.create(title="Written after the backup", slug="written-after-the-backup")
+    page = su_client.post(reverse("dbs_admin:restore_check"), {"backup": old.pk, "passphrase": PASSPHRASE})
+    assert 'name="safety_backup"' in page.content.decode() and "checked" in page.content.decode()
+
+    job = _restore_through_the_console(su_client, old, safety_backup="on")
+    assert job.state == Job.State.SUCCEEDED, job.message
+    assert not Post.objects.filter(slug="written-after-the-backup").exists()  # the restore replaced it
+    safety = Backup.objects.get(label=f"before restore {job.pk}")
+    assert safety.name in job.message and "same key" in job.message
+    assert safety.copies.get().target == "local" and safety.status == Backup.Status.OK
+
+    restore_backup(safety.name, target="local", passphrase=PASSPHRASE)  # undo the restore
+    assert Post.objects.filter(slug="written-after-the-backup").exists() and Post.objects.count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_whose_safety_backup_fails_restores_nothing(eager, su_client, settings, tmp_path):
+    from blog.models import Post
+    from dbs_admin import create_backup
+
+    seed(posts=3, images=0, seed=10)
+    old = Backup.objects.get(name=create_backup(target="local", passphrase=PASSPHRASE).name)
+    Post.objects.create(title="Written after the backup", slug="written-after-the-backup")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_bytes(b"a file where the target's folder should be")
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "DEFAULT_TARGET": "blocked", "TARGETS": {
+        **settings.DBS_ADMIN["TARGETS"], "blocked": {"kind": "local", "path": str(blocked)}}}
+
+    job = _restore_through_the_console(su_client, old, safety_backup="on")
+    assert job.state == Job.State.FAILED and job.message.startswith("Nothing was restored"), job.message
+    assert Post.objects.filter(slug="written-after-the-backup").exists() and Post.objects.count() == 4
+    assert Backup.objects.count() == 1 and not TargetLock.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_restore_without_the_safety_backup_makes_none(eager, su_client):
+    seed(posts=2, images=0, seed=12)
+    from dbs_admin import create_backup
+
+    old = Backup.objects.get(name=create_backup(target="local", passphrase=PASSPHRASE).name)
+    job = _restore_through_the_console(su_client, old)
+    assert job.state == Job.State.SUCCEEDED, job.message
+    assert list(Backup.objects.values_list("pk", flat=True)) == [old.pk] and "replaced" not in job.message

@@ -12,6 +12,7 @@ from django.urls import reverse
 from blog.models import Post
 from blog.seeding import seed
 from dbs_admin.console.restore import database_label
+from dbs_admin.models import Backup
 from dbs_admin.sealed import verify
 from tests.console.conftest import redis_broker, start_worker, stop_worker, worker_var  # noqa: F401 - fixtures
 
@@ -97,9 +98,11 @@ def test_back_up_download_validate_and_restore_in_the_browser(page, live_server,
     assert "Migrations match" in page.inner_text("#dbs-migrations")
     assert "blog.Post" in page.inner_text("#dbs-manifest")
     page.fill("#id_confirm", database_label())
+    assert page.is_checked("#id_safety_backup")  # what the restore replaces is backed up first, by default
     page.click("#dbs-restore-go")
     wait_for_job(page, worker)
     assert sorted(Post.objects.values_list("title", flat=True)) == titles
+    assert Backup.objects.filter(label__startswith="before restore").count() == 1
     page.goto(f"{base}/")
     assert Post.objects.filter(status=Post.Status.PUBLISHED).exists()
 

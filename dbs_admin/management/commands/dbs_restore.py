@@ -7,6 +7,7 @@ from django.core.management import BaseCommand, CommandError, CommandParser
 from dbs_admin.backups.cli import ProgressDisplay, add_key_arguments, failures, read_key
 from dbs_admin.backups.keysource import can_prompt
 from dbs_admin.backups.restore import restore_backup
+from dbs_admin.backups.safety import back_up_before_restore
 from dbs_admin.backups.sources import latest_name
 
 
@@ -27,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="Confirm --reset without a prompt.")
         parser.add_argument("--allow-migration-mismatch", action="store_true",
                             help="Restore even if the backup's migrations differ from the code's.")
+        parser.add_argument("--safety-backup", metavar="TARGET",
+                            help="First back up the current data to TARGET, sealed with the same key, so this "
+                                 "restore can be undone (skipped with --dry-run).")
         add_key_arguments(parser, identity=True)
 
     def handle(self, *args, **options) -> None:
@@ -39,6 +43,12 @@ class Command(BaseCommand):
             target = options["target"] if (options["latest"] or options["target"]) else None
             if options["reset"] and not options["dry_run"]:
                 self._confirm_reset(options)
+            if options["safety_backup"] and not options["dry_run"]:
+                safety = back_up_before_restore(
+                    options["safety_backup"], database=options["database"], passphrase=key.get("passphrase"),
+                    identity=key.get("identity"), label="before restore", progress=display,
+                )
+                self.stdout.write(f"backed up the current data first: {safety.name} on {options['safety_backup']!r}")
             result = restore_backup(
                 source, target=target, database=options["database"], models=options["models"],
                 objects=options["objects"], dry_run=options["dry_run"], reset=options["reset"],
