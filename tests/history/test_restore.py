@@ -147,17 +147,19 @@ def test_damaged_image_bytes_restore_nothing(edited_post, media_root, django_cap
     assert not list(media_root.rglob(".dbs-restore-*"))
 
 
-def test_hostile_image_name_is_refused(edited_post):
-    history = object_history(Post, edited_post.slug)
-    path = history.dir / "post.json"
+def _edit_first_image(post, **fields) -> None:
+    """Rewrite the stored version's first image entry, as a hostile or corrupt tree would."""
+    path = object_history(Post, post.slug).dir / "post.json"
     doc = json.loads(path.read_text())
-    doc["images"][0]["name"] = "../../outside.png"
+    doc["images"][0].update(fields)
     path.write_text(json.dumps(doc))
+
+
+def test_hostile_image_name_is_refused(edited_post):
+    _edit_first_image(edited_post, name="../../outside.png")
     with pytest.raises(UnsafePathError, match="outside MEDIA_ROOT"):
         plan_restore(Post, edited_post.slug, "initial")
-    doc["images"][0]["name"] = "uploads/a.png"
-    doc["images"][0]["stored"] = "../../../etc/passwd"
-    path.write_text(json.dumps(doc))
+    _edit_first_image(edited_post, name="uploads/a.png", stored="../../../etc/passwd")
     with pytest.raises(UnsafePathError, match="outside"):
         plan_restore(Post, edited_post.slug, "initial")
 
@@ -166,10 +168,6 @@ def test_image_name_inside_a_backup_folder_in_media_root_is_refused(edited_post,
     """A local backup target inside MEDIA_ROOT: restoring a version never writes over a backup."""
     folder = media_root / "backups"
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {"local": {"kind": "local", "path": str(folder)}}}
-    history = object_history(Post, edited_post.slug)
-    path = history.dir / "post.json"
-    doc = json.loads(path.read_text())
-    doc["images"][0]["name"] = "backups/nightly.dbs"
-    path.write_text(json.dumps(doc))
+    _edit_first_image(edited_post, name="backups/nightly.dbs")
     with pytest.raises(UnsafePathError, match="dbs_admin's own folder"):
         plan_restore(Post, edited_post.slug, "initial")
