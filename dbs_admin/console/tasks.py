@@ -92,6 +92,30 @@ def _local_partials(target_name: str) -> list[str]:
     return [str(path.parent / ".*.part"), str(path.parent / "*.tmp-*")]
 
 
+class HandedKey:
+    """The key a task was handed (a passphrase, or an identity file and its passphrase): read once from the
+    hand-off, kept in this process's memory only, and sealed afresh if a transport error retries the task."""
+
+    def __init__(self, ref: str | None, purpose: str) -> None:
+        self.ref, self.purpose = ref, purpose
+        self._held: tuple[str, str | None] | None = None
+
+    def open(self):
+        """``(passphrase, identity)``: the passphrase opens the backup itself when there is no identity."""
+        from .keys import open_identity
+
+        if not self.ref:
+            return None, None
+        passphrase, identity_file = handoff.take_key(self.ref, purpose=self.purpose)
+        self._held = (passphrase, identity_file)
+        return passphrase, open_identity(identity_file, passphrase) if identity_file else None
+
+    def fresh_ref(self) -> str | None:
+        if self._held is None:
+            return None
+        return handoff.put_key(passphrase=self._held[0], identity_file=self._held[1], purpose=self.purpose)
+
+
 class WorkDirWatcher:
     """Finds the private folder ``create_backup`` writes into, so a lost job's leftovers can be removed.
 
@@ -334,17 +358,10 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
     upload = job.params.get("upload")
     safety_partials = _local_partials(safety_target) if safety_target else []
     run.set_partial_files([str(job_dir(job)), *([upload] if upload else []), *safety_partials])
-    held: dict[str, str] = {}
+    key = HandedKey(secret_ref, RESTORE_PURPOSE)
 
     def body():
-        from .keys import open_identity
-
-        passphrase, identity_file = (
-            handoff.take_key(secret_ref, purpose=RESTORE_PURPOSE) if secret_ref else (None, None)
-        )
-        if passphrase is not None:
-            held["key"] = (passphrase, identity_file)
-        identity = open_identity(identity_file, passphrase) if identity_file else None
+        passphrase, identity = key.open()
         safety = _safety_backup(run, safety_target, database, passphrase, identity) if safety_target else ""
         run.stage("starting")
         source = Path(upload) if upload else job.params["backup_name"]
@@ -362,12 +379,8 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
         healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
         return f"Restored {rows} rows and {result.files} files into {database!r}{healed}.{safety}", {"stage": "done"}
 
-    def retry_kwargs() -> dict:
-        key = held.get("key")
-        ref = handoff.put_key(passphrase=key[0], identity_file=key[1], purpose=RESTORE_PURPOSE) if key else None
-        return {"job_id": job_id, "secret_ref": ref}
-
-    _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
+    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id, "secret_ref": key.fresh_ref()},
+         attempt=transport_attempt)
 
 
 def _safety_backup(run: JobRun, target: str, database: str, passphrase: str | None, identity) -> str:
@@ -403,17 +416,10 @@ def run_validate(self, job_id: int, secret_ref: str | None = None, transport_att
     upload = job.params.get("upload")
     if upload:
         run.set_partial_files([upload])  # removed when the job ends, however it ends
-    held: dict[str, tuple] = {}
+    key = HandedKey(secret_ref, VALIDATE_PURPOSE)
 
     def body():
-        from .keys import open_identity
-
-        passphrase, identity_file = (
-            handoff.take_key(secret_ref, purpose=VALIDATE_PURPOSE) if secret_ref else (None, None)
-        )
-        if passphrase is not None:
-            held["key"] = (passphrase, identity_file)
-        identity = open_identity(identity_file, passphrase) if identity_file else None
+        passphrase, identity = key.open()
         backup = job.backup
         run.stage("validating")
         copy = backup.copies.order_by("target").first() if backup else None
@@ -436,12 +442,8 @@ def run_validate(self, job_id: int, secret_ref: str | None = None, transport_att
             raise BackupError(f"Damaged: {text}")
         return text, {}
 
-    def retry_kwargs() -> dict:
-        key = held.get("key")
-        ref = handoff.put_key(passphrase=key[0], identity_file=key[1], purpose=VALIDATE_PURPOSE) if key else None
-        return {"job_id": job_id, "secret_ref": ref}
-
-    _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
+    _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id, "secret_ref": key.fresh_ref()},
+         attempt=transport_attempt)
 
 
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)
