@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from ..conf import dbs_settings
 from ..models import Job
-from . import handoff, locks
+from . import handoff, locks, uploads
 from .dashboard import human_duration
 
 log = logging.getLogger("dbs_admin.jobs")
@@ -256,7 +256,8 @@ def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
 def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     """Declare RUNNING jobs without a recent heartbeat LOST; clean their files and locks. Returns their ids.
 
-    Also fails jobs that never started (:func:`fail_stale_queued_jobs`), returned with them.
+    Also fails jobs that never started (:func:`fail_stale_queued_jobs`), returned with them, and removes
+    expired hand-offs and abandoned uploads.
     """
     timeout = dbs_settings.JOB_HEARTBEAT_TIMEOUT if timeout is None else timeout
     cutoff = timezone.now() - timedelta(seconds=timeout)
@@ -278,4 +279,5 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
         lost.append(job.pk)
     lost += fail_stale_queued_jobs()
     handoff.purge_expired()
+    uploads.purge_abandoned()
     return lost

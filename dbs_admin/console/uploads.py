@@ -7,12 +7,19 @@ after the whole body was read. This handler writes each chunk straight to
 than ``UPLOAD_MAX_BYTES`` before reading it, stops the moment the limit is
 crossed, and refuses a file whose first bytes are not the sealed magic
 before writing anything else. Whatever it refuses it deletes.
+
+An upload whose restore form was left at step 2 (the plan expires after ten
+minutes) or whose transfer broke off is deleted by :func:`purge_abandoned`,
+run with the reaper every minute, once no job uses it and it has not changed
+for ``ABANDONED_AFTER``: backups are large, and this folder is not watched.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.files.uploadedfile import UploadedFile
@@ -22,6 +29,7 @@ from ..conf import dbs_settings
 from ..sealed.layout import MAGIC
 
 FIELD = "upload"
+ABANDONED_AFTER = timedelta(hours=1)
 IDENTITY_FIELD = "identity"
 IDENTITY_MAX_BYTES = 64 * 1024  # an identity file is a few hundred bytes
 
@@ -140,3 +148,24 @@ def private_upload_path(name: str) -> Path:
     if not path.is_file():
         raise UploadRefused("The uploaded file is gone (restored or expired); upload it again.")
     return path
+
+
+def purge_abandoned(max_age: timedelta = ABANDONED_AFTER) -> list[str]:
+    """Delete uploads no queued or running job uses that have not changed for ``max_age``; return them."""
+    from ..models import Job
+
+    folder = Path(dbs_settings.PRIVATE_ROOT) / "uploads"
+    if not folder.is_dir():
+        return []
+    active = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
+    in_use = {job.params.get("upload") for job in active.only("params")}
+    cutoff = time.time() - max_age.total_seconds()
+    removed = []
+    for path in folder.iterdir():
+        try:
+            if str(path) not in in_use and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(str(path))
+        except OSError:  # removed meanwhile (a restore that just finished)
+            continue
+    return removed

@@ -80,3 +80,26 @@ def test_right_magic_but_not_a_sealed_file_gets_one_clear_message(su_client):
     text = response.content.decode()
     assert "not a dbs_admin backup" in text or "damaged beyond repair" in text
     assert uploads() == []
+
+
+def test_abandoned_uploads_are_removed_by_the_reaper_and_those_in_use_kept(settings):
+    """A restore form left at step 2, or a transfer that broke off: the large file does not stay for ever."""
+    import os
+    import time
+
+    from dbs_admin.console.jobs import reap_lost_jobs
+    from dbs_admin.console.uploads import upload_dir
+    from dbs_admin.models import Job
+
+    folder = upload_dir()
+    hour_ago = time.time() - 3700
+    abandoned, broken, fresh, queued = (folder / n for n in ("a.dbs", "b.dbs.part", "c.dbs", "d.dbs"))
+    for path in (abandoned, broken, fresh, queued):
+        path.write_bytes(MAGIC + b"...")
+    for path in (abandoned, broken, queued):
+        os.utime(path, (hour_ago, hour_ago))
+    Job.objects.create(kind=Job.Kind.RESTORE, params={"upload": str(queued)})  # waiting for a worker
+
+    reap_lost_jobs()
+
+    assert sorted(p.name for p in folder.iterdir()) == ["c.dbs", "d.dbs"]
