@@ -204,6 +204,35 @@ def test_killed_worker_mid_backup_leaves_no_staging_folder_and_frees_the_target(
     assert not Backup.objects.exists() and not TargetLock.objects.exists()
 
 
+def test_killed_worker_during_the_safety_backup_of_a_restore_leaves_nothing_and_restores_nothing(
+        su_client, worker_factory, settings):
+    """The backup a restore takes first is watched like any backup: its staging folder and locks go."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_HEARTBEAT_TIMEOUT": 5}
+    from dbs_admin import create_backup
+
+    seed(posts=6000, images=5, seed=12)  # a backup long enough to interrupt
+    old = Backup.objects.get(name=create_backup(target="local", passphrase="a passphrase long enough").name)
+    Post.objects.create(title="Written after the backup", slug="written-after-the-backup")
+    titles = sorted(Post.objects.values_list("title", flat=True))
+    before = set(Path(dbs_settings.PRIVATE_ROOT).glob("create-*"))
+    step1 = su_client.post(reverse("dbs_admin:restore_check"), {"backup": old.pk,
+                                                                 "passphrase": "a passphrase long enough"})
+    plan = step1.context["form"].initial["plan"]
+    worker = worker_factory()
+    su_client.post(reverse("dbs_admin:restore_confirm"), {"plan": plan, "confirm": database_label(),
+                                                          "safety_backup": "on"})
+    job = Job.objects.get(kind=Job.Kind.RESTORE)
+    wait_for(lambda: [p for p in Job.objects.get(pk=job.pk).partial_files if "/create-" in p], 60, 0.05,
+             "the safety backup's staging folder to be recorded", worker)
+    worker.kill9()
+    assert wait_for(lambda: reap_lost_jobs(), 20, 0.5, "the reaper") == [job.pk]
+    assert set(Path(dbs_settings.PRIVATE_ROOT).glob("create-*")) == before
+    folder = Path(dbs_settings.TARGETS["local"]["path"])
+    assert [p.name for p in folder.glob("*.dbs")] == [old.name] and not list(folder.glob(".*.part"))
+    assert not TargetLock.objects.exists() and Backup.objects.count() == 1
+    assert sorted(Post.objects.values_list("title", flat=True)) == titles  # nothing was restored
+
+
 def test_one_backup_per_target_however_many_workers(su_client, superuser, worker_factory):
     """Two backups of the same target queued at once on two worker processes never overlap."""
     worker_factory(pool="prefork", concurrency=2)
