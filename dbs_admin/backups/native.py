@@ -34,8 +34,9 @@ def media_files() -> list[tuple[str, str, Path]]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".dbs-restore-"))
         for fname in sorted(filenames):
             path = Path(dirpath) / fname
-            resolved = path.resolve()
-            if path.is_symlink() and not resolved.is_relative_to(root):
+            # os.walk does not follow folder links from the resolved root: only a file link needs resolving
+            resolved = path.resolve() if path.is_symlink() else path
+            if resolved is not path and not resolved.is_relative_to(root):
                 continue
             try:
                 check_not_protected(resolved, root)

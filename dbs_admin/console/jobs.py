@@ -171,6 +171,12 @@ class JobRun:
             connection.close()
 
 
+def send(task, job: Job, **kwargs) -> None:
+    """Send ``task`` for ``job`` and record the Celery task id on the job (shown on its page, used to revoke)."""
+    result = task.apply_async(kwargs={"job_id": job.pk, **kwargs})
+    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+
+
 def alive_file(job: Job) -> Path:
     return private_root() / "jobs" / f"{job.pk}.alive"
 

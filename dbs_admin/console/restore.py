@@ -28,6 +28,7 @@ from ..models import AuditEvent, Backup, Job
 from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
 from . import audit, handoff
 from .access import admin_context, console_view
+from .jobs import send
 from .keys import KeyRefused, open_identity
 from .tasks import RESTORE_PURPOSE, VALIDATE_PURPOSE, run_restore, run_validate
 from .uploads import FIELD, IDENTITY_FIELD, SealedUploadHandler, UploadRefused, private_upload_path
@@ -218,8 +219,7 @@ def _queue_content_check(request, backup, target, upload, passphrase: str, ident
     job = Job.objects.create(kind=Job.Kind.VALIDATE, created_by=request.user, backup=backup, params=params)
     audit.record(request, "validate", backup=backup, object_repr=backup.name if backup else "upload",
                  detail=f"job {job.pk} queued: decrypt and check the contents")
-    result = run_validate.apply_async(kwargs={"job_id": job.pk, "secret_ref": ref})
-    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    send(run_validate, job, secret_ref=ref)
     return redirect("dbs_admin:job", pk=job.pk)
 
 
@@ -268,6 +268,5 @@ def restore_confirm(request: HttpRequest) -> HttpResponse:
     job = Job.objects.create(kind=Job.Kind.RESTORE, created_by=request.user, params=params, backup=backup)
     audit.record(request, "restore", backup=backup, object_repr=backup.name if backup else "upload",
                  detail=f"job {job.pk} queued into {database_label()!r}")
-    result = run_restore.apply_async(kwargs={"job_id": job.pk, "secret_ref": plan["ref"]})
-    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    send(run_restore, job, secret_ref=plan["ref"])
     return redirect("dbs_admin:job", pk=job.pk)

@@ -157,15 +157,21 @@ def purge_abandoned(max_age: timedelta = ABANDONED_AFTER) -> list[str]:
     folder = Path(dbs_settings.PRIVATE_ROOT) / "uploads"
     if not folder.is_dir():
         return []
-    active = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
-    in_use = {job.params.get("upload") for job in active.only("params")}
     cutoff = time.time() - max_age.total_seconds()
-    removed = []
+    old = []
     for path in folder.iterdir():
         try:
-            if str(path) not in in_use and path.stat().st_mtime < cutoff:
-                path.unlink()
-                removed.append(str(path))
+            if path.stat().st_mtime < cutoff:
+                old.append(path)
         except OSError:  # removed meanwhile (a restore that just finished)
             continue
+    if not old:  # the usual case: the reaper also runs on every poll of a job page
+        return []
+    active = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
+    in_use = {job.params.get("upload") for job in active.only("params")}
+    removed = []
+    for path in old:
+        if str(path) not in in_use:
+            path.unlink(missing_ok=True)
+            removed.append(str(path))
     return removed

@@ -16,7 +16,7 @@ from ..models import Job
 from . import audit, handoff, schedules
 from .access import admin_context, console_view
 from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
-from .jobs import reap_lost_jobs
+from .jobs import reap_lost_jobs, send
 from .tasks import BACKUP_PURPOSE, run_backup
 
 NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty: scheduled backups are sealed to recipient keys (no "
@@ -83,8 +83,7 @@ def start_backup(request: HttpRequest, data: dict) -> Job:
                 "key": data["key"]},
     )
     ref = handoff.put(data["passphrase"], purpose=BACKUP_PURPOSE) if data.get("passphrase") else None
-    result = run_backup.apply_async(kwargs={"job_id": job.pk, "secret_ref": ref})
-    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    send(run_backup, job, secret_ref=ref)
     audit.record(request, "backup", object_repr=f"job {job.pk}",
                  detail=f"{data['kind']} to {data['target']} queued")
     return job

@@ -12,7 +12,7 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections
 
-from ..console.jobs import JobRun
+from ..console.jobs import JobRun, send
 from ..models import Job
 from .runner import run_drill
 
@@ -24,8 +24,7 @@ TASK_NAME = "dbs_admin.drill"  # the name the console's Schedules page schedules
 def queue_drill(*, target: str | None = None, user=None) -> Job:
     """Create a drill Job and send the task (used by the admin button; beat calls the task directly)."""
     job = Job.objects.create(kind=Job.Kind.DRILL, created_by=user, params={"target": target})
-    result = run_drill_task.apply_async(kwargs={"job_id": job.pk, "target": target})
-    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    send(run_drill_task, job, target=target)
     return job
 
 
