@@ -97,12 +97,16 @@ def restore_backup(
     allow_migration_mismatch: bool = False,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    before_writing: Callable[[], Any] | None = None,
 ) -> RestoreResult:
     """Restore a sealed backup into ``database``: all or nothing.
 
     ``source`` is a path, or a backup name on ``target``. ``models`` restricts
     to "app_label.Model" labels; ``objects`` to "app_label.Model:pk" entries.
     Refuses a migration mismatch (MigrationMismatchError) unless allowed.
+    ``before_writing`` is called once every check that needs no writing has
+    passed (key, kind, migrations; with ``reset`` the whole contents), just
+    before the first write; if it raises, nothing is written.
     """
     params = dict(locals())
     from .restore import restore_backup as _impl

@@ -3,7 +3,9 @@
 Why the checks come first: a migration mismatch, a wrong key or a backup of
 the other kind must be refused before anything is touched; with ``reset``
 the whole file is read and checked before the schema is dropped, so a
-damaged backup can never leave an empty database behind.
+damaged backup can never leave an empty database behind. ``before_writing``
+runs after those checks and before the first write (the safety backup of
+what is about to be replaced), so a refused restore costs no backup.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ def restore_backup(
     source: str | Path, *, target: str | None = None, passphrase: str | None = None, identity: Any = None,
     database: str = "default", models: list[str] | None = None, objects: list[str] | None = None,
     dry_run: bool = False, reset: bool = False, allow_migration_mismatch: bool = False, progress=None, cancel=None,
+    before_writing: Callable[[], Any] | None = None,
 ) -> RestoreResult:
     started = time.monotonic()
     reporter = Reporter(progress, cancel)
@@ -76,6 +79,8 @@ def restore_backup(
 
             with open_sealed(path, passphrase=passphrase, identity=identity) as first_pass:
                 check_contents(first_pass, summary)
+            if before_writing is not None:
+                before_writing()
             with _console_kept(database) as notes:
                 reset_schema(database)
                 result = _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter,
@@ -86,6 +91,8 @@ def restore_backup(
             if missing:
                 raise RestoreError(f"database {database!r} lacks migrations ({', '.join(missing[:5])}): run "
                                    f"manage.py migrate --database {database} first, or restore with --reset")
+        if before_writing is not None and not dry_run:
+            before_writing()
         return _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter, started,
                         dry_run=dry_run)
 

@@ -362,7 +362,12 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
 
     def body():
         passphrase, identity = key.open()
-        safety = _safety_backup(run, safety_target, database, passphrase, identity) if safety_target else ""
+        safety = []
+
+        def safety_backup() -> None:
+            safety.append(_safety_backup(run, safety_target, database, passphrase, identity))
+            run.stage("restoring")
+
         run.stage("starting")
         source = Path(upload) if upload else job.params["backup_name"]
         result = restore_backup(
@@ -374,10 +379,12 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
             reset=False,  # reset would drop the console's own tables (jobs, audit log) too
             progress=run.progress,
             cancel=run.cancel_requested,
+            before_writing=safety_backup if safety_target else None,
         )
         rows = sum(result.rows.values())
         healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
-        return f"Restored {rows} rows and {result.files} files into {database!r}{healed}.{safety}", {"stage": "done"}
+        return (f"Restored {rows} rows and {result.files} files into {database!r}{healed}.{''.join(safety)}",
+                {"stage": "done"})
 
     _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id, "secret_ref": key.fresh_ref()},
          attempt=transport_attempt)

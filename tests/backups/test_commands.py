@@ -205,3 +205,19 @@ def test_restore_command_can_back_up_what_it_replaces_first(media_root, tmp_path
     restore_backup(name, target="local", passphrase=PASSPHRASE, database="sq_b")
     with on("sq_b"):
         assert list(Post.objects.values_list("slug", flat=True)) == ["only-in-b"]
+
+
+def test_a_refused_restore_makes_no_safety_backup(media_root, tmp_path):
+    """A wrong passphrase is found before the current data is backed up: the refusal leaves no extra backup."""
+    build_site("sq_a", posts=2, images=0)
+    result = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "old.dbs")
+    (tmp_path / "pw").write_text("not the passphrase\n")
+    before = table_contents("sq_b")
+
+    with pytest.raises(CommandError, match="passphrase"):
+        call_command("dbs_restore", str(result.path), "--database", "sq_b", "--passphrase-file",
+                     str(tmp_path / "pw"), "--safety-backup", "local", "--no-input")
+
+    target = tmp_path / "target"
+    assert not target.exists() or not any(target.iterdir())
+    assert table_contents("sq_b") == before

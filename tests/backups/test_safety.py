@@ -210,6 +210,40 @@ def test_migration_mismatch_is_refused_naming_the_migrations(backed_up, media_ro
     assert restored.rows["blog.Post"] == 20
 
 
+def test_before_writing_runs_after_every_check_and_before_the_first_write(backed_up, media_root, identity,
+                                                                         tmp_path):
+    """The hook the safety backup hangs on: not called for a refused restore (so a refusal costs no backup),
+    called once on the untouched database otherwise, and its failure leaves everything as it was."""
+    from dbs_admin.sealed import Identity
+
+    summary = read_manifest(backed_up.path, identity=identity)
+    summary["migrations"].append(["blog", "0099_from_the_future"])
+    crafted = reseal(frames_of(payload_of(backed_up.path, identity)), summary, tmp_path / "future.dbs", identity)
+    calls: list[tuple] = []
+
+    def hook():
+        calls.append(table_contents("sq_b"))
+
+    before = _state(media_root)
+    with pytest.raises(MigrationMismatchError):
+        restore_backup(crafted, identity=identity, database="sq_b", before_writing=hook)
+    with pytest.raises(Exception, match="identity|key|recipient"):
+        restore_backup(backed_up.path, identity=Identity.generate(), database="sq_b", before_writing=hook)
+    restore_backup(backed_up.path, identity=identity, database="sq_b", dry_run=True, before_writing=hook)
+    assert calls == [] and _state(media_root) == before
+
+    def failing_hook():
+        raise RuntimeError("the safety backup failed")
+
+    with pytest.raises(RuntimeError, match="safety backup failed"):
+        restore_backup(backed_up.path, identity=identity, database="sq_b", before_writing=failing_hook)
+    assert _state(media_root) == before
+
+    result = restore_backup(backed_up.path, identity=identity, database="sq_b", before_writing=hook)
+    assert calls == [before[0]]  # once, on the database as it was
+    assert result.rows["blog.Post"] == 20 and table_contents("sq_b") != before[0]
+
+
 def test_dry_run_writes_nothing(backed_up, media_root, identity):
     before = _state(media_root)
     result = restore_backup(backed_up.path, identity=identity, database="sq_b", dry_run=True)

@@ -43,16 +43,19 @@ class Command(BaseCommand):
             target = options["target"] if (options["latest"] or options["target"]) else None
             if options["reset"] and not options["dry_run"]:
                 self._confirm_reset(options)
-            if options["safety_backup"] and not options["dry_run"]:
+
+            def safety_backup() -> None:
                 safety = back_up_before_restore(
                     options["safety_backup"], database=options["database"], passphrase=key.get("passphrase"),
                     identity=key.get("identity"), label="before restore", progress=display,
                 )
                 self.stdout.write(f"backed up the current data first: {safety.name} on {options['safety_backup']!r}")
+
             result = restore_backup(
                 source, target=target, database=options["database"], models=options["models"],
                 objects=options["objects"], dry_run=options["dry_run"], reset=options["reset"],
-                allow_migration_mismatch=options["allow_migration_mismatch"], progress=display, **key,
+                allow_migration_mismatch=options["allow_migration_mismatch"], progress=display,
+                before_writing=safety_backup if options["safety_backup"] else None, **key,
             )
         for line in result.changes:
             self.stdout.write(("would: " if result.dry_run else "") + line)
