@@ -139,6 +139,21 @@ def test_native_postgres_without_pg_dump_says_so(pg, identity, monkeypatch, tmp_
         create_backup(kind="native", database="pg_a", recipients=[identity.recipient])
 
 
+@pytest.mark.django_db(databases=["default", "pg_a"])
+def test_native_postgres_with_a_pg_dump_older_than_the_server_says_so(pg, identity, monkeypatch, tmp_path):
+    """An old pg_dump would refuse the newer server (or write a dump pg_restore misreads): named, not run."""
+    from django.db import connections
+
+    old = tmp_path / "pg_dump"
+    old.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    old.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    server = connections["pg_a"].pg_version // 10000
+    with pytest.raises(ToolMissingError, match=f"pg_dump 9 is older than the PostgreSQL {server} server"):
+        create_backup(kind="native", database="pg_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")
+    assert not (tmp_path / "n.dbs").exists()
+
+
 def test_passphrase_sources_in_order(tmp_path, monkeypatch):
     (tmp_path / "pp").write_text("from the file\n")
     monkeypatch.setenv("DBS_PASSPHRASE", "from the environment")
