@@ -236,3 +236,43 @@ def test_a_refused_restore_makes_no_safety_backup(media_root, tmp_path):
     target = tmp_path / "target"
     assert not target.exists() or not any(target.iterdir())
     assert table_contents("sq_b") == before
+
+
+def test_a_terminal_gets_a_progress_bar_and_a_log_gets_quiet_lines(identity, tmp_path):
+    """The same backup, stderr on a pseudo-terminal and then on a pipe, in real processes."""
+    import pty
+    import select
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DBS_PASSPHRASE", "DATABASE_URL")}
+    env["DBS_VAR_DIR"] = str(tmp_path / "var")
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True, timeout=120)
+    backup = [*manage, "dbs_backup", "--recipient", identity.recipient, "--no-input", "--output"]
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([*backup, str(tmp_path / "tty.dbs")], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=terminal)
+    os.close(terminal)
+    drawn = b""
+    while True:  # read as it comes, so a full terminal buffer never blocks the command
+        if select.select([controller], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the command closed its end
+                chunk = b""
+            drawn += chunk
+            if not chunk and proc.poll() is not None:
+                break
+        elif proc.poll() is not None:
+            break
+    os.close(controller)
+    assert proc.wait(timeout=120) == 0
+    bar = drawn.decode()
+    assert "\r" in bar and "[" in bar and "#" in bar and "/" in bar  # a bar redrawn in place: [####....] n/total
+
+    logged = subprocess.run([*backup, str(tmp_path / "log.dbs")], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=120)
+    assert logged.returncode == 0
+    stages = [ln for ln in logged.stderr.splitlines() if ln.endswith("...")]
+    assert "\r" not in logged.stderr and "#" not in logged.stderr
+    assert len(stages) >= 2 and len(stages) == len(set(stages))  # one line per stage, none repeated
