@@ -67,7 +67,8 @@ def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: R
             counts=counts, migrations=manifest.migration_state(connection),
             files=logical_capture.count_file_references(database),
         )
-        body = logical_capture.stream(database, head=_public(head), reporter=reporter, total_rows=sum(counts.values()))
+        body = logical_capture.stream(database, head=_public(head), reporter=reporter, total_rows=sum(counts.values()),
+                                      manifest=summary)
         report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
     return report, summary
 
@@ -84,7 +85,7 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
                                        files=len(native.media_files()), extra={"dump_format": "sqlite3"})
             body = native.stream(_public(head), native_sqlite.dump_chunks(copy),
-                                 {"engine": "sqlite", "format": "sqlite3"}, reporter)
+                                 {"engine": "sqlite", "format": "sqlite3"}, reporter, manifest=summary)
             report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -99,7 +100,7 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                        extra={"dump_format": "pg_dump-custom",
                                               "server_version": connection.pg_version})
             body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
-                                 {"engine": "postgresql", "format": "pg_dump-custom"}, reporter)
+                                 {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary)
             report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     raise BackupError(f"native backups support SQLite and PostgreSQL, not {vendor}; use --kind logical")

@@ -108,12 +108,13 @@ def _rows(model: type[models.Model], alias: str, batch: int) -> Iterator[list[tu
 
 def stream(
     alias: str, *, head: dict[str, Any], reporter: Reporter, total_rows: int | None = None,
-    models_: list[type[models.Model]] | None = None,
+    models_: list[type[models.Model]] | None = None, manifest: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
     """The whole payload of a logical backup of ``alias`` (run it inside :func:`snapshot`).
 
     ``models_`` replaces the carried model set (used to set the console's own
-    records aside across a ``--reset``).
+    records aside across a ``--reset``). ``manifest`` is completed with the
+    files (``file_sha256``, ``missing_files``) once the last one has streamed.
     """
     batch = int(dbs_settings.BATCH_SIZE)
     roots = file_roots()
@@ -174,6 +175,8 @@ def stream(
     if missing:
         log.warning("%d file(s) named in the database were missing on disk and are not in the backup", len(missing))
     reporter.report("files", len(wanted), len(wanted), force=True)
+    if manifest is not None:
+        manifest.update(file_sha256=files, missing_files=missing)
     yield payload.json_frame(payload.TRAILER, {"counts": counts, "files": files, "missing_files": missing})
     yield payload.frame(payload.END)
 

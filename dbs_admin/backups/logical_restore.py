@@ -28,6 +28,7 @@ from dbs_admin.suspend import history_suspended
 from . import payload
 from .errors import IntegrityCheckError, PayloadError, RestoreError
 from .files import MEDIA, file_roots, root_for_restore, safe_path
+from .manifest import check_file_list
 from .pipeline import frames_in_background
 from .progress import Reporter
 from .selection import all_storable_models, decoder, file_columns, is_excluded
@@ -100,13 +101,15 @@ class _Table:
 
 class LogicalRestore:
     def __init__(self, alias: str, selection: Selection, *, dry_run: bool, allow_mismatch: bool,
-                 manifest_counts: dict[str, int] | None, reporter: Reporter, unlink_missing: bool = False):
+                 manifest_counts: dict[str, int] | None, reporter: Reporter, unlink_missing: bool = False,
+                 manifest: dict[str, Any] | None = None):
         self.alias = alias
         self.connection = connections[alias]
         self.sel = selection
         self.dry_run = dry_run
         self.allow_mismatch = allow_mismatch
         self.manifest_counts = manifest_counts
+        self.manifest = manifest
         self.reporter = reporter
         self.roots = file_roots()
         self.staging = Staging()
@@ -416,6 +419,7 @@ class LogicalRestore:
         recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
         if recorded != self.files_seen:
             raise IntegrityCheckError("the backup's files do not match the list and hashes it recorded")
+        check_file_list(self.manifest, trailer.get("files", []))
         if self.sel.models:
             seen = {label.lower() for label in self.rows_seen}
             absent = sorted(self.sel.models - seen)

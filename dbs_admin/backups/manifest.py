@@ -1,10 +1,12 @@
 """The manifest summary stored in the sealed container, and the migration-state comparison.
 
-Why the manifest is computed up front: the container may need it before the
-data streams, and it is what ``read_manifest`` and the console show without
-reading the whole file. It holds what can be known inside the snapshot
-(counts by COUNT in the same transaction, the migration state, versions);
-the exact per-file hashes and final counts are in the payload's trailer.
+Why most of it is computed up front: it is what ``read_manifest`` and the
+console show without reading the whole payload, and it holds what can be
+known inside the snapshot (counts by COUNT in the same transaction, the
+migration state, versions). The list of files with their sha256 is known
+only once the last file has streamed: the capture completes it then (the
+container stores the manifest after the last payload byte), and it equals
+the payload trailer's list, which readers check (:func:`check_file_list`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import functools
 import platform
 import sys
+from collections.abc import Mapping
 from datetime import datetime
 from importlib import metadata
 from typing import Any
@@ -22,7 +25,7 @@ from django.db.migrations.loader import MigrationLoader
 
 import dbs_admin
 
-from .errors import MigrationMismatchError
+from .errors import IntegrityCheckError, MigrationMismatchError
 
 MANIFEST_FORMAT = 1
 
@@ -119,3 +122,17 @@ def summary(
         "versions": versions(),
         **(extra or {}),
     }
+
+
+def check_file_list(summary: Mapping[str, Any] | None, trailer_files: list) -> None:
+    """The manifest's ``file_sha256`` list, when the backup has one, must equal the trailer's ``files``.
+
+    Both are written by the same capture; a difference means the file was not
+    written by dbs_admin as it claims, and a restore must not trust either.
+    """
+    listed = (summary or {}).get("file_sha256")
+    if listed is None:
+        return
+    as_map = lambda entries: {(r, n): (s, h) for r, n, s, h in entries}  # noqa: E731
+    if as_map(listed) != as_map(trailer_files):
+        raise IntegrityCheckError("the backup's files differ from the list and hashes in its manifest")

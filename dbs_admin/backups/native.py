@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from . import payload
 from .errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
 from .files import MEDIA, check_not_protected, file_roots, root_for_restore, safe_path
+from .manifest import check_file_list
 from .progress import Reporter
 from .staging import StagedFile, Staging
 
@@ -48,9 +49,13 @@ def media_files() -> list[tuple[str, str, Path]]:
 
 
 def stream(
-    head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter
+    head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter,
+    manifest: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
-    """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer."""
+    """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
+
+    ``manifest`` is completed with the dump's and the files' hashes (``dump``, ``file_sha256``) at the end.
+    """
     yield payload.MAGIC
     yield payload.json_frame(payload.HEAD, head)
     yield payload.json_frame(payload.DUMP, dump_info)
@@ -75,6 +80,8 @@ def stream(
         with f:
             fsize, sha = yield from payload.file_frames(f, {"root": root_id, "name": name, "ref": name})
             files.append([root_id, name, fsize, sha])
+    if manifest is not None:
+        manifest.update(dump=dump_end, file_sha256=files)
     yield payload.json_frame(payload.TRAILER, {"dump": dump_end, "files": files})
     yield payload.frame(payload.END)
 
@@ -96,8 +103,10 @@ class StagedNative:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter) -> StagedNative:
-    """Read the whole payload: dump to ``work/dump`` (0600), media into staging, every hash checked."""
+def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
+          summary: dict[str, Any] | None = None) -> StagedNative:
+    """Read the whole payload: dump to ``work/dump`` (0600), media into staging, every hash checked
+    (against the trailer, and against the manifest ``summary`` when it lists them)."""
     frames = payload.read_frames(stream)
     kind, body = next(frames)
     head = payload.load_json(body) if kind == payload.HEAD else None
@@ -171,7 +180,12 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter) ->
         staging.cleanup()
         raise PayloadError("the backup's contents are incomplete (no dump or no trailer)")
     recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
-    if trailer.get("dump") != dump_end or recorded != seen:
+    if trailer.get("dump") != dump_end or recorded != seen or (summary or {}).get("dump", dump_end) != dump_end:
         staging.cleanup()
         raise IntegrityCheckError("the backup's dump or files do not match the hashes it recorded")
+    try:
+        check_file_list(summary, trailer.get("files", []))
+    except IntegrityCheckError:
+        staging.cleanup()
+        raise
     return result

@@ -15,13 +15,20 @@ from django.utils import timezone
 
 from dbs_admin.models import Backup, BackupCopy
 
+LISTS_KEPT_IN_THE_FILE = ("file_sha256",)
+
 
 def record_backup(
     *, name: str, kind: str, label: str, created_at: datetime, user: Any, engine: str, size: int, sha256: str,
     key_slots: list[dict], manifest: dict, copies: list[tuple[str, str]],
 ) -> Backup:
-    """Create the Backup row (verified now) and its copies ``(target name, location)``."""
+    """Create the Backup row (verified now) and its copies ``(target name, location)``.
+
+    The row keeps the manifest without its per-file hash list, which can run to
+    many megabytes on a large media folder; the sealed file holds it.
+    """
     now = timezone.now()
+    manifest = {k: v for k, v in manifest.items() if k not in LISTS_KEPT_IN_THE_FILE}
     with transaction.atomic():
         backup = Backup.objects.create(
             name=name, kind=kind, label=label[:200], created_at=created_at,

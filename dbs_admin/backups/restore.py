@@ -102,7 +102,7 @@ def _restore(reader, summary: dict, kind: str, database: str, selection: Selecti
     if kind == "native":
         return _restore_native(reader, summary, database, dry_run, reporter, started)
     job = LogicalRestore(database, selection, dry_run=dry_run, allow_mismatch=allow_mismatch,
-                         manifest_counts=summary.get("counts"), reporter=reporter)
+                         manifest_counts=summary.get("counts"), manifest=summary, reporter=reporter)
     job.run(reader)
     return RestoreResult(
         database=database, dry_run=dry_run, rows=dict(job.rows_written), files=job.files_written,
@@ -142,7 +142,7 @@ def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporte
     work = private_dir("restore")
     staged = None
     try:
-        staged = native.stage(reader, work, dry_run=dry_run, reporter=reporter)
+        staged = native.stage(reader, work, dry_run=dry_run, reporter=reporter, summary=summary)
         counts = dict(summary.get("counts", {}))
         verb = "would replace" if dry_run else "replaced"
         changes = [f"whole database {database!r} ({summary.get('engine')}): {verb} by the backup's "

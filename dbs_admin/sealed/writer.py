@@ -177,7 +177,10 @@ def seal(
 
     Needs a passphrase and/or recipients (X25519 public keys, ``dbs1...``).
     ``manifest`` is any JSON-able mapping; it is stored encrypted and
-    redundantly, and comes back as ``open_sealed(...).manifest``. The file
+    redundantly, and comes back as ``open_sealed(...).manifest``. It is read
+    once ``source`` is exhausted (the container stores it after the data), so
+    a caller may complete it while the source streams, with what is known only
+    at the end (hashes of what was streamed). The file
     appears at ``destination`` only once fully written, synced and verified;
     an existing file is refused unless ``overwrite=True``.
 

@@ -44,6 +44,26 @@ def test_round_trip_at_boundaries(tmp_path, size):
     assert report.ok and report.intact and report.decrypted and report.healing_margin == 1.0
 
 
+def test_a_manifest_completed_while_the_source_streams_is_stored_complete(tmp_path):
+    """What is known only at the end (hashes of what streamed) can go in the manifest: it is read after the
+    last piece of the source, and it is the object's state then that is stored."""
+    import hashlib
+
+    manifest: dict = {"kind": "test"}
+    pieces = [random_bytes(300_000, seed=n) for n in range(3)]
+
+    def source():
+        digest = hashlib.sha256()
+        for piece in pieces:
+            digest.update(piece)
+            yield piece
+        manifest["sha256"] = digest.hexdigest()
+
+    seal_bytes(source(), tmp_path / "f.dbs", manifest=manifest)
+    with open_sealed(tmp_path / "f.dbs", passphrase=PASSPHRASE) as reader:
+        assert reader.manifest == {"kind": "test", "sha256": hashlib.sha256(b"".join(pieces)).hexdigest()}
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=300_000), compressible=st.booleans())
 @example(data=b"", compressible=False)
