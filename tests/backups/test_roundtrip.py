@@ -78,3 +78,35 @@ def test_native_round_trip_keeps_console_records(source, dest, media_root, ident
     assert restored.files == 3
     with on(dest):  # the console's own table was kept as it was, not replaced by the backup's
         assert list(Backup.objects.using(dest).values_list("name", flat=True)) == ["console-record.dbs"]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "sq_b"])
+def test_a_restore_sends_no_model_signals_and_writes_no_history(media_root, identity, settings, tmp_path):
+    """Rows go in with bulk SQL, so no receiver (the post history's, a project's own) runs once per restored row;
+    the history of the restored posts is left as it was."""
+    from django.db.models import signals
+
+    from dbs_admin.models import HistoryVersion
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "HISTORY_ROOT": str(tmp_path / "history")}
+    build_site("sq_a", posts=12, images=2)
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    versions_before = HistoryVersion.objects.count()
+    heard: list[str] = []
+
+    def receiver(sender, **kwargs):
+        heard.append(f"{sender.__name__}")
+
+    watched = [signals.pre_save, signals.post_save, signals.pre_delete, signals.post_delete, signals.m2m_changed]
+    for signal in watched:
+        signal.connect(receiver, weak=False, dispatch_uid="restore-test")
+    try:
+        restored = restore_backup(result.path, identity=identity, database="sq_b")
+    finally:
+        for signal in watched:
+            signal.disconnect(dispatch_uid="restore-test")
+
+    assert restored.rows["blog.Post"] == 12 and restored.rows["blog.Post_tags"] > 0
+    assert heard == []
+    assert HistoryVersion.objects.count() == versions_before
+    assert not (tmp_path / "history").exists() or not any((tmp_path / "history").rglob("*.json"))
