@@ -276,3 +276,39 @@ def test_a_terminal_gets_a_progress_bar_and_a_log_gets_quiet_lines(identity, tmp
     stages = [ln for ln in logged.stderr.splitlines() if ln.endswith("...")]
     assert "\r" not in logged.stderr and "#" not in logged.stderr
     assert len(stages) >= 2 and len(stages) == len(set(stages))  # one line per stage, none repeated
+
+
+def test_dbs_validate_says_ok_healed_or_what_failed(media_root, tmp_path):
+    import io
+
+    build_site("sq_a", posts=6, images=1)
+    good = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "good.dbs").path
+    (tmp_path / "pw").write_text(PASSPHRASE + "\n")
+    (tmp_path / "wrong").write_text("not it\n")
+
+    def validate(path, *extra) -> str:
+        out = io.StringIO()
+        call_command("dbs_validate", str(path), "--no-input", *extra, stdout=out)
+        return out.getvalue()
+
+    assert validate(good).startswith("OK: intact: every block of both copies verified")
+    decrypted = validate(good, "--decrypt", "--passphrase-file", str(tmp_path / "pw"))
+    assert "decrypted and checked: " in decrypted and " 1 files" in decrypted
+
+    data = bytearray(good.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 4096):  # one copy torn: healed, still OK
+        data[i] ^= 0xFF
+    (tmp_path / "torn.dbs").write_bytes(bytes(data))
+    assert "block(s) healed" in validate(tmp_path / "torn.dbs", "--decrypt", "--passphrase-file", str(tmp_path / "pw"))
+
+    (tmp_path / "half.dbs").write_bytes(good.read_bytes()[: len(data) // 2])  # copy A is whole: still readable
+    assert validate(tmp_path / "half.dbs").startswith("OK: healed: ")
+    (tmp_path / "short.dbs").write_bytes(good.read_bytes()[: len(data) // 3])
+    (tmp_path / "foreign.dbs").write_bytes(os.urandom(200_000))
+    for bad in ("short.dbs", "foreign.dbs"):
+        with pytest.raises(CommandError, match="validation failed") as caught:
+            validate(tmp_path / bad)
+        assert caught.value.returncode != 0 and "\n" not in str(caught.value)
+    with pytest.raises(CommandError, match="wrong passphrase") as caught:
+        validate(good, "--decrypt", "--passphrase-file", str(tmp_path / "wrong"))
+    assert caught.value.returncode == 3
