@@ -28,7 +28,7 @@ from dbs_admin.suspend import history_suspended
 from . import payload
 from .errors import IntegrityCheckError, PayloadError, RestoreError
 from .files import MEDIA, file_roots, root_for_restore, safe_path
-from .manifest import check_file_list
+from .manifest import check_against_trailer
 from .pipeline import frames_in_background
 from .progress import Reporter
 from .selection import all_storable_models, decoder, file_columns, is_excluded
@@ -419,7 +419,7 @@ class LogicalRestore:
         recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
         if recorded != self.files_seen:
             raise IntegrityCheckError("the backup's files do not match the list and hashes it recorded")
-        check_file_list(self.manifest, trailer.get("files", []))
+        check_against_trailer(self.manifest, trailer)
         if self.sel.models:
             seen = {label.lower() for label in self.rows_seen}
             absent = sorted(self.sel.models - seen)

@@ -6,7 +6,7 @@ known inside the snapshot (counts by COUNT in the same transaction, the
 migration state, versions). The list of files with their sha256 is known
 only once the last file has streamed: the capture completes it then (the
 container stores the manifest after the last payload byte), and it equals
-the payload trailer's list, which readers check (:func:`check_file_list`).
+the payload trailer's list, which readers check (:func:`check_against_trailer`).
 """
 
 from __future__ import annotations
@@ -124,15 +124,17 @@ def summary(
     }
 
 
-def check_file_list(summary: Mapping[str, Any] | None, trailer_files: list) -> None:
-    """The manifest's ``file_sha256`` list, when the backup has one, must equal the trailer's ``files``.
+def check_against_trailer(summary: Mapping[str, Any] | None, trailer: Mapping[str, Any]) -> None:
+    """What the manifest records at the end (``file_sha256``, a native ``dump``) must equal the payload's trailer.
 
     Both are written by the same capture; a difference means the file was not
     written by dbs_admin as it claims, and a restore must not trust either.
+    Backups made before these keys existed lack them and pass.
     """
-    listed = (summary or {}).get("file_sha256")
-    if listed is None:
-        return
+    summary = summary or {}
+    listed = summary.get("file_sha256")
     as_map = lambda entries: {(r, n): (s, h) for r, n, s, h in entries}  # noqa: E731
-    if as_map(listed) != as_map(trailer_files):
+    if listed is not None and as_map(listed) != as_map(trailer.get("files", [])):
         raise IntegrityCheckError("the backup's files differ from the list and hashes in its manifest")
+    if "dump" in summary and summary["dump"] != trailer.get("dump"):
+        raise IntegrityCheckError("the backup's database dump differs from the hash in its manifest")

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 from . import payload
 from .errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
 from .files import MEDIA, check_not_protected, file_roots, root_for_restore, safe_path
-from .manifest import check_file_list
+from .manifest import check_against_trailer
 from .progress import Reporter
 from .staging import StagedFile, Staging
 
@@ -180,11 +180,10 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
         staging.cleanup()
         raise PayloadError("the backup's contents are incomplete (no dump or no trailer)")
     recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
-    if trailer.get("dump") != dump_end or recorded != seen or (summary or {}).get("dump", dump_end) != dump_end:
-        staging.cleanup()
-        raise IntegrityCheckError("the backup's dump or files do not match the hashes it recorded")
     try:
-        check_file_list(summary, trailer.get("files", []))
+        if trailer.get("dump") != dump_end or recorded != seen:
+            raise IntegrityCheckError("the backup's dump or files do not match the hashes it recorded")
+        check_against_trailer(summary, trailer)
     except IntegrityCheckError:
         staging.cleanup()
         raise

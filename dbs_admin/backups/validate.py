@@ -19,7 +19,7 @@ from dbs_admin.sealed.errors import AuthenticationError, SealedError, Unrecovera
 from . import payload
 from .api import ValidationResult
 from .errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
-from .manifest import check_file_list
+from .manifest import check_against_trailer
 from .sources import local_copy
 
 
@@ -68,13 +68,13 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
         raise PayloadError("the backup's contents have no trailer; the file is incomplete")
     if {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])} != files:
         raise IntegrityCheckError("the backup's files do not match the list it recorded")
-    check_file_list(summary, trailer.get("files", []))
+    check_against_trailer(summary, trailer)
     if kind == "logical":
         if trailer.get("counts") != rows:
             raise IntegrityCheckError("the backup's rows do not match the counts it recorded")
         if summary.get("counts") is not None and summary["counts"] != rows:
             raise IntegrityCheckError("the backup's rows differ from the counts in its manifest")
-    elif trailer.get("dump") != dump_end or summary.get("dump", dump_end) != dump_end:
+    elif trailer.get("dump") != dump_end:
         raise IntegrityCheckError("the database dump does not match the hash recorded in the trailer")
     return {"rows": rows, "files": len(files)}
 

@@ -17,7 +17,7 @@ from dbs_admin.backups.selection import backed_up_models
 from dbs_admin.models import Backup
 
 from .conftest import on
-from .helpers import build_site, frames_of, payload_of, reseal
+from .helpers import build_site, frames_of, payload_of, reseal, wipe
 
 pytestmark = [pytest.mark.usefixtures("backup_settings"), pytest.mark.django_db(databases=["default", "sq_a", "sq_b"])]
 
@@ -67,20 +67,28 @@ def test_the_manifest_describes_the_backup_truly(kind, media_root, identity):
     assert "file_sha256" not in row and row["counts"] == m["counts"]
 
 
-def test_a_manifest_whose_file_list_differs_from_the_contents_is_refused(media_root, identity, tmp_path):
-    """Both lists are written by the same capture: a difference means the file is not what it claims."""
+@pytest.mark.parametrize(("kind", "lie", "message"), [
+    ("logical", lambda m: m["file_sha256"][0].__setitem__(3, "0" * 64), "list and hashes in its manifest"),
+    ("native", lambda m: m["file_sha256"].pop(), "list and hashes in its manifest"),
+    ("native", lambda m: m["dump"].__setitem__("sha256", "0" * 64), "dump differs from the hash in its manifest"),
+])
+def test_a_manifest_that_differs_from_the_contents_is_refused(kind, lie, message, media_root, identity, tmp_path):
+    """The manifest's lists and the trailer are written by the same capture: a difference means the file is
+    not what it claims, and nothing is restored from it."""
     build_site("sq_a", posts=3, images=2)
-    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    result = create_backup(kind=kind, database="sq_a", recipients=[identity.recipient])
     summary = read_manifest(result.path, identity=identity)
-    summary["file_sha256"][0][3] = "0" * 64
+    lie(summary)
     crafted = reseal(frames_of(payload_of(result.path, identity)), summary, tmp_path / "lies.dbs", identity)
     with on("sq_b"):
         from blog.models import Post
 
         Post.objects.create(title="kept", slug="kept")
+    wipe(media_root)
 
-    with pytest.raises(IntegrityCheckError, match="list and hashes in its manifest"):
+    with pytest.raises(IntegrityCheckError, match=message):
         restore_backup(crafted, identity=identity, database="sq_b")
+    assert not any(media_root.iterdir())
     checked = validate_backup(crafted, identity=identity, decrypt=True)
 
     assert not checked.ok and "manifest" in checked.message
