@@ -26,6 +26,7 @@ from django.db import DatabaseError, IntegrityError, connections, models, transa
 from dbs_admin.suspend import history_suspended
 
 from . import payload
+from .dry_run import FileDiff, RowComparer
 from .errors import IntegrityCheckError, PayloadError, RestoreError
 from .files import MEDIA, file_roots, root_for_restore, safe_path
 from .manifest import check_against_trailer
@@ -125,6 +126,8 @@ class LogicalRestore:
         self.found_objects: dict[str, set[str]] = {}
         self.live_rows: dict[str, int] = {}
         self.indexes = IndexesAside(self.connection)
+        self.comparers: dict[str, RowComparer] = {}  # dry run: the backup's rows against the live ones
+        self.file_diff = FileDiff()
         self.unlink_missing = unlink_missing  # null (or drop) restored rows' links to rows that do not exist
 
     # --- entry point -------------------------------------------------------------------------------
@@ -283,6 +286,7 @@ class LogicalRestore:
         from django.contrib.auth.models import Permission
         from django.contrib.contenttypes.models import ContentType
 
+        relinked: dict[int, Any] = {}  # position among the kept columns -> its content type/permission id map
         for i, name in enumerate(columns):
             f = by_attname.get(name)
             if f is None:
@@ -294,9 +298,14 @@ class LogicalRestore:
             conv = decoder(f, self.connection)
             if f.is_relation and f.related_model is ContentType:
                 conv = self._mapper(self.ct_map, conv)
+                relinked[len(t.keep) - 1] = self._mapper(self.ct_map, None)
             elif f.is_relation and f.related_model is Permission:
                 conv = self._mapper(self.perm_map, conv)
+                relinked[len(t.keep) - 1] = self._mapper(self.perm_map, None)
             t.convert.append(conv)
+        kept_names = [columns[i] for i in t.keep]
+        if self.dry_run and model._meta.pk.attname in kept_names:
+            self.comparers[model._meta.label] = RowComparer(model, self.alias, kept_names, relinked)
         for f in model._meta.concrete_fields:
             if f.attname not in columns:
                 t.column_names.append(f.column)
@@ -361,6 +370,10 @@ class LogicalRestore:
         total = None if self.sel.partial or not self.manifest_counts else sum(self.manifest_counts.values())
         self.reporter.report("rows", sum(self.rows_written.values()), total)
         if self.dry_run:
+            if any(len(r) != t.width for r in rows):
+                raise PayloadError(f"rows of {label} do not have the {t.width} columns their table record names")
+            if label in self.comparers:
+                self.comparers[label].compare([[r[i] for i in t.keep] for r in rows])
             return
         # Column by column (transposed with zip, in C): most columns need no conversion at all.
         try:
@@ -382,7 +395,7 @@ class LogicalRestore:
         wanted = not self.sel.partial or spec.get("ref") in self.wanted_refs
         if not wanted or self.dry_run:
             if wanted:
-                spec["_wanted"] = True
+                spec["_wanted"] = final
             return None
         self.reporter.report("files", len(self.staging.files), None)
         return self.staging.new_file(root, final)
@@ -401,6 +414,7 @@ class LogicalRestore:
                 )
             if spec.get("_wanted"):
                 self.files_written += 1
+                self.file_diff.add(spec["_wanted"], size, sha)
         self.files_seen[key] = (size, sha)
 
     # --- end ---------------------------------------------------------------------------------------
@@ -534,9 +548,16 @@ def _insert(connection, cursor, table: str, columns: list[str], rows: list[list[
 
 
 def summary_lines(r: LogicalRestore) -> Iterator[str]:
-    """The plan (dry run) or summary: rows replaced per model, files written, kept rows unlinked."""
+    """The plan (dry run) or summary: rows replaced per model, files written, kept rows unlinked.
+
+    A dry run also says what differs: rows added, changed, removed and unchanged, files new or different."""
     verb = "would replace" if r.dry_run else "replaced"
     for label in sorted(r.rows_written):
-        yield f"{label}: {verb} {r.live_rows.get(label, 0)} row(s) with {r.rows_written[label]} from the backup"
-    yield f"files: {'would write' if r.dry_run else 'wrote'} {r.files_written}"
+        live = r.live_rows.get(label, 0)
+        line = f"{label}: {verb} {live} row(s) with {r.rows_written[label]} from the backup"
+        if label in r.comparers:
+            line += f" ({r.comparers[label].diff.describe(live)})"
+        yield line
+    files = f"files: {'would write' if r.dry_run else 'wrote'} {r.files_written}"
+    yield files + (f" ({r.file_diff.describe()})" if r.dry_run else "")
     yield from r.changes

@@ -58,7 +58,7 @@ class Command(BaseCommand):
                 before_writing=safety_backup if options["safety_backup"] else None, **key,
             )
         for line in result.changes:
-            self.stdout.write(("would: " if result.dry_run else "") + line)
+            self.stdout.write(line)  # a dry run's lines already say "would"
         verb = "dry run of" if result.dry_run else "restored"
         healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
         self.stdout.write(f"{verb} {source} into {result.database!r}: {sum(result.rows.values())} rows, "
