@@ -18,6 +18,8 @@ Why these pieces:
 - ``acks_late`` redelivers a task whose worker died; :meth:`JobRun.claim`
   only starts a QUEUED job, so a redelivered message never re-runs a job the
   reaper already declared lost.
+- Unattended jobs (the schedule's) that fail, are lost or never start are
+  mailed to ADMINS where they end (``alerts.py``): nobody watches them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from django.utils import timezone
 
 from ..conf import dbs_settings
 from ..models import Job
-from . import handoff, locks, uploads
+from . import alerts, handoff, locks, uploads
 from .dashboard import human_duration
 
 log = logging.getLogger("dbs_admin.jobs")
@@ -110,12 +112,14 @@ class JobRun:
         values = {"state": state, "message": message[:4000], "finished_at": now, "heartbeat_at": now, **fields}
         if state == Job.State.SUCCEEDED:
             values["progress"] = 1.0
-        Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(**values)
+        ended = Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(**values)
         remove_partial_files(self.job.partial_files)
         Job.objects.filter(pk=self.job.pk).update(partial_files=[])
         alive_file(self.job).unlink(missing_ok=True)
         locks.release_all(self.job)
         self.job.refresh_from_db()
+        if ended and state == Job.State.FAILED:  # not when the reaper had already declared it lost
+            alerts.alert_if_unattended(self.job)
 
     # -- callbacks for the services (no database access here) -------------------
     def progress(self, stage: str, done: int, total: int | None) -> None:
@@ -256,6 +260,7 @@ def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
         ):
             log.warning("job %s never started within %s; failed", pk, human_duration(waited))
             failed.append(pk)
+            alerts.alert_if_unattended(Job.objects.get(pk=pk))
     return failed
 
 
@@ -283,6 +288,8 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
         alive_file(job).unlink(missing_ok=True)
         log.warning("job %s lost (worker %s); removed %d partial file(s)", job.pk, job.worker, len(removed))
         lost.append(job.pk)
+        job.refresh_from_db()
+        alerts.alert_if_unattended(job)
     lost += fail_stale_queued_jobs()
     handoff.purge_expired()
     uploads.purge_abandoned()

@@ -20,7 +20,7 @@ from ..backups.errors import BackupError, CancelledError, TargetError
 from ..conf import dbs_settings
 from ..models import Backup, Job
 from ..sealed import SealedError
-from . import handoff, locks
+from . import alerts, handoff, locks
 from .jobs import JobRun, job_dir, private_root, reap_lost_jobs
 
 log = logging.getLogger("dbs_admin.jobs")
@@ -216,9 +216,11 @@ def _wait_or_refuse(task, job: Job, holder: Job, target: str, on_busy: str, kwar
     text = f"Target {target!r} is busy with {holder.get_kind_display().lower()} job #{holder.pk}"
     if on_busy == "skip" or task.request.retries >= LOCK_WAIT_RETRIES:
         handoff.discard(kwargs.get("secret_ref"))
-        Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+        if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
             state=Job.State.CANCELLED, finished_at=timezone.now(), message=f"{text}; this run was skipped."
-        )
+        ):
+            job.refresh_from_db()
+            alerts.alert_if_unattended(job)
         return
     Job.objects.filter(pk=job.pk).update(message=f"{text}; waiting for it to finish.")
     kwargs = {**kwargs, "secret_ref": _reseal(kwargs.get("secret_ref"), purpose)}

@@ -27,6 +27,23 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture
+def eager():
+    """Tasks run in-process where they are sent (tests about what a task does, not about the worker)."""
+    from demo_site.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def private_target(settings, tmp_path):
+    """An empty local target per test, so retention and cleanup see only this test's files."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {"local": {"kind": "local", "path": str(tmp_path / "t")}},
+                          "PRIVATE_ROOT": str(tmp_path / "private")}
+
+
+@pytest.fixture
 def su_client(superuser) -> Client:
     client = Client()
     client.force_login(superuser)

@@ -24,24 +24,8 @@ from tests.factories import PASSPHRASE, make_sealed_backup, target_path
 
 from .conftest import wait_for
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("private_target")]
 # Tests that run a job are transactional: the job's companion thread writes through its own connection.
-
-
-@pytest.fixture
-def eager():
-    from demo_site.celery import app
-
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
-
-
-@pytest.fixture(autouse=True)
-def private_target(settings, tmp_path):
-    """An empty local target per test, so retention and cleanup see only this test's files."""
-    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {"local": {"kind": "local", "path": str(tmp_path / "t")}},
-                          "PRIVATE_ROOT": str(tmp_path / "private")}
 
 
 @pytest.fixture
