@@ -215,9 +215,16 @@ def _sqlite_datetime_decoder(field: models.Field, connection) -> Callable[[Any],
     Django's version reads a lazy setting and checks awareness through two
     helpers for every value; with tens of thousands of timestamps that was a
     tenth of a logical restore. The result is the same string.
+
+    When the connection's zone is UTC (Django's default), a value in exactly
+    the form ``isoformat()`` gives a UTC datetime (``...+00:00``, with six
+    fraction digits or none) is already that text once the ``T`` and the
+    offset are dropped: it is still parsed, so a malformed value is refused
+    as before, but not converted.
     """
     tz = connection.timezone
     parse = _aware_parser()
+    utc = tz == datetime.UTC
 
     def convert(v: Any) -> Any:
         if v is None:
@@ -226,6 +233,9 @@ def _sqlite_datetime_decoder(field: models.Field, connection) -> Callable[[Any],
             value = parse(v)
         except (TypeError, ValueError):
             return field.get_db_prep_save(field.to_python(v), connection)
+        if utc and v[-6:] == "+00:00" and v[10] == "T" and (len(v) == 25 or (len(v) == 32 and v[19] == "."
+                                                                            and v[20:26] != "000000")):
+            return f"{v[:10]} {v[11:-6]}"
         return str(value.astimezone(tz).replace(tzinfo=None))
 
     return convert

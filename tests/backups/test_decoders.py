@@ -16,6 +16,14 @@ STAMPS = [  # what sites write, and the other forms ISO 8601 allows
     "2026-03-29T01:30:00-05:00",
     "2026-11-23T02:00:00",  # naive, as a site without time zones writes it
     "2026-11-23 02:00",  # short forms ISO allows
+    "2026-11-23T02:00:00.000000+00:00",  # forms near the shortcut for UTC text: none may take it wrongly
+    "2026-11-23T02:00:00.120+00:00",
+    "2026-11-23T02:00:00,123456+00:00",
+    "2026-11-23 02:00:00.123456+00:00",
+    "2026-11-23T02:00:00.123456-00:00",
+    "2026-11-23T02:00:00Z",
+    "2026-01-01T00:00:00+00:00",
+    "2026-11-23T23:59:59.999999+00:00",
 ]
 
 
@@ -54,3 +62,16 @@ def test_sqlite_datetimes_without_time_zone_support_keep_djangos_refusal(sqlite_
         assert convert("2026-11-23T02:00:00") == "2026-11-23 02:00:00"
         with pytest.raises(ValueError, match="does not support timezone-aware"):
             convert("2026-11-23T02:00:00+00:00")
+
+
+@pytest.mark.parametrize("engine", ["sqlite3", "postgresql"])
+def test_a_malformed_timestamp_is_refused_not_stored(engine):
+    """Shaped like UTC text but not a date: refused as Django refuses it, never written as it stands."""
+    from django.core.exceptions import ValidationError
+
+    field = models.DateTimeField()
+    field.set_attributes_from_name("at")
+    convert = decoder(field, connection_for(engine))
+    for bad in ("2026-13-45T02:00:00+00:00", "2026-11-23T25:61:00.123456+00:00"):
+        with pytest.raises(ValidationError):
+            convert(bad)
