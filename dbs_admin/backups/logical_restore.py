@@ -11,6 +11,7 @@ end.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -134,7 +135,7 @@ class LogicalRestore:
 
     def run(self, stream: BinaryIO) -> None:
         try:
-            with history_suspended():
+            with history_suspended(), cyclic_collector_paused():
                 if self.dry_run:
                     self._consume(stream)
                     return
@@ -489,6 +490,25 @@ class LogicalRestore:
 
 
 SQLITE_RESTORE_CACHE_KIB = 32768
+
+
+@contextmanager
+def cyclic_collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while rows load; on again afterwards if it was on.
+
+    Why: a load allocates millions of short-lived lists and tuples (the rows)
+    that reference counting frees as each batch ends; they make no cycles,
+    but their churn sets off full collections that walk the whole heap again
+    and again: a tenth of a restore's time. Nothing is leaked: what the
+    paused collector would have found, it finds when it is back on.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 @contextmanager

@@ -328,3 +328,23 @@ def test_table_records_after_the_files_are_refused(backed_up, media_root, identi
         restore_backup(bad, identity=identity, database="sq_b")
 
     assert _state(media_root) == before
+
+
+def test_the_cyclic_collector_is_paused_for_the_load_and_back_on_after_it_even_after_a_failure(
+        backed_up, media_root, identity, tmp_path):
+    """Paused while rows load (its full-heap walks were a tenth of a restore); a worker process must never
+    be left without it, whatever the restore's outcome."""
+    import gc
+
+    seen: list[bool] = []
+    restore_backup(backed_up.path, identity=identity, database="sq_b",
+                   progress=lambda stage, done, total: seen.append(gc.isenabled()) if stage == "rows" else None)
+    assert seen and not any(seen) and gc.isenabled()
+
+    frames = frames_of(payload_of(backed_up.path, identity))
+    cut = next(i for i, (kind, _) in enumerate(frames) if kind == payload.FILE)
+    truncated = reseal(frames[:cut + 1], read_manifest(backed_up.path, identity=identity), tmp_path / "t.dbs",
+                       identity)
+    with pytest.raises(PayloadError):
+        restore_backup(truncated, identity=identity, database="sq_b")
+    assert gc.isenabled()
