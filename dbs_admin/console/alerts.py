@@ -7,18 +7,13 @@ night; its failure, a worker lost half-way, a job no worker ever took, or a
 run skipped because the previous one still held the target would otherwise
 show only as an ageing "last backup" on the dashboard days later. Drills
 alert through their own report (``drills/alerts.py``). A broken mail set-up
-is logged, never raised: the job's recorded outcome matters more.
+is logged, never raised (``notify.py``): the job's recorded outcome matters more.
 """
 
 from __future__ import annotations
 
-import logging
-
-from django.core.mail import mail_admins
-
 from ..models import Job
-
-log = logging.getLogger("dbs_admin.console")
+from ..notify import mail_admins_or_log
 
 UNATTENDED_KINDS = (Job.Kind.BACKUP, Job.Kind.PRUNE, Job.Kind.VALIDATE)
 
@@ -28,13 +23,7 @@ def alert_if_unattended(job: Job) -> bool:
     if job.created_by_id is not None or job.kind not in UNATTENDED_KINDS:
         return False
     subject, body = message(job)
-    try:
-        mail_admins(subject, body)
-    except Exception:
-        log.exception("could not mail ADMINS about job %s", job.pk)
-        return False
-    log.error("%s", subject)
-    return True
+    return mail_admins_or_log(subject, body, about=f"job {job.pk}")
 
 
 def message(job: Job) -> tuple[str, str]:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
-from django.core.mail import mail_admins
-
 from ..models import DrillReport
-
-log = logging.getLogger("dbs_admin.drills")
+from ..notify import mail_admins_or_log
 
 
 def failure_message(report: DrillReport) -> tuple[str, str]:
@@ -33,10 +28,4 @@ def failure_message(report: DrillReport) -> tuple[str, str]:
 def alert_failure(report: DrillReport) -> bool:
     """Mail ADMINS; a broken mail set-up is logged, never allowed to hide the recorded report."""
     subject, body = failure_message(report)
-    try:
-        mail_admins(subject, body)
-    except Exception:
-        log.exception("could not mail ADMINS about failed drill %s", report.pk)
-        return False
-    log.error("%s", subject)
-    return True
+    return mail_admins_or_log(subject, body, about=f"failed drill {report.pk}")
