@@ -118,9 +118,15 @@ def validate_backup(
 
 
 def _structure_message(report) -> str:
+    """What was found, in words an operator can act on: which copies are damaged, and a cut-off end."""
     if report.intact:
         return "intact: every block of both copies verified"
-    return f"healed: {len(report.healed_blocks)} damaged block(s) recoverable, healing margin {report.healing_margin}"
+    parts = [f"healed: {len(report.healed_blocks)} damaged block(s) recoverable"]
+    if report.damaged_regions:
+        parts.append(f"a damaged copy of the {', '.join(report.damaged_regions)}")
+    if (report.regions or {}).get("locator", {}).get("copies_found") == 0:
+        parts.append("the file's end is missing (truncated?): replace it with an intact copy from another target")
+    return "; ".join(parts) + f"; healing margin {report.healing_margin}"
 
 
 def read_manifest(source: str | Path, *, target: str | None = None, passphrase: str | None = None,

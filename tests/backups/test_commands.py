@@ -299,10 +299,13 @@ def test_dbs_validate_says_ok_healed_or_what_failed(media_root, tmp_path):
     for i in range(len(data) // 3, len(data) // 3 + 4096):  # one copy torn: healed, still OK
         data[i] ^= 0xFF
     (tmp_path / "torn.dbs").write_bytes(bytes(data))
-    assert "block(s) healed" in validate(tmp_path / "torn.dbs", "--decrypt", "--passphrase-file", str(tmp_path / "pw"))
+    torn = validate(tmp_path / "torn.dbs", "--decrypt", "--passphrase-file", str(tmp_path / "pw"))
+    assert "damaged block(s) recoverable" in torn and "decrypted and checked" in torn
 
     (tmp_path / "half.dbs").write_bytes(good.read_bytes()[: len(data) // 2])  # copy A is whole: still readable
-    assert validate(tmp_path / "half.dbs").startswith("OK: healed: ")
+    half = validate(tmp_path / "half.dbs")
+    assert half.startswith("OK: healed: ") and "end is missing (truncated?)" in half and "margin 0.5" in half
+    assert "truncated" not in validate(tmp_path / "torn.dbs")  # torn inside: said as damage, not as a cut
     (tmp_path / "short.dbs").write_bytes(good.read_bytes()[: len(data) // 3])
     (tmp_path / "foreign.dbs").write_bytes(os.urandom(200_000))
     for bad in ("short.dbs", "foreign.dbs"):
