@@ -46,7 +46,7 @@ def set_aside(alias: str, path: Path) -> bool:
 def put_back(alias: str, path: Path) -> list[str]:
     """Load the rows set aside by :func:`set_aside` into the rebuilt database."""
     job = LogicalRestore(alias, Selection(models={m._meta.label_lower for m in console_models()}), dry_run=False,
-                         allow_mismatch=False, manifest_counts=None, reporter=Reporter(None, None),
+                         allow_mismatch=False, manifest=None, reporter=Reporter(None, None),
                          unlink_missing=True)
     with open(path, "rb") as f:
         job.run(f)

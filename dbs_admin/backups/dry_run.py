@@ -93,10 +93,8 @@ def _state(final: Path, size: int, sha256: str) -> str:
             return "new"
         if not final.is_file() or final.stat().st_size != size:
             return "different"
-        digest = hashlib.sha256()
         with open(final, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
     except OSError:
         return "different"
-    return "identical" if digest.hexdigest() == sha256 else "different"
+    return "identical" if digest == sha256 else "different"

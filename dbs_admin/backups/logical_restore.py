@@ -103,15 +103,14 @@ class _Table:
 
 class LogicalRestore:
     def __init__(self, alias: str, selection: Selection, *, dry_run: bool, allow_mismatch: bool,
-                 manifest_counts: dict[str, int] | None, reporter: Reporter, unlink_missing: bool = False,
-                 manifest: dict[str, Any] | None = None):
+                 manifest: dict[str, Any] | None, reporter: Reporter, unlink_missing: bool = False):
         self.alias = alias
         self.connection = connections[alias]
         self.sel = selection
         self.dry_run = dry_run
         self.allow_mismatch = allow_mismatch
-        self.manifest_counts = manifest_counts
-        self.manifest = manifest
+        self.manifest = manifest  # checked against what the stream holds; None: a stream of our own, no manifest
+        self.manifest_counts: dict[str, int] | None = (manifest or {}).get("counts")
         self.reporter = reporter
         self.roots = file_roots()
         self.staging = Staging()
@@ -370,19 +369,14 @@ class LogicalRestore:
         self.rows_written[label] += len(rows)
         total = None if self.sel.partial or not self.manifest_counts else sum(self.manifest_counts.values())
         self.reporter.report("rows", sum(self.rows_written.values()), total)
+        if any(len(r) != t.width for r in rows):
+            raise PayloadError(f"rows of {label} do not have the {t.width} columns their table record names")
         if self.dry_run:
-            if any(len(r) != t.width for r in rows):
-                raise PayloadError(f"rows of {label} do not have the {t.width} columns their table record names")
             if label in self.comparers:
                 self.comparers[label].compare([[r[i] for i in t.keep] for r in rows])
             return
         # Column by column (transposed with zip, in C): most columns need no conversion at all.
-        try:
-            by_column = list(zip(*rows, strict=True))
-        except ValueError:
-            by_column = []
-        if len(by_column) != t.width:
-            raise PayloadError(f"rows of {label} do not have the {t.width} columns their table record names")
+        by_column = list(zip(*rows))
         columns = [by_column[i] if conv is None else list(map(conv, by_column[i]))
                    for i, conv in zip(t.keep, t.convert, strict=True)]
         columns += [repeat(value, len(rows)) for value in t.extra_values]
@@ -431,7 +425,7 @@ class LogicalRestore:
             raise IntegrityCheckError(
                 f"the backup's rows differ from the counts in its manifest ({_diff(self.manifest_counts, counts)})"
             )
-        recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
+        recorded = payload.file_index(trailer.get("files", []))
         if recorded != self.files_seen:
             raise IntegrityCheckError("the backup's files do not match the list and hashes it recorded")
         check_against_trailer(self.manifest, trailer)

@@ -26,6 +26,7 @@ from django.db.migrations.loader import MigrationLoader
 import dbs_admin
 
 from .errors import IntegrityCheckError, MigrationMismatchError
+from .payload import file_index
 
 MANIFEST_FORMAT = 1
 
@@ -133,8 +134,7 @@ def check_against_trailer(summary: Mapping[str, Any] | None, trailer: Mapping[st
     """
     summary = summary or {}
     listed = summary.get("file_sha256")
-    as_map = lambda entries: {(r, n): (s, h) for r, n, s, h in entries}  # noqa: E731
-    if listed is not None and as_map(listed) != as_map(trailer.get("files", [])):
+    if listed is not None and file_index(listed) != file_index(trailer.get("files", [])):
         raise IntegrityCheckError("the backup's files differ from the list and hashes in its manifest")
     if "dump" in summary and summary["dump"] != trailer.get("dump"):
         raise IntegrityCheckError("the backup's database dump differs from the hash in its manifest")

@@ -179,7 +179,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     if trailer is None or dump_end is None:
         staging.cleanup()
         raise PayloadError("the backup's contents are incomplete (no dump or no trailer)")
-    recorded = {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])}
+    recorded = payload.file_index(trailer.get("files", []))
     try:
         if trailer.get("dump") != dump_end or recorded != seen:
             raise IntegrityCheckError("the backup's dump or files do not match the hashes it recorded")

@@ -128,6 +128,12 @@ def read_frames(stream: BinaryIO) -> Iterator[tuple[bytes, bytes]]:
             return
 
 
+def file_index(entries: list) -> dict[tuple[str, str], tuple[int, str]]:
+    """A trailer's (or manifest's) file list ``[[root, name, size, sha256], ...]`` keyed by file:
+    ``{(root, name): (size, sha256)}``, the form readers compare."""
+    return {(root, name): (size, sha) for root, name, size, sha in entries}
+
+
 def load_json(body: bytes) -> Any:
     try:
         return json.loads(body)

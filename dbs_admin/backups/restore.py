@@ -102,7 +102,7 @@ def _restore(reader, summary: dict, kind: str, database: str, selection: Selecti
     if kind == "native":
         return _restore_native(reader, summary, database, dry_run, reporter, started)
     job = LogicalRestore(database, selection, dry_run=dry_run, allow_mismatch=allow_mismatch,
-                         manifest_counts=summary.get("counts"), manifest=summary, reporter=reporter)
+                         manifest=summary, reporter=reporter)
     job.run(reader)
     return RestoreResult(
         database=database, dry_run=dry_run, rows=dict(job.rows_written), files=job.files_written,

@@ -66,7 +66,7 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
             trailer = payload.load_json(body)
     if trailer is None:
         raise PayloadError("the backup's contents have no trailer; the file is incomplete")
-    if {(r, n): (s, h) for r, n, s, h in trailer.get("files", [])} != files:
+    if payload.file_index(trailer.get("files", [])) != files:
         raise IntegrityCheckError("the backup's files do not match the list it recorded")
     check_against_trailer(summary, trailer)
     if kind == "logical":
