@@ -14,9 +14,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from .console import wiring as _console_wiring  # noqa: F401  (post_migrate: schedule the lost-job reaper)
-from .models import AuditEvent, Backup, Dashboard, Job
-from .permissions import is_console_user
+from dbs_admin.console import wiring as _console_wiring  # noqa: F401  (post_migrate: schedule the lost-job reaper)
+from dbs_admin.models import AuditEvent, Backup, Dashboard, Job
+from dbs_admin.permissions import is_console_user
 
 
 class SuperuserOnlyAdmin(admin.ModelAdmin):
@@ -45,7 +45,7 @@ class DashboardAdmin(SuperuserOnlyAdmin):
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         if not is_console_user(request):
             raise PermissionDenied
-        from .console import dashboard
+        from dbs_admin.console import dashboard
 
         if request.htmx and request.GET.get("partial") == "jobs":  # the jobs card refreshing itself
             return TemplateResponse(request, "dbs_admin/_dashboard_jobs.html", dashboard.jobs_context())
@@ -59,7 +59,7 @@ class DashboardAdmin(SuperuserOnlyAdmin):
 
 
 def _size(n: int | None) -> str:
-    from .console.dashboard import _size as human
+    from dbs_admin.console.dashboard import _size as human
 
     return human(n or 0)
 
@@ -111,8 +111,8 @@ class BackupAdmin(SuperuserOnlyAdmin):
 
     @admin.action(description="Validate the selected backups (queued)")
     def validate(self, request, queryset):
-        from .console import audit
-        from .console.tasks import run_validate
+        from dbs_admin.console import audit
+        from dbs_admin.console.tasks import run_validate
 
         for backup in queryset:
             job = Job.objects.create(kind=Job.Kind.VALIDATE, created_by=request.user, backup=backup,
@@ -130,7 +130,7 @@ class BackupAdmin(SuperuserOnlyAdmin):
 
     @admin.action(description="Delete the selected backups and their files on every target")
     def delete_with_files(self, request, queryset):
-        from .console import deletion
+        from dbs_admin.console import deletion
 
         if request.POST.get("confirmed") == "yes":
             removed = deletion.delete_backups(request, queryset)
@@ -168,5 +168,5 @@ class AuditEventAdmin(SuperuserOnlyAdmin):
     search_fields = ["username", "object_repr", "detail", "ip"]
     date_hierarchy = "at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
-from .drills import admin as _drills_admin  # noqa: E402,F401
-from .history import admin as _history_admin  # noqa: E402,F401
+from dbs_admin.drills import admin as _drills_admin  # noqa: E402,F401
+from dbs_admin.history import admin as _history_admin  # noqa: E402,F401

@@ -16,7 +16,7 @@ class DbsAdminConfig(AppConfig):
         # Import every installed app's dbs.py, as the admin does with admin.py,
         # so declarations are in place before any backup or snapshot runs.
         autodiscover_modules("dbs")
-        from .history.signals import connect_signals  # after dbs.py: it connects the models they track
+        from dbs_admin.history.signals import connect_signals  # after dbs.py: it connects the models they track
 
         connect_signals()
-        from .drills import wiring  # noqa: F401  (drills: recoverability system check, weekly drill schedule)
+        from dbs_admin.drills import wiring  # noqa: F401  (drills: recoverability system check, weekly drill schedule)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .console import downloads, restore, views
+from dbs_admin.console import downloads, restore, views
 
 app_name = "dbs_admin"
 
@@ -20,6 +20,6 @@ urlpatterns = [
     path("schedules/", views.schedules_page, name="schedules"),
 ]
 
-from .drills.urls import urlpatterns as _drills_urlpatterns  # noqa: E402
+from dbs_admin.drills.urls import urlpatterns as _drills_urlpatterns  # noqa: E402
 
 urlpatterns += _drills_urlpatterns

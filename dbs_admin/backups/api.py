@@ -78,7 +78,7 @@ def create_backup(
     with none of the three, KeyMissingError. Records a ``Backup`` row.
     """
     params = dict(locals())
-    from .create import create_backup as _impl
+    from dbs_admin.backups.create import create_backup as _impl
 
     return _impl(**params)
 
@@ -109,7 +109,7 @@ def restore_backup(
     before the first write; if it raises, nothing is written.
     """
     params = dict(locals())
-    from .restore import restore_backup as _impl
+    from dbs_admin.backups.restore import restore_backup as _impl
 
     return _impl(**params)
 
@@ -124,7 +124,7 @@ def validate_backup(
 ) -> ValidationResult:
     """Check a sealed backup: structure, hashes and parity; with ``decrypt``, every chunk authenticated."""
     params = dict(locals())
-    from .validate import validate_backup as _impl
+    from dbs_admin.backups.validate import validate_backup as _impl
 
     return _impl(**params)
 
@@ -134,6 +134,6 @@ def read_manifest(
 ) -> dict[str, Any]:
     """The backup's manifest summary (needs the key: the manifest is encrypted)."""
     params = dict(locals())
-    from .validate import read_manifest as _impl
+    from dbs_admin.backups.validate import read_manifest as _impl
 
     return _impl(**params)

@@ -15,11 +15,10 @@ from typing import Any, TextIO
 
 from django.core.management import CommandError, CommandParser
 
+from dbs_admin.backups.errors import BackupError, KeyMissingError
+from dbs_admin.backups.keysource import get_passphrase
 from dbs_admin.sealed import SealedError, load_identity
 from dbs_admin.sealed.errors import KeySlotError
-
-from .errors import BackupError, KeyMissingError
-from .keysource import get_passphrase
 
 
 def add_key_arguments(parser: CommandParser, *, identity: bool) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from django.db import connections, transaction
 
-from . import logical_capture
-from .logical_restore import LogicalRestore, Selection
-from .progress import Reporter
-from .selection import all_storable_models
+from dbs_admin.backups import logical_capture
+from dbs_admin.backups.logical_restore import LogicalRestore, Selection
+from dbs_admin.backups.progress import Reporter
+from dbs_admin.backups.selection import all_storable_models
 
 log = logging.getLogger("dbs_admin.backups")
 

@@ -18,20 +18,19 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
+from dbs_admin.backups.api import BackupResult
+from dbs_admin.backups.errors import BackupError, BackupExistsError, KeyMissingError, TargetError
+from dbs_admin.backups.pipeline import seal_in_background as seal
+from dbs_admin.backups.progress import Reporter
+from dbs_admin.backups.records import record_backup
+from dbs_admin.backups.sources import private_dir
+from dbs_admin.backups.sources import target as get_target
 from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import Argon2Params, SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
 from dbs_admin.targets.naming import backup_file_name
-
-from . import logical_capture, manifest, native, native_postgres, native_sqlite
-from .api import BackupResult
-from .errors import BackupError, BackupExistsError, KeyMissingError, TargetError
-from .pipeline import seal_in_background as seal
-from .progress import Reporter
-from .records import record_backup
-from .sources import private_dir
-from .sources import target as get_target
 
 log = logging.getLogger("dbs_admin.backups")
 KINDS = ("logical", "native")

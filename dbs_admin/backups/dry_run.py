@@ -20,7 +20,7 @@ from typing import Any
 
 from django.db import models
 
-from .selection import encoder
+from dbs_admin.backups.selection import encoder
 
 PK_CHUNK = 500  # primary keys per IN (...) query: far below every engine's parameter limit
 

@@ -23,11 +23,10 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import connections
 
+from dbs_admin.backups.errors import UnsafePathError
+from dbs_admin.backups.selection import FileColumn
 from dbs_admin.conf import dbs_settings
 from dbs_admin.registry import FieldKind, registry
-
-from .errors import UnsafePathError
-from .selection import FileColumn
 
 MEDIA = "media"
 

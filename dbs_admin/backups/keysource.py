@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import KeyMissingError
+from dbs_admin.backups.errors import KeyMissingError
 
 ENV = "DBS_PASSPHRASE"
 

@@ -17,12 +17,11 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
+from dbs_admin.backups import payload
+from dbs_admin.backups.files import file_roots, locate, safe_path
+from dbs_admin.backups.progress import Reporter
+from dbs_admin.backups.selection import backed_up_models, columns, encoder, file_columns, ref_models
 from dbs_admin.conf import dbs_settings
-
-from . import payload
-from .files import file_roots, locate, safe_path
-from .progress import Reporter
-from .selection import backed_up_models, columns, encoder, file_columns, ref_models
 
 log = logging.getLogger("dbs_admin.backups")
 

@@ -24,18 +24,17 @@ from django.apps import apps
 from django.core.management.color import no_style
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
 
+from dbs_admin.backups import payload
+from dbs_admin.backups.dry_run import FileDiff, RowComparer
+from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError
+from dbs_admin.backups.files import MEDIA, file_roots, root_for_restore, safe_path
+from dbs_admin.backups.manifest import check_against_trailer
+from dbs_admin.backups.pipeline import frames_in_background
+from dbs_admin.backups.progress import Reporter
+from dbs_admin.backups.selection import all_storable_models, decoder, file_columns, is_excluded
+from dbs_admin.backups.sqlite_indexes import IndexesAside
+from dbs_admin.backups.staging import Staging
 from dbs_admin.suspend import history_suspended
-
-from . import payload
-from .dry_run import FileDiff, RowComparer
-from .errors import IntegrityCheckError, PayloadError, RestoreError
-from .files import MEDIA, file_roots, root_for_restore, safe_path
-from .manifest import check_against_trailer
-from .pipeline import frames_in_background
-from .progress import Reporter
-from .selection import all_storable_models, decoder, file_columns, is_excluded
-from .sqlite_indexes import IndexesAside
-from .staging import Staging
 
 log = logging.getLogger("dbs_admin.backups")
 

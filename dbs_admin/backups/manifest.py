@@ -24,9 +24,8 @@ from django.apps import apps
 from django.db.migrations.loader import MigrationLoader
 
 import dbs_admin
-
-from .errors import IntegrityCheckError, MigrationMismatchError
-from .payload import file_index
+from dbs_admin.backups.errors import IntegrityCheckError, MigrationMismatchError
+from dbs_admin.backups.payload import file_index
 
 MANIFEST_FORMAT = 1
 

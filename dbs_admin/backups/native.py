@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import payload
-from .errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
-from .files import MEDIA, check_not_protected, file_roots, root_for_restore, safe_path
-from .manifest import check_against_trailer
-from .progress import Reporter
-from .staging import StagedFile, Staging
+from dbs_admin.backups import payload
+from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
+from dbs_admin.backups.files import MEDIA, check_not_protected, file_roots, root_for_restore, safe_path
+from dbs_admin.backups.manifest import check_against_trailer
+from dbs_admin.backups.progress import Reporter
+from dbs_admin.backups.staging import StagedFile, Staging
 
 
 def media_files() -> list[tuple[str, str, Path]]:

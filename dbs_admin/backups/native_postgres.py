@@ -25,8 +25,8 @@ from pathlib import Path
 from django.core.management.color import no_style
 from django.db import connections
 
-from .errors import BackupError, RestoreError, ToolMissingError
-from .selection import all_storable_models
+from dbs_admin.backups.errors import BackupError, RestoreError, ToolMissingError
+from dbs_admin.backups.selection import all_storable_models
 
 
 def _tool(name: str) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from django.db import connections
 
-from .errors import RestoreError
-from .selection import all_storable_models, is_excluded
+from dbs_admin.backups.errors import RestoreError
+from dbs_admin.backups.selection import all_storable_models, is_excluded
 
 
 def database_file(alias: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from .errors import PayloadError
+from dbs_admin.backups.errors import PayloadError
 
 MAGIC = b"DBSPAYL\x01"
 FORMAT = 1

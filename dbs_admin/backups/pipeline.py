@@ -17,9 +17,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
+from dbs_admin.backups import payload
 from dbs_admin.sealed import seal
-
-from . import payload
 
 QUEUE_ITEMS = 8
 _END = object()

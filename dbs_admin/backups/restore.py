@@ -22,15 +22,14 @@ from typing import Any
 from django.core.management import call_command
 from django.db import DatabaseError, connections
 
+from dbs_admin.backups import console_records, native, native_postgres, native_sqlite
+from dbs_admin.backups import manifest as manifest_mod
+from dbs_admin.backups.api import RestoreResult
+from dbs_admin.backups.errors import RestoreError
+from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
+from dbs_admin.backups.progress import Reporter
+from dbs_admin.backups.sources import local_copy, private_dir
 from dbs_admin.sealed import open_sealed
-
-from . import console_records, native, native_postgres, native_sqlite
-from . import manifest as manifest_mod
-from .api import RestoreResult
-from .errors import RestoreError
-from .logical_restore import LogicalRestore, Selection, summary_lines
-from .progress import Reporter
-from .sources import local_copy, private_dir
 
 log = logging.getLogger("dbs_admin.backups")
 
@@ -75,7 +74,7 @@ def restore_backup(
                 raise RestoreError(f"this native backup is of a {summary.get('engine')} database and cannot be "
                                    f"restored into {connection.vendor}; use a logical backup across engines")
         if reset and not dry_run:
-            from .validate import check_contents
+            from dbs_admin.backups.validate import check_contents
 
             with open_sealed(path, passphrase=passphrase, identity=identity) as first_pass:
                 check_contents(first_pass, summary)

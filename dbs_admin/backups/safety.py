@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sealed import SealedError
-from .api import BackupResult
-from .errors import BackupError, CancelledError
+from dbs_admin.backups.api import BackupResult
+from dbs_admin.backups.errors import BackupError, CancelledError
+from dbs_admin.sealed import SealedError
 
 
 def back_up_before_restore(
     target: str, *, database: str, passphrase: str | None, identity: Any, label: str, user: Any = None,
     progress=None, cancel=None,
 ) -> BackupResult:
-    from .create import create_backup
+    from dbs_admin.backups.create import create_backup
 
     try:
         return create_backup(

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dbs_admin.backups.errors import BackupError
 from dbs_admin.conf import dbs_settings
 from dbs_admin.targets import Target, get_target
-
-from .errors import BackupError
 
 
 def private_dir(purpose: str) -> Path:

@@ -15,7 +15,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from .errors import IntegrityCheckError
+from dbs_admin.backups.errors import IntegrityCheckError
 
 
 class StagedFile:

@@ -13,14 +13,13 @@ import hashlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from dbs_admin.backups import payload
+from dbs_admin.backups.api import ValidationResult
+from dbs_admin.backups.errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
+from dbs_admin.backups.manifest import check_against_trailer
+from dbs_admin.backups.sources import local_copy
 from dbs_admin.sealed import open_sealed, verify
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError
-
-from . import payload
-from .api import ValidationResult
-from .errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
-from .manifest import check_against_trailer
-from .sources import local_copy
 
 
 def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:

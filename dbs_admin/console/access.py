@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from ..permissions import is_console_user
+from dbs_admin.permissions import is_console_user
 
 
 def console_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

@@ -12,8 +12,8 @@ is logged, never raised (``notify.py``): the job's recorded outcome matters more
 
 from __future__ import annotations
 
-from ..models import Job
-from ..notify import mail_admins_or_log
+from dbs_admin.models import Job
+from dbs_admin.notify import mail_admins_or_log
 
 UNATTENDED_KINDS = (Job.Kind.BACKUP, Job.Kind.PRUNE, Job.Kind.VALIDATE)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from ..models import AuditEvent, Backup
+from dbs_admin.models import AuditEvent, Backup
 
 
 def client_ip(request: HttpRequest | None) -> str | None:

@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from ..conf import dbs_settings
-from ..models import Backup, BackupCopy, DrillReport, Job
+from dbs_admin.conf import dbs_settings
+from dbs_admin.models import Backup, BackupCopy, DrillReport, Job
 
 VERIFIED = (Backup.Status.OK, Backup.Status.HEALED)
 AMBER_FRACTION = 0.75
@@ -125,7 +125,7 @@ def _size(n: int) -> str:
 
 def jobs_context() -> dict:
     """The last jobs, and whether any is still going (then the card refreshes itself)."""
-    from .jobs import reap_lost_jobs
+    from dbs_admin.console.jobs import reap_lost_jobs
 
     reap_lost_jobs()
     jobs = last_jobs()
@@ -133,7 +133,7 @@ def jobs_context() -> dict:
 
 
 def context() -> dict:
-    from . import schedules
+    from dbs_admin.console import schedules
 
     schedules.ensure_reaper()
     return {

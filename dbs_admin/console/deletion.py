@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from ..models import AuditEvent, Backup
-from ..targets import get_target
-from . import audit
+from dbs_admin.console import audit
+from dbs_admin.models import AuditEvent, Backup
+from dbs_admin.targets import get_target
 
 
 def delete_backup(request: HttpRequest | None, backup: Backup) -> bool:
     """Remove every copy, then the row. If a copy cannot be removed the row stays (so nothing is orphaned)."""
-    from ..targets.base import StoredFileMissingError
+    from dbs_admin.targets.base import StoredFileMissingError
 
     failures = []
     for copy in list(backup.copies.all()):

@@ -15,11 +15,11 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
-from ..conf import dbs_settings
-from ..models import AuditEvent, Backup
-from ..targets import get_target
-from . import audit
-from .access import console_view
+from dbs_admin.conf import dbs_settings
+from dbs_admin.console import audit
+from dbs_admin.console.access import console_view
+from dbs_admin.models import AuditEvent, Backup
+from dbs_admin.targets import get_target
 
 SALT = "dbs_admin.download"
 

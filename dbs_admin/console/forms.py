@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from ..conf import dbs_settings
-from ..models import Backup
+from dbs_admin.conf import dbs_settings
+from dbs_admin.models import Backup
 
 MIN_PASSPHRASE = 10
 

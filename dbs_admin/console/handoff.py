@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.utils import timezone
 
-from ..models import HandoffSecret
+from dbs_admin.models import HandoffSecret
 
 DEFAULT_TTL = timedelta(minutes=5)
 _INFO = b"dbs_admin handoff v1"

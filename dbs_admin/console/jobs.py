@@ -35,10 +35,10 @@ from pathlib import Path
 from django.db import connection
 from django.utils import timezone
 
-from ..conf import dbs_settings
-from ..models import Job
-from . import alerts, handoff, locks, uploads
-from .dashboard import human_duration
+from dbs_admin.conf import dbs_settings
+from dbs_admin.console import alerts, handoff, locks, uploads
+from dbs_admin.console.dashboard import human_duration
+from dbs_admin.models import Job
 
 log = logging.getLogger("dbs_admin.jobs")
 

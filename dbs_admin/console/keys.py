@@ -13,8 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
-from ..sealed import Identity, SealedError, load_identity
-from .jobs import private_root
+from dbs_admin.console.jobs import private_root
+from dbs_admin.sealed import Identity, SealedError, load_identity
 
 WRONG_IDENTITY_PASSPHRASE = "Wrong passphrase for the identity file: it does not unlock it."
 NOT_AN_IDENTITY = "That file is not a dbs_admin identity file (see `python -m dbs_admin.sealed keygen`)."
@@ -26,7 +26,7 @@ class KeyRefused(Exception):
 
 def open_identity(text: bytes | str, passphrase: str) -> Identity:
     """Load an identity from its file's bytes (encrypted under ``passphrase``), via a private temp file."""
-    from ..sealed import WrongPassphraseError
+    from dbs_admin.sealed import WrongPassphraseError
 
     data = text.encode() if isinstance(text, str) else text
     folder = private_root() / "keys"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
-from ..models import Job, TargetLock
+from dbs_admin.models import Job, TargetLock
 
 
 def acquire(target: str, job: Job) -> Job | None:

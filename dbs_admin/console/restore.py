@@ -23,15 +23,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from ..conf import dbs_settings
-from ..models import AuditEvent, Backup, Job
-from ..sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
-from . import audit, handoff
-from .access import admin_context, console_view
-from .jobs import send
-from .keys import KeyRefused, open_identity
-from .tasks import RESTORE_PURPOSE, VALIDATE_PURPOSE, run_restore, run_validate
-from .uploads import FIELD, IDENTITY_FIELD, SealedUploadHandler, UploadRefused, private_upload_path
+from dbs_admin.conf import dbs_settings
+from dbs_admin.console import audit, handoff
+from dbs_admin.console.access import admin_context, console_view
+from dbs_admin.console.jobs import send
+from dbs_admin.console.keys import KeyRefused, open_identity
+from dbs_admin.console.tasks import RESTORE_PURPOSE, VALIDATE_PURPOSE, run_restore, run_validate
+from dbs_admin.console.uploads import FIELD, IDENTITY_FIELD, SealedUploadHandler, UploadRefused, private_upload_path
+from dbs_admin.models import AuditEvent, Backup, Job
+from dbs_admin.sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
 
 PLAN_SALT = "dbs_admin.restore-plan"
 PLAN_TTL = timedelta(minutes=10)
@@ -124,7 +124,7 @@ def _explain(exc: BaseException) -> str:
 
 
 def _read_manifest(source, target: str | None, passphrase: str, identity_file: bytes | None) -> dict:
-    from ..backups.api import read_manifest
+    from dbs_admin.backups.api import read_manifest
 
     if identity_file is not None:
         identity = open_identity(identity_file, passphrase)

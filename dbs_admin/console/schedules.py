@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-from ..conf import dbs_settings
+from dbs_admin.conf import dbs_settings
 
 BACKUP_TASK = "dbs_admin.scheduled_backup"
 DRILL_TASK = "dbs_admin.drill"  # provided by the drills module

@@ -16,12 +16,12 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
-from ..backups.errors import BackupError, CancelledError, TargetError
-from ..conf import dbs_settings
-from ..models import Backup, Job
-from ..sealed import SealedError
-from . import alerts, handoff, locks
-from .jobs import JobRun, job_dir, private_root, reap_lost_jobs
+from dbs_admin.backups.errors import BackupError, CancelledError, TargetError
+from dbs_admin.conf import dbs_settings
+from dbs_admin.console import alerts, handoff, locks
+from dbs_admin.console.jobs import JobRun, job_dir, private_root, reap_lost_jobs
+from dbs_admin.models import Backup, Job
+from dbs_admin.sealed import SealedError
 
 log = logging.getLogger("dbs_admin.jobs")
 
@@ -81,7 +81,7 @@ def _reseal(ref: str | None, purpose: str) -> str | None:
 
 def _local_partials(target_name: str) -> list[str]:
     """Temporary names a backup may leave in a local target; safe to sweep while we hold its lock."""
-    from ..targets import get_target
+    from dbs_admin.targets import get_target
 
     try:
         path = get_target(target_name).local_path("x.dbs")
@@ -102,7 +102,7 @@ class HandedKey:
 
     def open(self):
         """``(passphrase, identity)``: the passphrase opens the backup itself when there is no identity."""
-        from .keys import open_identity
+        from dbs_admin.console.keys import open_identity
 
         if not self.ref:
             return None, None
@@ -125,7 +125,7 @@ class WorkDirWatcher:
     """
 
     def __init__(self, run: JobRun, *, kind: str, label: str) -> None:
-        from ..targets.naming import label_slug
+        from dbs_admin.targets.naming import label_slug
 
         self.run, self.kind, self.slug = run, kind, label_slug(label)
         self.before = {p.name for p in private_root().glob("create-*")}
@@ -140,7 +140,7 @@ class WorkDirWatcher:
         self.run.progress(stage, done, total)
 
     def _look(self) -> None:
-        from ..targets.naming import parse_backup_file_name
+        from dbs_admin.targets.naming import parse_backup_file_name
 
         started = self.run.job.started_at - timedelta(seconds=2)
         claimed = {p for j in Job.objects.filter(state=Job.State.RUNNING).exclude(pk=self.run.job.pk)
@@ -164,7 +164,7 @@ def is_transport_error(exc: TargetError) -> bool:
     """A target failed because the network did (worth retrying), not because it refused or is misconfigured."""
     import paramiko
 
-    from ..targets.base import StoredFileMissingError, TargetConfigError
+    from dbs_admin.targets.base import StoredFileMissingError, TargetConfigError
 
     if isinstance(exc, (TargetConfigError, StoredFileMissingError)):
         return False
@@ -231,7 +231,7 @@ def _wait_or_refuse(task, job: Job, holder: Job, target: str, on_busy: str, kwar
 def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = "wait",
                transport_attempt: int = 0) -> None:
     """Make the backup described by the Job's params (kind, target, label); passphrase from the hand-off."""
-    from ..backups.api import create_backup
+    from dbs_admin.backups.api import create_backup
 
     job = _load_job(job_id)
     if job is None or job.state != Job.State.QUEUED:
@@ -303,7 +303,7 @@ def scheduled_backup(self, target: str | None = None, kind: str = "logical", ret
 @shared_task(name="dbs_admin.prune", **_job_task)
 def run_prune(self, job_id: int, transport_attempt: int = 0) -> None:
     """Apply retention to params.target with params.retention (or the settings' policy)."""
-    from ..backups.retention import prune
+    from dbs_admin.backups.retention import prune
 
     run = _claim_queued(self, job_id)
     if run is None:
@@ -330,7 +330,7 @@ def _queue_prune_after(job: Job) -> None:
 @shared_task(name="dbs_admin.restore", **_job_task)
 def run_restore(self, job_id: int, secret_ref: str | None = None, transport_attempt: int = 0) -> None:
     """Restore a listed backup (params.backup_name on params.target) or an upload (params.upload) into a database."""
-    from ..backups.api import restore_backup
+    from dbs_admin.backups.api import restore_backup
 
     job = _load_job(job_id)
     if job is None or job.state != Job.State.QUEUED or job.cancel_requested:
@@ -395,7 +395,7 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
 def _safety_backup(run: JobRun, target: str, database: str, passphrase: str | None, identity) -> str:
     """Back up what the restore is about to replace (``backups.safety``); returns a sentence for the job's
     message. The staging folder is watched so a lost worker's leftovers are removed."""
-    from ..backups.safety import back_up_before_restore
+    from dbs_admin.backups.safety import back_up_before_restore
 
     run.stage("backing up the current data")
     label = f"before restore {run.job.pk}"
@@ -415,7 +415,7 @@ def run_validate(self, job_id: int, secret_ref: str | None = None, transport_att
     and every file re-hashed, which is what a restore would read. A backup that fails fails the job, and a
     listed one is marked damaged; an upload is removed afterwards.
     """
-    from ..backups.api import validate_backup
+    from dbs_admin.backups.api import validate_backup
 
     run = _claim_queued(self, job_id)
     if run is None:

@@ -25,8 +25,8 @@ from pathlib import Path
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers, StopUpload
 
-from ..conf import dbs_settings
-from ..sealed.layout import MAGIC
+from dbs_admin.conf import dbs_settings
+from dbs_admin.sealed.layout import MAGIC
 
 FIELD = "upload"
 ABANDONED_AFTER = timedelta(hours=1)
@@ -152,7 +152,7 @@ def private_upload_path(name: str) -> Path:
 
 def purge_abandoned(max_age: timedelta = ABANDONED_AFTER) -> list[str]:
     """Delete uploads no queued or running job uses that have not changed for ``max_age``; return them."""
-    from ..models import Job
+    from dbs_admin.models import Job
 
     folder = Path(dbs_settings.PRIVATE_ROOT) / "uploads"
     if not folder.is_dir():

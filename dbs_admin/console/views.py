@@ -11,13 +11,13 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from ..conf import dbs_settings
-from ..models import Job
-from . import audit, handoff, schedules
-from .access import admin_context, console_view
-from .forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
-from .jobs import reap_lost_jobs, send
-from .tasks import BACKUP_PURPOSE, run_backup
+from dbs_admin.conf import dbs_settings
+from dbs_admin.console import audit, handoff, schedules
+from dbs_admin.console.access import admin_context, console_view
+from dbs_admin.console.forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
+from dbs_admin.console.jobs import reap_lost_jobs, send
+from dbs_admin.console.tasks import BACKUP_PURPOSE, run_backup
+from dbs_admin.models import Job
 
 NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty: scheduled backups are sealed to recipient keys (no "
                  "passphrase is stored anywhere), so they will fail until you add one.")

@@ -18,7 +18,7 @@ def _ensure_reaper(sender, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
         return
     if not apps.is_installed("django_celery_beat"):
         return
-    from .schedules import ensure_reaper
+    from dbs_admin.console.schedules import ensure_reaper
 
     ensure_reaper()
 

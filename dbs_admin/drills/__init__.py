@@ -16,6 +16,6 @@ from __future__ import annotations
 
 def latest_drill(*, finished: bool = True):
     """The newest drill report (see :func:`dbs_admin.drills.report.latest_drill`)."""
-    from .report import latest_drill as _latest
+    from dbs_admin.drills.report import latest_drill as _latest
 
     return _latest(finished=finished)

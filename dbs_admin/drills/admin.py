@@ -8,11 +8,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from ..admin import SuperuserOnlyAdmin
-from ..conf import dbs_settings
-from ..models import DrillCheck, DrillReport
-from ..permissions import is_console_user
-from .chart import rto_chart
+from dbs_admin.admin import SuperuserOnlyAdmin
+from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.chart import rto_chart
+from dbs_admin.models import DrillCheck, DrillReport
+from dbs_admin.permissions import is_console_user
 
 
 def _seconds(value: float | None) -> str:
@@ -97,7 +97,7 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        from .tasks import queue_drill
+        from dbs_admin.drills.tasks import queue_drill
 
         target = request.POST.get("target") or dbs_settings.DEFAULT_TARGET
         if target not in dbs_settings.TARGETS:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..models import DrillReport
-from ..notify import mail_admins_or_log
+from dbs_admin.models import DrillReport
+from dbs_admin.notify import mail_admins_or_log
 
 
 def failure_message(report: DrillReport) -> tuple[str, str]:

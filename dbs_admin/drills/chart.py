@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from ..models import DrillReport
+from dbs_admin.models import DrillReport
 
 WIDTH, HEIGHT, PAD = 640, 160, 28
 

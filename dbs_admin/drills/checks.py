@@ -20,9 +20,9 @@ from django.apps import apps
 from django.core import checks as django_checks
 from django.db import connections, models
 
-from ..backups.manifest import migration_state
-from ..registry import registry
-from .inventory import Inventory
+from dbs_admin.backups.manifest import migration_state
+from dbs_admin.drills.inventory import Inventory
+from dbs_admin.registry import registry
 
 MAX_LISTED = 20  # problems listed per check; the rest are counted
 

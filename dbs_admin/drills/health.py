@@ -13,9 +13,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from ..conf import dbs_settings
-from ..models import Backup
-from .report import failed_checks, latest_drill
+from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.report import failed_checks, latest_drill
+from dbs_admin.models import Backup
 
 
 def rpo() -> timedelta:

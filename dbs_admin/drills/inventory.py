@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..backups import payload
-from ..sealed import open_sealed
+from dbs_admin.backups import payload
+from dbs_admin.sealed import open_sealed
 
 
 @dataclass

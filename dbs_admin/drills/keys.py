@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 
-from ..conf import dbs_settings
-from ..sealed import Identity, SealedError, load_identity
-from .errors import DrillKeyError
+from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.errors import DrillKeyError
+from dbs_admin.sealed import Identity, SealedError, load_identity
 
 
 def identity_from_file(path: str, *, env: str | None = None) -> Identity:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from django.utils import timezone
 
-from ..models import Backup, DrillCheck, DrillReport, Job
+from dbs_admin.models import Backup, DrillCheck, DrillReport, Job
 
 
 def start_report(*, backup_name: str, backup: Backup | None = None, job: Job | None = None,

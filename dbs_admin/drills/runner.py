@@ -33,19 +33,19 @@ from django.db.migrations.loader import MigrationLoader
 from django.test.utils import override_settings
 from django.utils.dateparse import parse_datetime
 
-from ..backups import api
-from ..backups.errors import BackupError, CancelledError
-from ..backups.files import MEDIA, file_roots
-from ..models import Backup, DrillReport, Job
-from ..sealed import SealedError, verify
-from ..targets import get_target
-from . import checks
-from .alerts import alert_failure
-from .errors import DrillError, NoBackupToDrill
-from .inventory import Inventory, read_inventory
-from .keys import resolve_key
-from .report import finish_report, mark_interrupted, record_check, start_report
-from .scratch import ScratchDatabase, base_vendor, cleanup_orphans, drills_root, scratch_database
+from dbs_admin.backups import api
+from dbs_admin.backups.errors import BackupError, CancelledError
+from dbs_admin.backups.files import MEDIA, file_roots
+from dbs_admin.drills import checks
+from dbs_admin.drills.alerts import alert_failure
+from dbs_admin.drills.errors import DrillError, NoBackupToDrill
+from dbs_admin.drills.inventory import Inventory, read_inventory
+from dbs_admin.drills.keys import resolve_key
+from dbs_admin.drills.report import finish_report, mark_interrupted, record_check, start_report
+from dbs_admin.drills.scratch import ScratchDatabase, base_vendor, cleanup_orphans, drills_root, scratch_database
+from dbs_admin.models import Backup, DrillReport, Job
+from dbs_admin.sealed import SealedError, verify
+from dbs_admin.targets import get_target
 
 log = logging.getLogger("dbs_admin.drills")
 

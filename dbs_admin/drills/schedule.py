@@ -12,7 +12,7 @@ from datetime import time
 
 from django.db import DEFAULT_DB_ALIAS
 
-from .scratch import PREFIX
+from dbs_admin.drills.scratch import PREFIX
 
 DEFAULT_WEEKDAY = "0"  # Sunday, in the site's TIME_ZONE
 DEFAULT_AT = time(4, 0)
@@ -22,7 +22,7 @@ def ensure_default_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
     """Create the weekly drill's PeriodicTask unless one exists; True when it was created."""
     from django_celery_beat.models import PeriodicTask
 
-    from ..console import schedules
+    from dbs_admin.console import schedules
 
     if PeriodicTask.objects.using(using).filter(name=schedules.DRILL_NAME).exists():
         return False

@@ -34,8 +34,8 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import load_backend
 
-from ..conf import dbs_settings
-from .errors import CreateDatabaseDenied, ScratchDatabaseError
+from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.errors import CreateDatabaseDenied, ScratchDatabaseError
 
 log = logging.getLogger("dbs_admin.drills")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
-from .health import health_status
+from dbs_admin.drills.health import health_status
 
 TAG = "dbs_admin"
 IDS = {"backup_missing": "dbs_admin.W001", "backup_too_old": "dbs_admin.W001", "drill_failed": "dbs_admin.W002"}

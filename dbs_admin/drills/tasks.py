@@ -12,9 +12,9 @@ import logging
 from celery import shared_task
 from django.db import close_old_connections
 
-from ..console.jobs import JobRun, send
-from ..models import Job
-from .runner import run_drill
+from dbs_admin.console.jobs import JobRun, send
+from dbs_admin.drills.runner import run_drill
+from dbs_admin.models import Job
 
 log = logging.getLogger("dbs_admin.drills")
 

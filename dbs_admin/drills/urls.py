@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from dbs_admin.drills import views
 
 urlpatterns = [
     path("status/", views.status, name="status"),

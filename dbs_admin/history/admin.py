@@ -24,16 +24,16 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from ..admin import SuperuserOnlyAdmin
-from ..models import HistoryVersion
-from ..permissions import is_console_user
-from . import context
-from .collect import model_label
-from .diff import diff_documents
-from .errors import HistoryError
-from .restore import apply_restore, plan_restore
-from .snapshot import describe_summary, history_in_folder, resolve_history
-from .store import META
+from dbs_admin.admin import SuperuserOnlyAdmin
+from dbs_admin.history import context
+from dbs_admin.history.collect import model_label
+from dbs_admin.history.diff import diff_documents
+from dbs_admin.history.errors import HistoryError
+from dbs_admin.history.restore import apply_restore, plan_restore
+from dbs_admin.history.snapshot import describe_summary, history_in_folder, resolve_history
+from dbs_admin.history.store import META
+from dbs_admin.models import HistoryVersion
+from dbs_admin.permissions import is_console_user
 
 PAGE_SIZE = 25
 
@@ -88,7 +88,7 @@ class HistoryAdminMixin:
         return {**self.admin_site.each_context(request), "opts": self.opts, "title": title, **extra}
 
     def _history_of(self, obj: Any) -> Any:
-        from .collect import capture_instance
+        from dbs_admin.history.collect import capture_instance
 
         return resolve_history(self.model, obj.pk, capture_instance(obj))
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.db import models
 
-from . import collect, signals
+from dbs_admin.history import collect, signals
 
 
 def snapshot_queryset(queryset: models.QuerySet, *, user: Any = None) -> int:
@@ -25,7 +25,7 @@ def snapshot_queryset(queryset: models.QuerySet, *, user: Any = None) -> int:
     model = queryset.model
     collect.options_for(model)
     count = 0
-    from .context import acting_user
+    from dbs_admin.history.context import acting_user
 
     with acting_user(user):
         for pk in queryset.values_list("pk", flat=True).iterator(chunk_size=2000):

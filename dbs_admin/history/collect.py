@@ -23,8 +23,8 @@ from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from ..registry import HistoryOptions, registry
-from .errors import NotTrackedError
+from dbs_admin.history.errors import NotTrackedError
+from dbs_admin.registry import HistoryOptions, registry
 
 HASH_CHUNK = 1024 * 1024
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.utils.html import escape
 
-from .store import META
+from dbs_admin.history.store import META
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 CONTEXT_LINES = 3

@@ -16,9 +16,9 @@ import logging
 import subprocess
 from pathlib import Path
 
-from ..conf import dbs_settings
-from .errors import HistoryError
-from .store import META, ObjectHistory
+from dbs_admin.conf import dbs_settings
+from dbs_admin.history.errors import HistoryError
+from dbs_admin.history.store import META, ObjectHistory
 
 logger = logging.getLogger("dbs_admin.history")
 BRANCH = "main"

@@ -26,10 +26,10 @@ from typing import Any
 from django.db import models
 from django.utils.dateparse import parse_datetime
 
-from . import collect, index, markdown
-from .errors import ImportTreeError
-from .snapshot import object_history, summarize
-from .store import META, UPDATE_PREFIX
+from dbs_admin.history import collect, index, markdown
+from dbs_admin.history.errors import ImportTreeError
+from dbs_admin.history.snapshot import object_history, summarize
+from dbs_admin.history.store import META, UPDATE_PREFIX
 
 _TIME_FORMATS = ("%Y-%m-%d_%H-%M-%S_%f", "%Y-%m-%d_%H-%M-%S")
 

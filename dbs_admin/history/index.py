@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from ..models import HistoryVersion
-from .store import INITIAL, META, ObjectHistory, iter_objects, version_time
+from dbs_admin.history.store import INITIAL, META, ObjectHistory, iter_objects, version_time
+from dbs_admin.models import HistoryVersion
 
 
 def _user_id(user_id: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ..registry import HistoryOptions
+from dbs_admin.registry import HistoryOptions
 
 FRONT_MATTER_SKIP_TYPES = (dict,)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when available: ~10x faster

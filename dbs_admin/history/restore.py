@@ -26,13 +26,13 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils.text import slugify
 
-from ..backups.errors import UnsafePathError as BackupUnsafePathError
-from ..backups.files import check_not_protected
-from ..models import HistoryVersion
-from . import collect, context
-from .errors import CorruptVersionError, HistoryError, UnsafePathError, VersionNotFoundError
-from .snapshot import history_in_folder
-from .store import META, ObjectHistory, folder_name
+from dbs_admin.backups.errors import UnsafePathError as BackupUnsafePathError
+from dbs_admin.backups.files import check_not_protected
+from dbs_admin.history import collect, context
+from dbs_admin.history.errors import CorruptVersionError, HistoryError, UnsafePathError, VersionNotFoundError
+from dbs_admin.history.snapshot import history_in_folder
+from dbs_admin.history.store import META, ObjectHistory, folder_name
+from dbs_admin.models import HistoryVersion
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, models, router, transaction
 from django.db.models.signals import m2m_changed, post_save, pre_delete
 
-from ..registry import registry
-from ..suspend import history_is_suspended
-from . import collect, context
-from .snapshot import make_payload
+from dbs_admin.history import collect, context
+from dbs_admin.history.snapshot import make_payload
+from dbs_admin.registry import registry
+from dbs_admin.suspend import history_is_suspended
 
 logger = logging.getLogger("dbs_admin.history")
 
@@ -167,7 +167,7 @@ def flush_snapshot(model: type[models.Model], pk: Any, *, fields: dict[str, Any]
 
 
 def send(payload: dict[str, Any]) -> None:
-    from .tasks import snapshot_object
+    from dbs_admin.history.tasks import snapshot_object
 
     try:
         # argsrepr: Celery would otherwise build a repr of the whole post for the message headers.
@@ -176,6 +176,6 @@ def send(payload: dict[str, Any]) -> None:
     except Exception:  # noqa: BLE001 - the broker is down: never lose what the editor wrote
         logger.warning("history: broker unreachable, writing %s %s inline", payload["model"], payload["pk"],
                        exc_info=True)
-        from .snapshot import take_snapshot
+        from dbs_admin.history.snapshot import take_snapshot
 
         take_snapshot(json.loads(json.dumps(payload)))  # exactly what a worker would have received

@@ -15,10 +15,9 @@ from typing import Any
 
 from django.db import models
 
-from ..conf import dbs_settings
-from ..models import HistoryVersion
-from . import index, markdown
-from .collect import (
+from dbs_admin.conf import dbs_settings
+from dbs_admin.history import index, markdown
+from dbs_admin.history.collect import (
     ImageFile,
     capture_m2m,
     collect_images,
@@ -27,8 +26,9 @@ from .collect import (
     model_label,
     options_for,
 )
-from .errors import VersionNotFoundError
-from .store import INITIAL, META, ObjectHistory, saved_at, update_id, version_time
+from dbs_admin.history.errors import VersionNotFoundError
+from dbs_admin.history.store import INITIAL, META, ObjectHistory, saved_at, update_id, version_time
+from dbs_admin.models import HistoryVersion
 
 logger = logging.getLogger("dbs_admin.history")
 
@@ -311,6 +311,6 @@ def _swap_initial(history, model, options, data, images, meta, ids, documents) -
 
 def _after_write(history: ObjectHistory, version_id: str) -> None:
     """Commit the new version to git when HISTORY_GIT_REMOTE is set (never fails the snapshot)."""
-    from . import gitstore
+    from dbs_admin.history import gitstore
 
     gitstore.commit_version(history, version_id)

@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..sealed.atomic import fsync_directory
-from .collect import HASH_CHUNK, ImageFile
-from .errors import CorruptVersionError, UnsafePathError, VersionNotFoundError
+from dbs_admin.history.collect import HASH_CHUNK, ImageFile
+from dbs_admin.history.errors import CorruptVersionError, UnsafePathError, VersionNotFoundError
+from dbs_admin.sealed.atomic import fsync_directory
 
 FORMAT = 1
 INITIAL = "initial"

@@ -4,13 +4,13 @@ Job state lives here rather than in a Celery result backend, so the admin
 never depends on one. Nothing here ever stores a passphrase or a raw key.
 """
 
-from .audit import AuditEvent
-from .backup import Backup, BackupCopy
-from .console import HandoffSecret, TargetLock
-from .dashboard import Dashboard
-from .drill import DrillCheck, DrillReport
-from .history import HistoryVersion
-from .job import Job
+from dbs_admin.models.audit import AuditEvent
+from dbs_admin.models.backup import Backup, BackupCopy
+from dbs_admin.models.console import HandoffSecret, TargetLock
+from dbs_admin.models.dashboard import Dashboard
+from dbs_admin.models.drill import DrillCheck, DrillReport
+from dbs_admin.models.history import HistoryVersion
+from dbs_admin.models.job import Job
 
 __all__ = [
     "AuditEvent", "Backup", "BackupCopy", "Dashboard", "DrillCheck", "DrillReport", "HistoryVersion", "Job",

@@ -16,7 +16,7 @@ without an exception (see ``reader``); ``read_all_to`` does that for files.
 
 from __future__ import annotations
 
-from .errors import (
+from dbs_admin.sealed.errors import (
     AuthenticationError,
     DestinationExistsError,
     KeySlotError,
@@ -29,12 +29,12 @@ from .errors import (
     WrongIdentityError,
     WrongPassphraseError,
 )
-from .heal import HealReport, heal
-from .keys import Argon2Params, Identity, generate_identity, load_identity
-from .reader import SealedReader, open_sealed
-from .reports import SealReport, VerifyReport
-from .verify import info, verify
-from .writer import seal
+from dbs_admin.sealed.heal import HealReport, heal
+from dbs_admin.sealed.keys import Argon2Params, Identity, generate_identity, load_identity
+from dbs_admin.sealed.reader import SealedReader, open_sealed
+from dbs_admin.sealed.reports import SealReport, VerifyReport
+from dbs_admin.sealed.verify import info, verify
+from dbs_admin.sealed.writer import seal
 
 __all__ = [
     "seal",

@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from dbs_admin.sealed.cli import main
 
 sys.exit(main())

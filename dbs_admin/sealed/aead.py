@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .errors import AuthenticationError, UsageError
+from dbs_admin.sealed.errors import AuthenticationError, UsageError
 
 __all__ = [
     "PLAINTEXT_CHUNK_SIZE",

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import DestinationExistsError, UsageError
+from dbs_admin.sealed.errors import DestinationExistsError, UsageError
 
 
 def write_all(f: BinaryIO, data: bytes | bytearray | memoryview) -> None:

@@ -18,10 +18,10 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import rs
-from .errors import UnrecoverableError
-from .layout import DATA_HASH_SIZE, PARITY_HASH_SIZE, Table, blake2b
-from .metadata import read_exact_at
+from dbs_admin.sealed import rs
+from dbs_admin.sealed.errors import UnrecoverableError
+from dbs_admin.sealed.layout import DATA_HASH_SIZE, PARITY_HASH_SIZE, Table, blake2b
+from dbs_admin.sealed.metadata import read_exact_at
 
 BATCH_BLOCKS = 32  # blocks encoded / read per numpy batch (2 MiB): amortises per-call overhead
 

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .errors import KeySlotError, SealedError, UnrecoverableError, UsageError
+from dbs_admin.sealed.errors import KeySlotError, SealedError, UnrecoverableError, UsageError
 
 EXIT_OK = 0
 EXIT_HEALED = 1
@@ -70,7 +70,7 @@ def _read_passphrase(args: argparse.Namespace, *, confirm: bool = False, require
 
 
 def _argon2(args: argparse.Namespace):
-    from .keys import Argon2Params
+    from dbs_admin.sealed.keys import Argon2Params
 
     defaults = Argon2Params()
     return Argon2Params(
@@ -82,7 +82,7 @@ def _argon2(args: argparse.Namespace):
 
 def _key(args: argparse.Namespace) -> dict:
     """Keyword arguments (passphrase= or identity=) for opening a file."""
-    from .keys import load_identity
+    from dbs_admin.sealed.keys import load_identity
 
     if args.identity:
         return {"identity": load_identity(args.identity, _read_passphrase(args))}
@@ -90,7 +90,7 @@ def _key(args: argparse.Namespace) -> dict:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    from .writer import seal
+    from dbs_admin.sealed.writer import seal
 
     if args.input != "-" and not os.path.isfile(args.input):
         raise UsageError(f"input {args.input} does not exist or is not a file")
@@ -120,7 +120,7 @@ def _verify_message(report) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from dbs_admin.sealed.verify import verify
 
     key = _key(args) if (args.decrypt or args.identity) else {}
     report = verify(args.file, **key)
@@ -129,7 +129,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from .reader import open_sealed
+    from dbs_admin.sealed.reader import open_sealed
 
     if args.output == "-":
         raise UsageError("decrypt writes a file, never a pipe, so nothing is output before authentication")
@@ -146,7 +146,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from .heal import heal
+    from dbs_admin.sealed.heal import heal
 
     report = heal(args.file, args.output, overwrite=args.force)
     _emit(args, report.as_dict(),
@@ -157,7 +157,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .verify import info
+    from dbs_admin.sealed.verify import info
 
     data = info(args.file)
     lines = [f"{k}: {v}" for k, v in data.items() if k not in ("regions", "key_slots")]
@@ -172,7 +172,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .keys import generate_identity
+    from dbs_admin.sealed.keys import generate_identity
 
     passphrase = _read_passphrase(args, confirm=True)
     identity = generate_identity(args.identity_file, passphrase, argon2=_argon2(args),

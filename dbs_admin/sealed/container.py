@@ -28,10 +28,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from .atomic import EarlyWriteback, write_all
-from .blocks import BATCH_BLOCKS, BlockReader, assemble_records, block_parities
-from .errors import SealedError
-from .layout import (
+from dbs_admin.sealed.atomic import EarlyWriteback, write_all
+from dbs_admin.sealed.blocks import BATCH_BLOCKS, BlockReader, assemble_records, block_parities
+from dbs_admin.sealed.errors import SealedError
+from dbs_admin.sealed.layout import (
     KIND_HEADER,
     KIND_LOCATOR,
     KIND_MANIFEST,
@@ -42,8 +42,8 @@ from .layout import (
     copy_size,
     header_digest,
 )
-from .metadata import encode_record, file_size_of
-from .structure import load_structure
+from dbs_admin.sealed.metadata import encode_record, file_size_of
+from dbs_admin.sealed.structure import load_structure
 
 
 def _copy_range(f: BinaryIO, src: int, dst: int, length: int) -> None:

@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_output
-from .blocks import BlockReader
-from .container import ContainerWriter
-from .errors import UnrecoverableError, UsageError
-from .metadata import file_size_of
-from .structure import load_structure
+from dbs_admin.sealed.atomic import atomic_output
+from dbs_admin.sealed.blocks import BlockReader
+from dbs_admin.sealed.container import ContainerWriter
+from dbs_admin.sealed.errors import UnrecoverableError, UsageError
+from dbs_admin.sealed.metadata import file_size_of
+from dbs_admin.sealed.structure import load_structure
 
 
 @dataclass
@@ -53,7 +53,7 @@ def heal(path: str | os.PathLike[str], destination: str | os.PathLike[str], *,
         f = open(path, "rb")
     except OSError as exc:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
-    from .verify import verify
+    from dbs_admin.sealed.verify import verify
 
     found = verify(path)
     if not found.ok:

@@ -11,8 +11,8 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from . import rs
-from .errors import NotSealedError, UnsupportedVersionError
+from dbs_admin.sealed import rs
+from dbs_admin.sealed.errors import NotSealedError, UnsupportedVersionError
 
 MAGIC = b"\x89DBS\r\n\x1a\n"  # PNG-style: catches text-mode and 7-bit transfers
 FORMAT_VERSION = 1

@@ -19,9 +19,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from . import rs
-from .errors import UnsupportedVersionError
-from .layout import FORMAT_VERSION, KIND_NAMES, MAGIC, META_PIECE_SIZE, PREFIX, PREFIX_SIZE, blake2b
+from dbs_admin.sealed import rs
+from dbs_admin.sealed.errors import UnsupportedVersionError
+from dbs_admin.sealed.layout import FORMAT_VERSION, KIND_NAMES, MAGIC, META_PIECE_SIZE, PREFIX, PREFIX_SIZE, blake2b
 
 _PREFIX_MSG = PREFIX.size  # 68
 

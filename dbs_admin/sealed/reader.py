@@ -22,14 +22,14 @@ import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .aead import ChunkDecryptor, derive_subkey
-from .atomic import atomic_output, write_all
-from .blocks import BlockReader
-from .errors import AuthenticationError, SealedError, UnrecoverableError, UsageError
-from .keys import Identity, unwrap_key_slots
-from .metadata import file_size_of
-from .structure import Structure, load_structure
-from .writer import MANIFEST_NONCE_SIZE, MANIFEST_PURPOSE
+from dbs_admin.sealed.aead import ChunkDecryptor, derive_subkey
+from dbs_admin.sealed.atomic import atomic_output, write_all
+from dbs_admin.sealed.blocks import BlockReader
+from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError, UsageError
+from dbs_admin.sealed.keys import Identity, unwrap_key_slots
+from dbs_admin.sealed.metadata import file_size_of
+from dbs_admin.sealed.structure import Structure, load_structure
+from dbs_admin.sealed.writer import MANIFEST_NONCE_SIZE, MANIFEST_PURPOSE
 
 READ_SIZE = 1 << 20
 _MAX_MANIFEST = 1 << 30

@@ -13,8 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .errors import NotSealedError, UnrecoverableError
-from .layout import (
+from dbs_admin.sealed.errors import NotSealedError, UnrecoverableError
+from dbs_admin.sealed.layout import (
     KIND_HEADER,
     KIND_LOCATOR,
     KIND_MANIFEST,
@@ -30,7 +30,7 @@ from .layout import (
     header_digest,
     record_size,
 )
-from .metadata import Prefix, RecordResult, read_exact_at, read_prefix, recover_record, scan
+from dbs_admin.sealed.metadata import Prefix, RecordResult, read_exact_at, read_prefix, recover_record, scan
 
 
 @dataclass

@@ -6,13 +6,13 @@ import datetime
 import os
 from pathlib import Path
 
-from .blocks import BlockReader
-from .errors import AuthenticationError, KeySlotError, SealedError, UnrecoverableError, UsageError
-from .keys import Identity, describe_key_slots
-from .layout import rs_overhead
-from .metadata import file_size_of
-from .reports import VerifyReport
-from .structure import load_structure
+from dbs_admin.sealed.blocks import BlockReader
+from dbs_admin.sealed.errors import AuthenticationError, KeySlotError, SealedError, UnrecoverableError, UsageError
+from dbs_admin.sealed.keys import Identity, describe_key_slots
+from dbs_admin.sealed.layout import rs_overhead
+from dbs_admin.sealed.metadata import file_size_of
+from dbs_admin.sealed.reports import VerifyReport
+from dbs_admin.sealed.structure import load_structure
 
 
 def _open(path: Path):
@@ -75,7 +75,7 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
         report.error = f"metadata lost in every copy: {', '.join(unrecoverable_regions)}"
     if passphrase is None and identity is None:
         return report
-    from .reader import open_sealed
+    from dbs_admin.sealed.reader import open_sealed
 
     try:
         with open_sealed(path, passphrase=passphrase, identity=identity) as reader:

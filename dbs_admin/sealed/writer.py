@@ -21,13 +21,13 @@ from typing import IO, BinaryIO
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .aead import PLAINTEXT_CHUNK_SIZE, ChunkEncryptor, derive_subkey
-from .atomic import atomic_output
-from .container import ContainerWriter
-from .errors import UsageError
-from .keys import Argon2Params, describe_key_slots, new_data_key, parse_recipient, wrap_key_slots
-from .layout import BLOCK_SIZE, FILE_ID_SIZE, Header
-from .reports import SealReport
+from dbs_admin.sealed.aead import PLAINTEXT_CHUNK_SIZE, ChunkEncryptor, derive_subkey
+from dbs_admin.sealed.atomic import atomic_output
+from dbs_admin.sealed.container import ContainerWriter
+from dbs_admin.sealed.errors import UsageError
+from dbs_admin.sealed.keys import Argon2Params, describe_key_slots, new_data_key, parse_recipient, wrap_key_slots
+from dbs_admin.sealed.layout import BLOCK_SIZE, FILE_ID_SIZE, Header
+from dbs_admin.sealed.reports import SealReport
 
 Source = str | os.PathLike | IO[bytes] | Iterable[bytes] | bytes | bytearray | memoryview
 

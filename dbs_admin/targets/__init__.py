@@ -29,7 +29,7 @@ class StoredFile:
     @property
     def created_at(self) -> datetime:
         """When the backup was made: from its name (the same on every copy), else the file's mtime."""
-        from .naming import parse_backup_file_name
+        from dbs_admin.targets.naming import parse_backup_file_name
 
         parsed = parse_backup_file_name(self.name)
         return parsed[0] if parsed else self.modified
@@ -68,12 +68,12 @@ class Target(Protocol):
 
 def get_target(name: str | None = None) -> Target:
     """The target called ``name`` in ``DBS_ADMIN["TARGETS"]`` (default: ``DEFAULT_TARGET``)."""
-    from .registry import get_target as _impl
+    from dbs_admin.targets.registry import get_target as _impl
 
     return _impl(name)
 
 
 def iter_targets() -> Iterator[Target]:
-    from .registry import iter_targets as _impl
+    from dbs_admin.targets.registry import iter_targets as _impl
 
     return _impl()

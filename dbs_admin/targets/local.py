@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dbs_admin.backups.errors import BackupExistsError, TargetError
-
-from . import StoredFile
-from .base import (
+from dbs_admin.targets import StoredFile
+from dbs_admin.targets.base import (
     CHUNK,
     DIR_MODE,
     FILE_MODE,

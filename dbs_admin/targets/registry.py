@@ -30,15 +30,14 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dbs_admin.conf import dbs_settings
-
-from . import Target
-from .base import TargetConfigError
-from .local import LocalTarget
+from dbs_admin.targets import Target
+from dbs_admin.targets.base import TargetConfigError
+from dbs_admin.targets.local import LocalTarget
 
 
 def _sftp_target(*args: Any, **kwargs: Any) -> Target:
     """Imported on first use: paramiko takes ~50 ms to import, which a site with only local targets never needs."""
-    from .sftp import SftpTarget
+    from dbs_admin.targets.sftp import SftpTarget
 
     return SftpTarget(*args, **kwargs)
 

@@ -39,9 +39,8 @@ import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from dbs_admin.backups.errors import BackupExistsError, TargetError
-
-from . import StoredFile
-from .base import (
+from dbs_admin.targets import StoredFile
+from dbs_admin.targets.base import (
     CHUNK,
     DIR_MODE,
     FILE_MODE,
