@@ -22,8 +22,10 @@ demo: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## Ruff, and the layer contracts of DESIGN.md (import-linter, configured in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache .hypothesis

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from dbs_admin.history.admin import HistoryAdminMixin
+from dbs_admin.admin import HistoryAdminMixin
 
 from .models import Attachment, Category, Post, Tag
 

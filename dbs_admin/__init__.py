@@ -6,8 +6,9 @@ format lives in :mod:`dbs_admin.sealed` and imports no Django, so a backup can
 be checked and decrypted on a machine where the site is gone.
 """
 
-__version__ = "0.1.0"
+from dbs_admin.version import __version__
 
+__all__ = ["__version__", "create_backup", "restore_backup", "validate_backup", "read_manifest"]
 _API = ("create_backup", "restore_backup", "validate_backup", "read_manifest")
 
 

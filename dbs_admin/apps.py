@@ -17,6 +17,7 @@ class DbsAdminConfig(AppConfig):
         # so declarations are in place before any backup or snapshot runs.
         autodiscover_modules("dbs")
         from dbs_admin.history.signals import connect_signals  # after dbs.py: it connects the models they track
+        from dbs_admin.jobs import wiring  # post_migrate schedules, the history hook, the system check
 
         connect_signals()
-        from dbs_admin.drills import wiring  # noqa: F401  (drills: recoverability system check, weekly drill schedule)
+        wiring.connect()

@@ -19,42 +19,22 @@ from django.db import connections
 from django.utils import timezone
 
 from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
-from dbs_admin.backups.api import BackupResult
-from dbs_admin.backups.errors import BackupError, BackupExistsError, KeyMissingError, TargetError
+from dbs_admin.backups.catalog import record_backup
+from dbs_admin.backups.errors import BackupError, BackupExistsError
 from dbs_admin.backups.pipeline import seal_in_background as seal
 from dbs_admin.backups.progress import Reporter
-from dbs_admin.backups.records import record_backup
+from dbs_admin.backups.sealing_keys import sealing_keys
 from dbs_admin.backups.sources import private_dir
 from dbs_admin.backups.sources import target as get_target
-from dbs_admin.conf import dbs_settings
+from dbs_admin.backups.types import BackupResult
 from dbs_admin.models import Backup
-from dbs_admin.sealed import Argon2Params, SealedError
+from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
+from dbs_admin.targets.errors import TargetError
 from dbs_admin.targets.naming import backup_file_name
 
 log = logging.getLogger("dbs_admin.backups")
 KINDS = ("logical", "native")
-
-
-def argon2_params() -> tuple[Argon2Params, bool]:
-    """Passphrase-slot cost from ``DBS_ADMIN["ARGON2"]``; ``allow_weak: True`` there permits cheap test costs."""
-    conf = dict(dbs_settings.ARGON2)
-    allow_weak = bool(conf.pop("allow_weak", False))
-    return Argon2Params(**conf), allow_weak
-
-
-def key_options(passphrase: str | None, recipients: list[str] | None) -> dict[str, Any]:
-    recipients = list(recipients or [])
-    if not passphrase and not recipients:
-        recipients = list(dbs_settings.RECIPIENTS)
-    if not passphrase and not recipients:
-        raise KeyMissingError(
-            "no key: give a passphrase (--passphrase-file or $DBS_PASSPHRASE) or a recipient "
-            "(--recipient, or DBS_ADMIN['RECIPIENTS'] for unattended backups)"
-        )
-    params, allow_weak = argon2_params()
-    return {"passphrase": passphrase or None, "recipients": recipients, "argon2": params,
-            "allow_weak_argon2": allow_weak}
 
 
 def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
@@ -114,9 +94,14 @@ def create_backup(
     passphrase: str | None = None, recipients: list[str] | None = None, database: str = "default", user: Any = None,
     progress=None, cancel=None,
 ) -> BackupResult:
+    """Write a sealed backup of ``database`` and its files to ``target`` (or ``output``), verified.
+
+    With neither passphrase nor recipients, ``DBS_ADMIN["RECIPIENTS"]`` is used;
+    with none of the three, KeyMissingError. Records a ``Backup`` row.
+    """
     if kind not in KINDS:
         raise BackupError(f"unknown backup kind {kind!r}; use one of {', '.join(KINDS)}")
-    keys = key_options(passphrase, recipients)
+    keys = sealing_keys(passphrase, recipients).as_writer_options()
     reporter = Reporter(progress, cancel)
     created_at = timezone.now()
     name = backup_file_name(created_at, kind, label)

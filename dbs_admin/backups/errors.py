@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dbs_admin.errors import DbsError
+from dbs_admin.targets.errors import BackupExistsError, TargetError
 
-class BackupError(Exception):
-    """Base class of backup, restore and target errors."""
+__all__ = [  # BackupExistsError and TargetError are the targets' own, re-exported for the callers of backups
+    "BackupError", "BackupExistsError", "CancelledError", "IntegrityCheckError", "KeyMissingError",
+    "MigrationMismatchError", "PayloadError", "RestoreError", "TargetError", "ToolMissingError", "UnsafePathError",
+]
+
+
+class BackupError(DbsError):
+    """Base class of backup and restore errors (targets raise ``TargetError``, also a ``DbsError``)."""
 
 
 class KeyMissingError(BackupError):
     """No passphrase and no recipient (or identity) was given, and prompting is not possible."""
-
-
-class BackupExistsError(BackupError):
-    """A backup of that name already exists; names are never reused or overwritten."""
 
 
 class MigrationMismatchError(BackupError):
@@ -38,10 +42,6 @@ class CancelledError(BackupError):
 
 class ToolMissingError(BackupError):
     """An external tool a native backup needs (pg_dump, pg_restore) is missing or too old."""
-
-
-class TargetError(BackupError):
-    """A target (local folder, SFTP server) failed: unreachable, unknown host key, upload mismatch."""
 
 
 class PayloadError(RestoreError):

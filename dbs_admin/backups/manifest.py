@@ -23,9 +23,9 @@ import django
 from django.apps import apps
 from django.db.migrations.loader import MigrationLoader
 
-import dbs_admin
 from dbs_admin.backups.errors import IntegrityCheckError, MigrationMismatchError
 from dbs_admin.backups.payload import file_index
+from dbs_admin.version import __version__
 
 MANIFEST_FORMAT = 1
 
@@ -98,7 +98,7 @@ def _versions() -> dict[str, Any]:
         app_versions[config.label] = str(version) if version is not None else None
     return {
         "django": django.get_version(),
-        "dbs_admin": dbs_admin.__version__,
+        "dbs_admin": __version__,
         "python": platform.python_version(),
         "platform": sys.platform,
         "apps": app_versions,

@@ -26,7 +26,7 @@ from django.core.management.color import no_style
 from django.db import connections
 
 from dbs_admin.backups.errors import BackupError, RestoreError, ToolMissingError
-from dbs_admin.backups.selection import all_storable_models
+from dbs_admin.backups.own_tables import console_models, unlink_missing_sql
 
 
 def _tool(name: str) -> str:
@@ -101,14 +101,10 @@ def dump_chunks(alias: str, snapshot_id: str) -> Iterator[bytes]:
             raise BackupError(f"pg_dump failed: {message[-1] if message else 'exit ' + str(proc.returncode)}")
 
 
-def _console_models():
-    return [m for m in all_storable_models() if m._meta.app_label == "dbs_admin"]
-
-
 def _prelude(alias: str) -> str:
     existing = set(connections[alias].introspection.table_names())
     lines = ["SET client_min_messages = warning;"]
-    for model in _console_models():
+    for model in console_models():
         t = model._meta.db_table
         if t in existing:
             lines.append(f'CREATE TEMP TABLE "dbs_keep_{t}" AS TABLE public."{t}";')
@@ -121,22 +117,14 @@ def _postlude(alias: str) -> str:
     existing = set(connection.introspection.table_names())
     lines = ["SET search_path = public;", "SET CONSTRAINTS ALL DEFERRED;"]
     kept = []
-    for model in _console_models():
+    for model in console_models():
         t = model._meta.db_table
         lines.append(f'DELETE FROM "{t}";')
         if t in existing:
             kept.append(model)
             cols = ", ".join(f'"{f.column}"' for f in model._meta.concrete_fields)
             lines.append(f'INSERT INTO "{t}" ({cols}) SELECT {cols} FROM pg_temp."dbs_keep_{t}";')
-    for model in _console_models():
-        for f in model._meta.concrete_fields:
-            if not f.is_relation or f.related_model._meta.app_label == "dbs_admin":
-                continue
-            t, other = model._meta.db_table, f.related_model._meta.db_table
-            where = (f'"{f.column}" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "{other}" o '
-                     f'WHERE o."{f.target_field.column}" = "{t}"."{f.column}")')
-            lines.append(f'UPDATE "{t}" SET "{f.column}" = NULL WHERE {where};' if f.null
-                         else f'DELETE FROM "{t}" WHERE {where};')
+    lines += [f"{statement};" for statement in unlink_missing_sql()]
     lines += connection.ops.sequence_reset_sql(no_style(), kept)
     lines.append("SET CONSTRAINTS ALL IMMEDIATE;")
     return "\n".join(lines) + "\n"

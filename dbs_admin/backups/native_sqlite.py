@@ -17,6 +17,7 @@ from pathlib import Path
 from django.db import connections
 
 from dbs_admin.backups.errors import RestoreError
+from dbs_admin.backups.own_tables import console_models, unlink_missing_sql
 from dbs_admin.backups.selection import all_storable_models, is_excluded
 
 
@@ -58,10 +59,6 @@ def dump_chunks(copy: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _console_models():
-    return [m for m in all_storable_models() if m._meta.app_label == "dbs_admin"]
-
-
 def carry_console_tables(copy: Path, alias: str) -> None:
     """Replace the console's tables in ``copy`` by the live ones, and unlink kept rows from missing users."""
     conn = sqlite3.connect(copy, isolation_level=None)
@@ -70,7 +67,7 @@ def carry_console_tables(copy: Path, alias: str) -> None:
         live_tables = {r[0] for r in conn.execute("SELECT name FROM live.sqlite_master WHERE type='table'")}
         main_tables = {r[0] for r in conn.execute("SELECT name FROM main.sqlite_master WHERE type='table'")}
         conn.execute("BEGIN")
-        for model in _console_models():
+        for model in console_models():
             table = model._meta.db_table
             if table not in main_tables:
                 continue
@@ -78,17 +75,8 @@ def carry_console_tables(copy: Path, alias: str) -> None:
             if table in live_tables:
                 cols = ", ".join(f'"{f.column}"' for f in model._meta.concrete_fields)
                 conn.execute(f'INSERT INTO main."{table}" ({cols}) SELECT {cols} FROM live."{table}"')
-        for model in _console_models():
-            for f in model._meta.concrete_fields:
-                if not f.is_relation or f.related_model._meta.app_label == "dbs_admin":
-                    continue
-                t, other = model._meta.db_table, f.related_model._meta.db_table
-                where = (f'"{f.column}" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM main."{other}" o '
-                         f'WHERE o."{f.target_field.column}" = main."{t}"."{f.column}")')
-                if f.null:
-                    conn.execute(f'UPDATE main."{t}" SET "{f.column}" = NULL WHERE {where}')
-                else:
-                    conn.execute(f'DELETE FROM main."{t}" WHERE {where}')
+        for statement in unlink_missing_sql(lambda table: f'main."{table}"'):
+            conn.execute(statement)
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE live")
         problems = conn.execute("PRAGMA foreign_key_check").fetchall()

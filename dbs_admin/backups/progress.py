@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from dbs_admin.backups.api import Cancel, Progress
 from dbs_admin.backups.errors import CancelledError
+from dbs_admin.backups.types import Cancel, Progress
 
 INTERVAL = 0.5
 

@@ -22,13 +22,14 @@ from typing import Any
 from django.core.management import call_command
 from django.db import DatabaseError, connections
 
-from dbs_admin.backups import console_records, native, native_postgres, native_sqlite
 from dbs_admin.backups import manifest as manifest_mod
-from dbs_admin.backups.api import RestoreResult
+from dbs_admin.backups import native, native_postgres, native_sqlite
+from dbs_admin.backups import own_tables as console_records
 from dbs_admin.backups.errors import RestoreError
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sources import local_copy, private_dir
+from dbs_admin.backups.types import RestoreResult
 from dbs_admin.sealed import open_sealed
 
 log = logging.getLogger("dbs_admin.backups")
@@ -56,6 +57,15 @@ def restore_backup(
     dry_run: bool = False, reset: bool = False, allow_migration_mismatch: bool = False, progress=None, cancel=None,
     before_writing: Callable[[], Any] | None = None,
 ) -> RestoreResult:
+    """Restore a sealed backup into ``database``: all or nothing.
+
+    ``source`` is a path, or a backup name on ``target``. ``models`` restricts
+    to "app_label.Model" labels; ``objects`` to "app_label.Model:pk" entries.
+    Refuses a migration mismatch (MigrationMismatchError) unless allowed.
+    ``before_writing`` is called once every check that needs no writing has
+    passed (key, kind, migrations; with ``reset`` the whole contents), just
+    before the first write; if it raises, nothing is written.
+    """
     started = time.monotonic()
     reporter = Reporter(progress, cancel)
     connection = connections[database]

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from dbs_admin.targets import StoredFile
-from dbs_admin.targets.base import TargetConfigError
+from dbs_admin.targets.base import StoredFile
+from dbs_admin.targets.errors import TargetConfigError
 from dbs_admin.targets.naming import parse_backup_file_name
 
 RULES = ("last", "daily", "weekly", "monthly")
@@ -180,10 +180,9 @@ def prune(
     """
     from django.utils import timezone
 
-    from dbs_admin.backups.errors import TargetError
     from dbs_admin.models import Backup
     from dbs_admin.targets import get_target
-    from dbs_admin.targets.base import StoredFileMissingError
+    from dbs_admin.targets.errors import StoredFileMissingError, TargetError
 
     target = get_target(target_name)
     if policy is None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbs_admin.backups.api import BackupResult
 from dbs_admin.backups.errors import BackupError, CancelledError
+from dbs_admin.backups.types import BackupResult
+from dbs_admin.errors import DbsError
 from dbs_admin.sealed import SealedError
 
 
@@ -31,5 +32,5 @@ def back_up_before_restore(
         )
     except CancelledError:
         raise
-    except (BackupError, SealedError) as exc:
+    except (DbsError, SealedError) as exc:
         raise BackupError(f"Nothing was restored: the backup of the current data failed: {exc}") from exc

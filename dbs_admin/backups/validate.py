@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dbs_admin.backups import payload
-from dbs_admin.backups.api import ValidationResult
-from dbs_admin.backups.errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
+from dbs_admin.backups.errors import IntegrityCheckError, KeyMissingError, PayloadError
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.sources import local_copy
+from dbs_admin.backups.types import ValidationResult
+from dbs_admin.errors import DbsError
 from dbs_admin.sealed import open_sealed, verify
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError
 
@@ -82,6 +83,7 @@ def validate_backup(
     source: str | Path, *, target: str | None = None, passphrase: str | None = None, identity: Any = None,
     decrypt: bool = False,
 ) -> ValidationResult:
+    """Check a sealed backup: structure, hashes and parity; with ``decrypt``, every chunk authenticated."""
     if decrypt and not passphrase and identity is None:
         raise KeyMissingError("--decrypt needs the key: a passphrase (--passphrase-file or $DBS_PASSPHRASE) or "
                               "an identity file")
@@ -99,7 +101,7 @@ def validate_backup(
             with open_sealed(path, passphrase=passphrase, identity=identity) as reader:
                 summary = reader.manifest
                 found = check_contents(reader, summary)
-        except (AuthenticationError, UnrecoverableError, BackupError) as exc:
+        except (AuthenticationError, UnrecoverableError, DbsError) as exc:
             lost = list(getattr(exc, "blocks", ()) or report.unrecoverable_blocks)
             return ValidationResult(ok=False, decrypted=False, healed_blocks=healed, unrecoverable_blocks=lost,
                                     healing_margin=report.healing_margin, manifest=summary, message=str(exc))
@@ -130,5 +132,6 @@ def _structure_message(report) -> str:
 
 def read_manifest(source: str | Path, *, target: str | None = None, passphrase: str | None = None,
                   identity: Any = None) -> dict[str, Any]:
+    """The backup's manifest summary (needs the key: the manifest is encrypted)."""
     with local_copy(source, target) as path, open_sealed(path, passphrase=passphrase, identity=identity) as reader:
         return dict(reader.manifest)

@@ -14,6 +14,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from dbs_admin.conf import dbs_settings
+from dbs_admin.humanize import human_duration, human_size
+from dbs_admin.jobs import schedules
+from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.models import Backup, BackupCopy, DrillReport, Job
 
 VERIFIED = (Backup.Status.OK, Backup.Status.HEALED)
@@ -33,17 +36,6 @@ class RpoLight:
         if self.backup is None:
             return "No verified backup yet."
         return f"Newest verified backup is {human_duration(self.age)} old (RPO {human_duration(self.rpo)})."
-
-
-def human_duration(delta: timedelta | None) -> str:
-    if delta is None:
-        return "—"
-    seconds = int(delta.total_seconds())
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 48 * 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} days"
 
 
 def rpo_light(now=None) -> RpoLight:
@@ -103,7 +95,7 @@ def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeStr
         'stroke="#999"/><text x="2" y="{ty}" font-size="11">{top}</text><text x="2" y="{b}" font-size="11">0</text>'
         '<text x="{l}" y="{h}" font-size="11">{first}</text><text x="{lx}" y="{h}" font-size="11" '
         'text-anchor="end">{last}</text>',
-        l=pad_l, r=width - pad_r, t=pad_t, b=height - pad_b, ty=pad_t + 10, top=_size(top), h=height - 6,
+        l=pad_l, r=width - pad_r, t=pad_t, b=height - pad_b, ty=pad_t + 10, top=human_size(top), h=height - 6,
         first=timezone.localtime(rows[0][1]).strftime("%Y-%m-%d %H:%M"), lx=width - pad_r,
         last=timezone.localtime(rows[-1][1]).strftime("%Y-%m-%d %H:%M"),
     )
@@ -115,26 +107,14 @@ def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeStr
     )
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def jobs_context() -> dict:
     """The last jobs, and whether any is still going (then the card refreshes itself)."""
-    from dbs_admin.console.jobs import reap_lost_jobs
-
     reap_lost_jobs()
     jobs = last_jobs()
     return {"jobs": jobs, "jobs_active": any(not j.finished for j in jobs)}
 
 
 def context() -> dict:
-    from dbs_admin.console import schedules
-
     schedules.ensure_reaper()
     return {
         "rpo": rpo_light(),

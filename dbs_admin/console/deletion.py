@@ -11,7 +11,7 @@ from dbs_admin.targets import get_target
 
 def delete_backup(request: HttpRequest | None, backup: Backup) -> bool:
     """Remove every copy, then the row. If a copy cannot be removed the row stays (so nothing is orphaned)."""
-    from dbs_admin.targets.base import StoredFileMissingError
+    from dbs_admin.targets.errors import StoredFileMissingError
 
     failures = []
     for copy in list(backup.copies.all()):

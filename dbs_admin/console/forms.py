@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
+from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
 from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 
@@ -38,7 +39,7 @@ class BackupNowForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("key") == self.KEY_RECIPIENTS:
-            if not dbs_settings.RECIPIENTS:
+            if not can_seal_without_passphrase():
                 raise forms.ValidationError("No recipient keys are configured (DBS_ADMIN['RECIPIENTS']); "
                                             "use a passphrase.")
             data["passphrase"] = None

@@ -11,12 +11,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from dbs_admin.conf import dbs_settings
-from dbs_admin.console import audit, handoff, schedules
+from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
+from dbs_admin.console import audit
 from dbs_admin.console.access import admin_context, console_view
 from dbs_admin.console.forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
-from dbs_admin.console.jobs import reap_lost_jobs, send
-from dbs_admin.console.tasks import BACKUP_PURPOSE, run_backup
+from dbs_admin.jobs import launch, schedules
+from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.models import Job
 
 NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty: scheduled backups are sealed to recipient keys (no "
@@ -74,16 +74,11 @@ def backup_now(request: HttpRequest) -> HttpResponse:
     return render(request, "dbs_admin/backup_now.html", context)
 
 
-@sensitive_variables("data", "ref")
+@sensitive_variables("data")
 def start_backup(request: HttpRequest, data: dict) -> Job:
-    """Create the Job, seal the passphrase (if any) and queue the task with only the reference."""
-    job = Job.objects.create(
-        kind=Job.Kind.BACKUP, created_by=request.user,
-        params={"kind": data["kind"], "target": data["target"], "label": data.get("label", ""),
-                "key": data["key"]},
-    )
-    ref = handoff.put(data["passphrase"], purpose=BACKUP_PURPOSE) if data.get("passphrase") else None
-    send(run_backup, job, secret_ref=ref)
+    """Queue the backup the form describes (``launch.queue_backup`` seals the passphrase) and audit it."""
+    job = launch.queue_backup(user=request.user, kind=data["kind"], target=data["target"],
+                              label=data.get("label", ""), passphrase=data.get("passphrase") or None)
     audit.record(request, "backup", object_repr=f"job {job.pk}",
                  detail=f"{data['kind']} to {data['target']} queued")
     return job
@@ -137,7 +132,7 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
             schedules.ensure_reaper()
             audit.record(request, "schedules", detail="schedules saved")
             messages.success(request, "Schedules saved; Celery beat picks them up without a restart.")
-            if not dbs_settings.RECIPIENTS and any(f.cleaned_data["enabled"] for _, f in target_forms):
+            if not can_seal_without_passphrase() and any(f.cleaned_data["enabled"] for _, f in target_forms):
                 messages.warning(request, NO_RECIPIENTS)
             return redirect("dbs_admin:schedules")
         status = 400
@@ -147,6 +142,6 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
         drill_form = DrillScheduleForm(initial=schedules.drill_initial(), prefix="drill")
         status = 200
     context = {**admin_context(request, "Schedules"), "target_forms": target_forms, "drill_form": drill_form,
-               "no_recipients": NO_RECIPIENTS if not dbs_settings.RECIPIENTS else None,
+               "no_recipients": None if can_seal_without_passphrase() else NO_RECIPIENTS,
                "next_runs": schedules.next_runs(), "time_zone": timezone.get_current_timezone_name()}
     return render(request, "dbs_admin/schedules.html", context, status=status)

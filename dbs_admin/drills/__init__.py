@@ -5,7 +5,8 @@ one job each: ``scratch`` (the throw-away database and its clean-up),
 ``checks`` (what a good restore looks like), ``runner`` (the drill),
 ``report`` (the records), ``health`` (RPO and last drill, for the system
 check, ``dbs_status`` and the status view), ``alerts`` (mail to ADMINS),
-``tasks``/``schedule`` (Celery and the weekly default), ``admin``/``views``.
+``identity`` (the unattended drill's key). The Celery task and the weekly
+default schedule are in ``dbs_admin.jobs``; the pages in ``dbs_admin.console``.
 
 Import the functions from their modules; this package imports nothing
 heavy so Django can load it early.

@@ -34,15 +34,16 @@ from django.test.utils import override_settings
 from django.utils.dateparse import parse_datetime
 
 from dbs_admin.backups import api
-from dbs_admin.backups.errors import BackupError, CancelledError
+from dbs_admin.backups.errors import CancelledError
 from dbs_admin.backups.files import MEDIA, file_roots
 from dbs_admin.drills import checks
 from dbs_admin.drills.alerts import alert_failure
 from dbs_admin.drills.errors import DrillError, NoBackupToDrill
+from dbs_admin.drills.identity import resolve_key
 from dbs_admin.drills.inventory import Inventory, read_inventory
-from dbs_admin.drills.keys import resolve_key
 from dbs_admin.drills.report import finish_report, mark_interrupted, record_check, start_report
 from dbs_admin.drills.scratch import ScratchDatabase, base_vendor, cleanup_orphans, drills_root, scratch_database
+from dbs_admin.errors import DbsError
 from dbs_admin.models import Backup, DrillReport, Job
 from dbs_admin.sealed import SealedError, verify
 from dbs_admin.targets import get_target
@@ -79,7 +80,7 @@ class Drill:
             detail = func()
         except CancelledError:
             raise
-        except (BackupError, SealedError, DrillError) as exc:
+        except (DbsError, SealedError, DrillError) as exc:
             record_check(self.report, name, False, str(exc), time.monotonic() - start)
             raise _Stop(name) from exc
         except Exception as exc:
@@ -240,7 +241,7 @@ def run_drill(
     engine = connections[DEFAULT_DB_ALIAS].vendor
     try:
         name, source, target = resolve_source(source, target)
-    except (DrillError, BackupError) as exc:
+    except (DrillError, DbsError) as exc:
         report = start_report(backup_name="(none)", job=job, engine=engine)
         return _finish(report, str(exc), alert)
     backup = Backup.objects.filter(name=name).first()
@@ -261,7 +262,7 @@ def run_drill(
     except CancelledError as exc:
         finish_report(report, error=str(exc))  # the user asked for it: recorded, not alerted
         return report
-    except (DrillError, BackupError, SealedError) as exc:  # a known condition with a message saying what to do
+    except (DrillError, DbsError, SealedError) as exc:  # a known condition with a message saying what to do
         log.warning("drill %s of %s could not run: %s", report.pk, name, exc)
         error = str(exc)
     except Exception as exc:  # recorded in the report and mailed; the scratch database is gone already

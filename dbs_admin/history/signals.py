@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, models, router, transaction
@@ -166,16 +167,28 @@ def flush_snapshot(model: type[models.Model], pk: Any, *, fields: dict[str, Any]
     send(payload)
 
 
+_snapshot_sender: Callable[[dict[str, Any]], None] | None = None
+
+
+def set_snapshot_sender(sender: Callable[[dict[str, Any]], None] | None) -> None:
+    """Register how a captured snapshot reaches a worker (the jobs layer sends a Celery task).
+
+    Why a hook: this service must not import the jobs layer above it. Without a
+    sender (or when it fails: the broker is down) the version is written inline.
+    """
+    global _snapshot_sender
+    _snapshot_sender = sender
+
+
 def send(payload: dict[str, Any]) -> None:
-    from dbs_admin.history.tasks import snapshot_object
+    sender = _snapshot_sender
+    if sender is not None:
+        try:
+            sender(payload)
+            return
+        except Exception:  # noqa: BLE001 - the broker is down: never lose what the editor wrote
+            logger.warning("history: broker unreachable, writing %s %s inline", payload["model"], payload["pk"],
+                           exc_info=True)
+    from dbs_admin.history.snapshot import take_snapshot
 
-    try:
-        # argsrepr: Celery would otherwise build a repr of the whole post for the message headers.
-        snapshot_object.apply_async(args=[payload], retry=False, argsrepr=f"[{payload['model']} {payload['pk']}]",
-                                    kwargsrepr="{}")
-    except Exception:  # noqa: BLE001 - the broker is down: never lose what the editor wrote
-        logger.warning("history: broker unreachable, writing %s %s inline", payload["model"], payload["pk"],
-                       exc_info=True)
-        from dbs_admin.history.snapshot import take_snapshot
-
-        take_snapshot(json.loads(json.dumps(payload)))  # exactly what a worker would have received
+    take_snapshot(json.loads(json.dumps(payload)))  # exactly what a worker would have received

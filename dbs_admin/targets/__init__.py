@@ -12,68 +12,21 @@ back to ``put`` plus ``verify``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import BinaryIO, Protocol
+from collections.abc import Iterator
 
+from dbs_admin.targets.base import StoredFile, Target
 
-@dataclass(frozen=True)
-class StoredFile:
-    name: str  # file name inside the target, e.g. "dbs-20261123T020000123456Z-logical.dbs"
-    size: int
-    modified: datetime  # aware, UTC
-    sha256: str | None  # from the sidecar/verification when known
-
-    @property
-    def created_at(self) -> datetime:
-        """When the backup was made: from its name (the same on every copy), else the file's mtime."""
-        from dbs_admin.targets.naming import parse_backup_file_name
-
-        parsed = parse_backup_file_name(self.name)
-        return parsed[0] if parsed else self.modified
-
-
-class Target(Protocol):
-    name: str
-
-    def put(self, local_path: Path, name: str, *, progress: Callable[[int, int], None] | None = None) -> StoredFile:
-        """Store ``local_path`` as ``name``: temporary name, verify size and hash, rename.
-
-        Refuses an existing name (BackupExistsError); never overwrites.
-        ``progress(bytes_done, bytes_total)`` is called while copying.
-        """
-
-    def list(self) -> list[StoredFile]:
-        """Sealed files held by the target, newest first."""
-
-    def open(self, name: str) -> BinaryIO:
-        """A readable binary stream of the file (used for downloads and restores)."""
-
-    def fetch(self, name: str, local_path: Path) -> Path:
-        """Copy the file to ``local_path`` (atomically) and return it."""
-
-    def verify(self, name: str) -> StoredFile:
-        """Re-read the stored file and compare it with its ``.sha256`` sidecar (TargetError on mismatch)."""
-
-    def delete(self, name: str) -> None:
-        """Remove the file and its sidecar (StoredFileMissingError when there is no such file)."""
-
-    def exists(self, name: str) -> bool: ...
-
-    def local_path(self, name: str) -> Path | None:
-        """The file's path when the target is a local folder, else None."""
+__all__ = ["StoredFile", "Target", "get_target", "iter_targets"]
 
 
 def get_target(name: str | None = None) -> Target:
     """The target called ``name`` in ``DBS_ADMIN["TARGETS"]`` (default: ``DEFAULT_TARGET``)."""
-    from dbs_admin.targets.registry import get_target as _impl
+    from dbs_admin.targets.configured import get_target as _impl  # lazily: the registry imports every kind
 
     return _impl(name)
 
 
 def iter_targets() -> Iterator[Target]:
-    from dbs_admin.targets.registry import iter_targets as _impl
+    from dbs_admin.targets.configured import iter_targets as _impl
 
     return _impl()

@@ -1,4 +1,4 @@
-"""What every target shares: name rules, the ``.sha256`` sidecar, hashing, target errors.
+"""What every target shares: the stored-file record and interface, name rules, the ``.sha256`` sidecar, hashing.
 
 Why a sidecar: it records the hash the upload was verified against next to
 the file, in ``sha256sum`` format, so an operator can check a copy with
@@ -12,13 +12,14 @@ import os
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from django.core.exceptions import ImproperlyConfigured
-
-from dbs_admin.backups.errors import BackupExistsError, TargetError
 from dbs_admin.sealed.atomic import fsync_directory
+from dbs_admin.targets.errors import BackupExistsError, TargetError
+from dbs_admin.targets.naming import parse_backup_file_name
 
 CHUNK = 1024 * 1024
 FILE_MODE = 0o600
@@ -33,12 +34,49 @@ Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` called while a file is copied."""
 
 
-class TargetConfigError(TargetError, ImproperlyConfigured):
-    """``DBS_ADMIN["TARGETS"]`` names no such target, or an entry is malformed."""
+@dataclass(frozen=True)
+class StoredFile:
+    name: str  # file name inside the target, e.g. "dbs-20261123T020000123456Z-logical.dbs"
+    size: int
+    modified: datetime  # aware, UTC
+    sha256: str | None  # from the sidecar/verification when known
+
+    @property
+    def created_at(self) -> datetime:
+        """When the backup was made: from its name (the same on every copy), else the file's mtime."""
+        parsed = parse_backup_file_name(self.name)
+        return parsed[0] if parsed else self.modified
 
 
-class StoredFileMissingError(TargetError):
-    """The target holds no file of that name."""
+class Target(Protocol):
+    name: str
+
+    def put(self, local_path: Path, name: str, *, progress: Callable[[int, int], None] | None = None) -> StoredFile:
+        """Store ``local_path`` as ``name``: temporary name, verify size and hash, rename.
+
+        Refuses an existing name (BackupExistsError); never overwrites.
+        ``progress(bytes_done, bytes_total)`` is called while copying.
+        """
+
+    def list(self) -> list[StoredFile]:
+        """Sealed files held by the target, newest first."""
+
+    def open(self, name: str) -> BinaryIO:
+        """A readable binary stream of the file (used for downloads and restores)."""
+
+    def fetch(self, name: str, local_path: Path) -> Path:
+        """Copy the file to ``local_path`` (atomically) and return it."""
+
+    def verify(self, name: str) -> StoredFile:
+        """Re-read the stored file and compare it with its ``.sha256`` sidecar (TargetError on mismatch)."""
+
+    def delete(self, name: str) -> None:
+        """Remove the file and its sidecar (StoredFileMissingError when there is no such file)."""
+
+    def exists(self, name: str) -> bool: ...
+
+    def local_path(self, name: str) -> Path | None:
+        """The file's path when the target is a local folder, else None."""
 
 
 def check_name(name: str) -> str:

@@ -17,14 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from dbs_admin.backups.errors import BackupExistsError, TargetError
-from dbs_admin.targets import StoredFile
 from dbs_admin.targets.base import (
     CHUNK,
     DIR_MODE,
     FILE_MODE,
     Progress,
-    StoredFileMissingError,
+    StoredFile,
     check_name,
     fsync_dir,
     hash_stream,
@@ -36,6 +34,7 @@ from dbs_admin.targets.base import (
     sidecar_text,
     temp_path,
 )
+from dbs_admin.targets.errors import BackupExistsError, StoredFileMissingError, TargetError
 
 
 class LocalTarget:

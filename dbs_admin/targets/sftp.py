@@ -38,14 +38,12 @@ from typing import Any, BinaryIO, TypeVar
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from dbs_admin.backups.errors import BackupExistsError, TargetError
-from dbs_admin.targets import StoredFile
 from dbs_admin.targets.base import (
     CHUNK,
     DIR_MODE,
     FILE_MODE,
     Progress,
-    StoredFileMissingError,
+    StoredFile,
     check_name,
     is_listed_name,
     parse_sidecar,
@@ -53,6 +51,7 @@ from dbs_admin.targets.base import (
     sidecar_name,
     sidecar_text,
 )
+from dbs_admin.targets.errors import BackupExistsError, StoredFileMissingError, TargetError
 
 T = TypeVar("T")
 READ_WINDOW = 4 * 1024 * 1024  # bytes requested at once when reading: bounds memory, keeps the pipe full

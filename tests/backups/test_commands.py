@@ -15,7 +15,7 @@ from blog.models import Post
 from dbs_admin import create_backup, restore_backup, validate_backup
 from dbs_admin.backups import create as create_mod
 from dbs_admin.backups.errors import BackupExistsError, CancelledError, KeyMissingError, ToolMissingError
-from dbs_admin.backups.keysource import get_passphrase
+from dbs_admin.management.passphrases import get_passphrase
 from dbs_admin.models import Backup
 
 from .conftest import on

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from dbs_admin.backups.retention import RetentionPolicy, plan_retention, prune
 from dbs_admin.models import AuditEvent, Backup, BackupCopy
-from dbs_admin.targets.base import TargetConfigError
+from dbs_admin.targets.errors import TargetConfigError
 from dbs_admin.targets.local import LocalTarget
 from dbs_admin.targets.naming import backup_file_name
 

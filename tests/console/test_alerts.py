@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dbs_admin.console.jobs import reap_lost_jobs
-from dbs_admin.console.tasks import run_backup, scheduled_backup
+from dbs_admin.jobs.reaper import reap_lost_jobs
+from dbs_admin.jobs.tasks import run_backup, scheduled_backup
 from dbs_admin.models import Job
 from tests.factories import PASSPHRASE
 
@@ -36,8 +36,8 @@ def test_a_scheduled_backup_that_fails_is_mailed_with_its_reason(eager, mailoutb
 
 @pytest.mark.django_db(transaction=True)
 def test_a_backup_someone_started_is_not_mailed(eager, superuser, mailoutbox):
-    from dbs_admin.console import handoff
-    from dbs_admin.console.tasks import BACKUP_PURPOSE
+    from dbs_admin.jobs import handoff
+    from dbs_admin.jobs.tasks import BACKUP_PURPOSE
 
     job = Job.objects.create(kind=Job.Kind.BACKUP, created_by=superuser,
                              params={"kind": "logical", "target": "nowhere", "label": ""})
@@ -69,7 +69,7 @@ def test_lost_and_never_started_unattended_jobs_are_mailed_once(settings, mailou
 
 @pytest.mark.django_db(transaction=True)
 def test_a_scheduled_run_skipped_for_a_busy_target_is_mailed(eager, superuser, mailoutbox):
-    from dbs_admin.console import locks
+    from dbs_admin.jobs import locks
 
     holder = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, created_by=superuser,
                                 started_at=timezone.now(), heartbeat_at=timezone.now(), params={"target": "local"})

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from dbs_admin.console import handoff
+from dbs_admin.jobs import handoff
 from dbs_admin.models import HandoffSecret
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console.restore import DAMAGED, WRONG_PASSPHRASE, database_label
+from dbs_admin.console.restore_views import DAMAGED, WRONG_PASSPHRASE, database_label
 from dbs_admin.models import HandoffSecret, Job
 from tests.factories import PASSPHRASE, make_sealed_backup, target_path
 
@@ -93,7 +93,7 @@ def test_plan_of_another_user_or_altered_is_refused(su_client, django_user_model
 
 
 def test_migration_mismatch_is_shown_before_anything_happens(su_client):
-    from dbs_admin.console.restore import summarize
+    from dbs_admin.console.restore_views import summarize
 
     summary = summarize({"counts": {"blog.Post": 3}, "files": 2,
                          "migrations": [["blog", "0001_initial"], ["blog", "9999_from_the_future"]]})

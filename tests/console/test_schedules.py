@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
-from dbs_admin.console import schedules
+from dbs_admin.jobs import schedules
 
 pytestmark = pytest.mark.django_db
 

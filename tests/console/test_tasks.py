@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from blog.seeding import seed
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console import jobs as jobs_mod
-from dbs_admin.console.jobs import JobRun
-from dbs_admin.console.tasks import run_backup, scheduled_backup
+from dbs_admin.jobs import job_run as jobs_mod
+from dbs_admin.jobs import reaper
+from dbs_admin.jobs.job_run import JobRun
+from dbs_admin.jobs.tasks import run_backup, scheduled_backup
 from dbs_admin.models import AuditEvent, Backup, Job, TargetLock
 from dbs_admin.sealed import Identity
 from dbs_admin.targets import get_target
@@ -256,8 +257,8 @@ def test_recipient_sealed_backup_restores_with_an_uploaded_identity(eager, su_cl
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from blog.models import Post
-    from dbs_admin.console.keys import WRONG_IDENTITY_PASSPHRASE
-    from dbs_admin.console.restore import WRONG_IDENTITY, database_label
+    from dbs_admin.console.restore_views import WRONG_IDENTITY, database_label
+    from dbs_admin.jobs.handed_keys import WRONG_IDENTITY_PASSPHRASE
     from dbs_admin.models import HandoffSecret
     from dbs_admin.sealed import Argon2Params, generate_identity
 
@@ -303,8 +304,8 @@ def test_transport_errors_are_retried_then_fail_with_the_targets_message(eager, 
     a misconfigured target fails at once."""
     from celery.signals import task_retry
 
-    from dbs_admin.console import handoff
-    from dbs_admin.console.tasks import BACKUP_PURPOSE, TRANSPORT_RETRIES
+    from dbs_admin.jobs import handoff
+    from dbs_admin.jobs.tasks import BACKUP_PURPOSE, TRANSPORT_RETRIES
     from dbs_admin.models import HandoffSecret
     from tests import services
 
@@ -349,8 +350,8 @@ def test_polling_a_job_whose_worker_died_shows_it_lost(su_client, settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_job_no_worker_started_is_failed_and_its_late_message_runs_nothing(eager, su_client, superuser, settings):
     """A lost broker message must not leave "Queued" on screen forever, nor run hours later by surprise."""
-    from dbs_admin.console import handoff
-    from dbs_admin.console.tasks import BACKUP_PURPOSE
+    from dbs_admin.jobs import handoff
+    from dbs_admin.jobs.tasks import BACKUP_PURPOSE
     from dbs_admin.models import HandoffSecret
 
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_QUEUE_TIMEOUT": 600}
@@ -383,18 +384,18 @@ def test_a_job_waiting_behind_a_long_one_is_not_failed_until_the_queue_stops(set
                                   started_at=now - timedelta(hours=8), heartbeat_at=now - timedelta(seconds=5))
     behind = Job.objects.create(kind=Job.Kind.RESTORE, created_at=now - timedelta(hours=7))
 
-    assert jobs_mod.reap_lost_jobs() == []
+    assert reaper.reap_lost_jobs() == []
     assert Job.objects.get(pk=behind.pk).state == Job.State.QUEUED
 
     # The long one has just ended: the worker is about to take the next message.
     Job.objects.filter(pk=long_one.pk).update(state=Job.State.SUCCEEDED, finished_at=now - timedelta(seconds=2))
-    assert jobs_mod.reap_lost_jobs() == []
+    assert reaper.reap_lost_jobs() == []
     # Jobs that ended without a worker (never started, or cancelled while queued) show no life.
     Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.CANCELLED, finished_at=now)
 
     # A minute later nothing has taken it: its message is lost, and it says so.
     Job.objects.filter(pk=long_one.pk).update(finished_at=now - timedelta(seconds=61))
-    assert jobs_mod.reap_lost_jobs() == [behind.pk]
+    assert reaper.reap_lost_jobs() == [behind.pk]
     behind.refresh_from_db()
     assert behind.state == Job.State.FAILED and "Never started" in behind.message
 
@@ -407,13 +408,13 @@ def test_a_worker_gone_with_its_job_does_not_keep_the_queue_alive(settings):
     dead = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, started_at=now - timedelta(hours=1),
                               heartbeat_at=now - timedelta(minutes=30), worker="gone@host")
     behind = Job.objects.create(kind=Job.Kind.BACKUP, created_at=now - timedelta(minutes=20))
-    assert sorted(jobs_mod.reap_lost_jobs()) == sorted([dead.pk, behind.pk])
+    assert sorted(reaper.reap_lost_jobs()) == sorted([dead.pk, behind.pk])
     assert Job.objects.get(pk=dead.pk).state == Job.State.LOST
     assert Job.objects.get(pk=behind.pk).state == Job.State.FAILED
 
 
 def _restore_through_the_console(client, backup: Backup, **confirm) -> Job:
-    from dbs_admin.console.restore import database_label
+    from dbs_admin.console.restore_views import database_label
 
     step1 = client.post(reverse("dbs_admin:restore_check"), {"backup": backup.pk, "passphrase": PASSPHRASE})
     assert step1.status_code == 200, step1.context.get("error")

@@ -10,7 +10,7 @@ from django.core.files.uploadhandler import StopFutureHandlers, StopUpload
 from django.urls import reverse
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console.uploads import FOREIGN_MESSAGE
+from dbs_admin.console.upload_handler import FOREIGN_MESSAGE
 from dbs_admin.models import AuditEvent
 from dbs_admin.sealed.layout import MAGIC
 from tests.factories import PASSPHRASE
@@ -46,7 +46,7 @@ def test_upload_over_the_limit_is_refused_while_streaming(su_client, settings):
 
 def test_limit_is_checked_on_the_bytes_not_only_the_announced_length(settings, rf):
     """A body whose Content-Length lies small still stops at the limit (the handler counts bytes)."""
-    from dbs_admin.console.uploads import SealedUploadHandler
+    from dbs_admin.console.upload_handler import SealedUploadHandler
 
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "UPLOAD_MAX_BYTES": 100_000}
     handler = SealedUploadHandler()
@@ -87,8 +87,8 @@ def test_abandoned_uploads_are_removed_by_the_reaper_and_those_in_use_kept(setti
     import os
     import time
 
-    from dbs_admin.console.jobs import reap_lost_jobs
-    from dbs_admin.console.uploads import upload_dir
+    from dbs_admin.jobs.reaper import reap_lost_jobs
+    from dbs_admin.jobs.uploads import upload_dir
     from dbs_admin.models import Job
 
     folder = upload_dir()

@@ -18,9 +18,9 @@ from django.urls import reverse
 from blog.models import Post
 from blog.seeding import seed
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console import locks
-from dbs_admin.console.jobs import reap_lost_jobs
-from dbs_admin.console.restore import database_label
+from dbs_admin.console.restore_views import database_label
+from dbs_admin.jobs import locks
+from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.models import Backup, Job, TargetLock
 
 from .conftest import wait_for
@@ -264,7 +264,7 @@ def test_one_backup_per_target_however_many_workers(su_client, superuser, worker
 
 def test_busy_target_makes_a_scheduled_run_skip(worker_factory):
     """A duplicated beat: the second scheduled backup finds the target locked and is refused, not run twice."""
-    from dbs_admin.console.tasks import run_backup
+    from dbs_admin.jobs.tasks import run_backup
 
     holder = Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.RUNNING, params={"target": "local"})
     assert locks.acquire("local", holder) is None

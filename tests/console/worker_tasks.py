@@ -13,7 +13,7 @@ from demo_site.celery import app
 
 @app.task(name="tests.console.slow_job", acks_late=True)
 def slow_job(job_id: int, partial: str, seconds: float = 60.0) -> None:
-    from dbs_admin.console.jobs import JobRun
+    from dbs_admin.jobs.job_run import JobRun
     from dbs_admin.models import Job
 
     run = JobRun(Job.objects.get(pk=job_id), worker="slow-job-worker")

@@ -170,7 +170,7 @@ def test_dbs_drill_command_exit_codes_and_output(seeded, capsys):
 @pytest.mark.django_db(transaction=True)
 def test_the_scheduled_task_creates_its_job_and_records_the_drill(seeded):
     """What beat sends (no arguments, no secret): a Job is created, the drill runs, the job says how it went."""
-    from dbs_admin.drills.tasks import run_drill_task
+    from dbs_admin.jobs.tasks import run_drill_task
     from dbs_admin.models import DrillReport, Job
 
     create_backup(kind="logical", target="local")

@@ -126,9 +126,9 @@ def test_status_view_answers_503_when_unhealthy(client, superuser):
 def test_weekly_drill_schedule_exists_after_migrate_and_is_not_overwritten():
     from django_celery_beat.models import PeriodicTask
 
-    from dbs_admin.console import schedules
-    from dbs_admin.drills.schedule import ensure_default_schedules
-    from dbs_admin.drills.tasks import TASK_NAME
+    from dbs_admin.jobs import schedules
+    from dbs_admin.jobs.schedules import ensure_default_schedules
+    from dbs_admin.jobs.tasks import DRILL_TASK_NAME as TASK_NAME
 
     task = PeriodicTask.objects.get(name=schedules.DRILL_NAME)  # made by post_migrate of the test database
     assert task.task == TASK_NAME == schedules.DRILL_TASK and task.enabled

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from blog.models import Post
 from blog.seeding import seed
-from dbs_admin.console.restore import database_label
+from dbs_admin.console.restore_views import database_label
 from dbs_admin.models import Backup
 from dbs_admin.sealed import verify
 from tests.console.conftest import redis_broker, start_worker, stop_worker, worker_var  # noqa: F401 - fixtures

@@ -9,7 +9,7 @@ import pytest
 from blog.models import Category, Post, Tag
 from dbs_admin.history.collect import capture_instance, ignored_in_compare
 from dbs_admin.history.errors import CorruptVersionError, UnsafePathError
-from dbs_admin.history.restore import apply_restore, plan_restore, restore
+from dbs_admin.history.revert import apply_restore, plan_restore, restore
 from dbs_admin.history.snapshot import object_history
 from dbs_admin.models import HistoryVersion
 

@@ -311,7 +311,7 @@ def test_choices_set_in_python_are_stored_as_plain_values(eager, django_capture_
 
 def test_an_unreachable_broker_writes_the_snapshot_inline(history_root, make_post, settings, monkeypatch,
                                                           django_capture_on_commit_callbacks, media_root):
-    from dbs_admin.history.tasks import snapshot_object
+    from dbs_admin.jobs.tasks import snapshot_object
 
     def broker_down(*args, **kwargs):
         raise ConnectionRefusedError("broker down")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from dbs_admin.targets.configured import build_target
 from dbs_admin.targets.local import LocalTarget
 from dbs_admin.targets.naming import backup_file_name
-from dbs_admin.targets.registry import build_target
 from dbs_admin.targets.sftp import SftpTarget
 from tests import services
 

@@ -14,9 +14,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from dbs_admin.models import Backup
+from dbs_admin.targets.configured import build_target
 from dbs_admin.targets.local import LocalTarget
 from dbs_admin.targets.naming import backup_file_name
-from dbs_admin.targets.registry import build_target
 from tests.services import ROOT
 
 pytestmark = pytest.mark.django_db

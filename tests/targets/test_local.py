@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dbs_admin.backups.errors import BackupExistsError, TargetError
-from dbs_admin.targets.base import CHUNK, StoredFileMissingError
+from dbs_admin.backups.errors import BackupExistsError
+from dbs_admin.targets.base import CHUNK
+from dbs_admin.targets.errors import StoredFileMissingError, TargetError
 
 from .conftest import flip_byte, make_file, name_at
 

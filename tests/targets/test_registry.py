@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from dbs_admin.backups.errors import TargetError
 from dbs_admin.targets import get_target, iter_targets
-from dbs_admin.targets.base import TargetConfigError
+from dbs_admin.targets.errors import TargetConfigError, TargetError
 from dbs_admin.targets.local import LocalTarget
 from dbs_admin.targets.sftp import SftpTarget
 

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from dbs_admin.backups.errors import BackupExistsError, TargetError
-from dbs_admin.targets.base import CHUNK, StoredFileMissingError
-from dbs_admin.targets.registry import build_target
+from dbs_admin.backups.errors import BackupExistsError
+from dbs_admin.targets.base import CHUNK
+from dbs_admin.targets.configured import build_target
+from dbs_admin.targets.errors import StoredFileMissingError, TargetError
 from dbs_admin.targets.sftp import HostKeyError
 
 from .conftest import flip_byte, make_file, name_at, ssh_keygen

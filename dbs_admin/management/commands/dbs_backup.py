@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.core.management import BaseCommand, CommandParser
 
-from dbs_admin.backups.cli import ProgressDisplay, add_key_arguments, failures
 from dbs_admin.backups.create import create_backup
 from dbs_admin.backups.errors import KeyMissingError
-from dbs_admin.backups.keysource import get_passphrase
-from dbs_admin.conf import dbs_settings
+from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
+from dbs_admin.management.cli import ProgressDisplay, add_key_arguments, failures
+from dbs_admin.management.passphrases import get_passphrase
 
 
 class Command(BaseCommand):
@@ -28,24 +28,20 @@ class Command(BaseCommand):
         display = ProgressDisplay(enabled=options["verbosity"] > 0)
         with failures("backup", display):
             passphrase = self._passphrase(options)
-            result = create_backup(
-                kind=options["kind"], target=options["target"], output=options["output"], label=options["label"],
-                passphrase=passphrase, recipients=options["recipient"] or None, database=options["database"],
-                progress=display,
-            )
+            try:
+                result = create_backup(
+                    kind=options["kind"], target=options["target"], output=options["output"],
+                    label=options["label"], passphrase=passphrase, recipients=options["recipient"] or None,
+                    database=options["database"], progress=display,
+                )
+            except KeyMissingError as exc:  # the service's rule, with the flags that satisfy it here
+                raise KeyMissingError(f"{exc} (--passphrase-file FILE, $DBS_PASSPHRASE, or --recipient)") from None
         where = f"target {', '.join(result.targets)}" if result.targets else str(result.path)
         self.stdout.write(f"{result.name}: {result.kind}, {result.size} bytes, sha256 {result.sha256}, "
                           f"verified, on {where}")
 
     def _passphrase(self, options) -> str | None:
         """File, then $DBS_PASSPHRASE, then a prompt; no prompt when recipients will hold the key."""
-        recipients = options["recipient"] or list(dbs_settings.RECIPIENTS)
-        no_input = options["no_input"] or bool(recipients)
-        passphrase = get_passphrase(passphrase_file=options["passphrase_file"], no_input=no_input, confirm=True,
-                                    required=False)
-        if passphrase is None and not recipients:
-            raise KeyMissingError(
-                "no key: give --passphrase-file FILE, set $DBS_PASSPHRASE, or name a --recipient "
-                "(or configure DBS_ADMIN['RECIPIENTS']); nothing was written"
-            )
-        return passphrase
+        no_input = options["no_input"] or can_seal_without_passphrase(options["recipient"])
+        return get_passphrase(passphrase_file=options["passphrase_file"], no_input=no_input, confirm=True,
+                              required=False)

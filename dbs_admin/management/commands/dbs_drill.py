@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from dbs_admin.backups.keysource import get_passphrase
 from dbs_admin.conf import dbs_settings
 from dbs_admin.drills.runner import run_drill
+from dbs_admin.management.passphrases import get_passphrase
 
 
 def seconds(value: float | None) -> str:

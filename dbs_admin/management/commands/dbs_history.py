@@ -11,7 +11,7 @@ from dbs_admin.history import diff as history_diff
 from dbs_admin.history import importer, index
 from dbs_admin.history.collect import model_for_label, model_label
 from dbs_admin.history.errors import HistoryError
-from dbs_admin.history.restore import find_history, restore
+from dbs_admin.history.revert import find_history, restore
 from dbs_admin.history.snapshot import describe_summary, history_root
 from dbs_admin.history.store import META
 from dbs_admin.models import HistoryVersion

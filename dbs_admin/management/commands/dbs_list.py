@@ -15,7 +15,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbs_admin.backups.errors import BackupError
+from dbs_admin.errors import DbsError
 from dbs_admin.models import Backup
 from dbs_admin.targets import Target, get_target, iter_targets
 from dbs_admin.targets.naming import parse_backup_file_name
@@ -55,7 +55,7 @@ class Command(BaseCommand):
         target = options.get("target")
         try:
             targets = [get_target(target)] if target else list(iter_targets())
-        except (BackupError, ImproperlyConfigured) as exc:
+        except (DbsError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
         statuses = dict(Backup.objects.values_list("name", "status"))
         rows: list[dict[str, Any]] = []
@@ -63,7 +63,7 @@ class Command(BaseCommand):
         for each in targets:
             try:
                 rows.extend(_row(each, stored, statuses) for stored in each.list())
-            except BackupError as exc:
+            except DbsError as exc:
                 failures.append(f"target {each.name!r}: {exc}")
         self._print(rows, as_json=bool(options.get("json")))
         for failure in failures[:-1]:

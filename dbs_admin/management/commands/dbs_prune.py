@@ -13,9 +13,9 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dbs_admin.backups.errors import BackupError
 from dbs_admin.backups.retention import prune
 from dbs_admin.conf import dbs_settings
+from dbs_admin.errors import DbsError
 
 
 class Command(BaseCommand):
@@ -34,7 +34,7 @@ class Command(BaseCommand):
         for name in [target] if target else list(dbs_settings.TARGETS):
             try:
                 self._prune_one(name, dry_run)
-            except (BackupError, ImproperlyConfigured) as exc:
+            except (DbsError, ImproperlyConfigured) as exc:
                 failures.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         for failure in failures[:-1]:
             self.stderr.write(failure)

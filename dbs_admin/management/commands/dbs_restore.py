@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.core.management import BaseCommand, CommandError, CommandParser
 
-from dbs_admin.backups.cli import ProgressDisplay, add_key_arguments, failures, read_key
-from dbs_admin.backups.keysource import can_prompt
 from dbs_admin.backups.restore import restore_backup
 from dbs_admin.backups.safety import back_up_before_restore
 from dbs_admin.backups.sources import latest_name
+from dbs_admin.management.cli import ProgressDisplay, add_key_arguments, failures, read_key
+from dbs_admin.management.passphrases import can_prompt
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management import BaseCommand, CommandError, CommandParser
 
-from dbs_admin.backups.cli import add_key_arguments, failures, read_key
 from dbs_admin.backups.validate import validate_backup
+from dbs_admin.management.cli import add_key_arguments, failures, read_key
 
 
 class Command(BaseCommand):

@@ -1,4 +1,9 @@
-"""Celery tasks of the console: thin wrappers that run a Job around a service call.
+"""Every Celery task of dbs_admin: thin wrappers that run a Job around a service call.
+
+Backups, restores, validation, pruning and drills run as Jobs (state,
+progress, heartbeat, cancel: ``runner.py``); a history snapshot is a plain
+task (``snapshot_object``) that the history service reaches through the hook
+``wiring.py`` registers, so services never import Celery.
 
 Every task receives a Job id and, when a passphrase is needed, only the
 reference of a sealed hand-off (``handoff``), never the secret. Retries with
@@ -14,14 +19,23 @@ from pathlib import Path
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import close_old_connections
 from django.utils import timezone
 
-from dbs_admin.backups.errors import BackupError, CancelledError, TargetError
+from dbs_admin.backups.errors import BackupError, CancelledError
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console import alerts, handoff, locks
-from dbs_admin.console.jobs import JobRun, job_dir, private_root, reap_lost_jobs
+from dbs_admin.drills.runner import run_drill
+from dbs_admin.errors import DbsError
+from dbs_admin.jobs import handoff, locks
+from dbs_admin.jobs import unattended_alerts as alerts
+from dbs_admin.jobs.handed_keys import HandedKey
+from dbs_admin.jobs.handoff import BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
+from dbs_admin.jobs.job_run import JobRun
+from dbs_admin.jobs.reaper import reap_lost_jobs
+from dbs_admin.jobs.workspace import job_dir, private_root
 from dbs_admin.models import Backup, Job
 from dbs_admin.sealed import SealedError
+from dbs_admin.targets.errors import TargetError
 
 log = logging.getLogger("dbs_admin.jobs")
 
@@ -30,9 +44,6 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
 TRANSPORT_RETRIES = 3
 LOCK_WAIT_SECONDS = 5
 LOCK_WAIT_RETRIES = 720  # an hour of waiting for the target to be free
-BACKUP_PURPOSE = "backup"
-RESTORE_PURPOSE = "restore"
-VALIDATE_PURPOSE = "validate"
 
 _job_task = {
     "bind": True,
@@ -92,30 +103,6 @@ def _local_partials(target_name: str) -> list[str]:
     return [str(path.parent / ".*.part"), str(path.parent / "*.tmp-*")]
 
 
-class HandedKey:
-    """The key a task was handed (a passphrase, or an identity file and its passphrase): read once from the
-    hand-off, kept in this process's memory only, and sealed afresh if a transport error retries the task."""
-
-    def __init__(self, ref: str | None, purpose: str) -> None:
-        self.ref, self.purpose = ref, purpose
-        self._held: tuple[str, str | None] | None = None
-
-    def open(self):
-        """``(passphrase, identity)``: the passphrase opens the backup itself when there is no identity."""
-        from dbs_admin.console.keys import open_identity
-
-        if not self.ref:
-            return None, None
-        passphrase, identity_file = handoff.take_key(self.ref, purpose=self.purpose)
-        self._held = (passphrase, identity_file)
-        return passphrase, open_identity(identity_file, passphrase) if identity_file else None
-
-    def fresh_ref(self) -> str | None:
-        if self._held is None:
-            return None
-        return handoff.put_key(passphrase=self._held[0], identity_file=self._held[1], purpose=self.purpose)
-
-
 class WorkDirWatcher:
     """Finds the private folder ``create_backup`` writes into, so a lost job's leftovers can be removed.
 
@@ -164,7 +151,7 @@ def is_transport_error(exc: TargetError) -> bool:
     """A target failed because the network did (worth retrying), not because it refused or is misconfigured."""
     import paramiko
 
-    from dbs_admin.targets.base import StoredFileMissingError, TargetConfigError
+    from dbs_admin.targets.errors import StoredFileMissingError, TargetConfigError
 
     if isinstance(exc, (TargetConfigError, StoredFileMissingError)):
         return False
@@ -179,7 +166,7 @@ def is_transport_error(exc: TargetError) -> bool:
 def _fail_message(exc: BaseException) -> str:
     if isinstance(exc, SoftTimeLimitExceeded):
         return f"Stopped: the job ran longer than {SOFT_TIME_LIMIT // 3600} hours."
-    if isinstance(exc, (BackupError, SealedError, handoff.HandoffError)):
+    if isinstance(exc, (DbsError, SealedError, handoff.HandoffError)):
         return str(exc)
     return f"Internal error ({type(exc).__name__}); see the worker log."
 
@@ -203,7 +190,7 @@ def _run(task, run: JobRun, body, *, retry_kwargs, attempt: int = 0) -> None:
             raise task.retry(kwargs=kwargs, countdown=countdown, exc=exc, max_retries=None) from None
         run.finish(Job.State.FAILED, str(exc))
     except BaseException as exc:
-        if not isinstance(exc, (BackupError, SealedError, handoff.HandoffError, SoftTimeLimitExceeded)):
+        if not isinstance(exc, (DbsError, SealedError, handoff.HandoffError, SoftTimeLimitExceeded)):
             log.exception("job %s failed", run.job.pk)
         run.finish(Job.State.FAILED, _fail_message(exc))
         if not isinstance(exc, Exception):
@@ -267,8 +254,7 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
             kind=job.params.get("kind", "logical"),
             target=target,
             label=job.params.get("label", ""),
-            passphrase=passphrase,
-            recipients=None if passphrase else (list(dbs_settings.RECIPIENTS) or None),
+            passphrase=passphrase,  # None: sealed to DBS_ADMIN["RECIPIENTS"] (the service decides and checks)
             user=job.created_by,
             progress=watcher.progress,
             cancel=run.cancel_requested,
@@ -460,3 +446,52 @@ def reap_lost_jobs_task() -> list[int]:
     """Run by beat every minute (and by the dashboard): jobs whose worker died become "failed (worker lost)",
     jobs no worker started within JOB_QUEUE_TIMEOUT become "failed"."""
     return reap_lost_jobs()
+
+
+DRILL_TASK_NAME = "dbs_admin.drill"  # the name the Schedules page schedules (schedules.DRILL_TASK)
+
+
+def drill_summary(report) -> str:
+    if report.passed:
+        return f"Drill #{report.pk} of {report.backup_name} passed; restore took {report.restore_seconds or 0:.1f} s."
+    failed = [c.name for c in report.checks.all() if not c.passed]
+    why = ("failed checks: " + ", ".join(failed)) if failed else (report.error or "no check ran")
+    return f"Drill #{report.pk} of {report.backup_name} FAILED ({why})."
+
+
+@shared_task(name=DRILL_TASK_NAME, bind=True, acks_late=True, ignore_result=True, soft_time_limit=6 * 3600,
+             time_limit=6 * 3600 + 300)
+def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None) -> None:
+    close_old_connections()
+    if job_id is None:  # from beat: the job is created here so the console shows scheduled drills too
+        job = Job.objects.create(kind=Job.Kind.DRILL, params={"target": target, "source": source})
+    else:
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            log.warning("drill job %s does not exist; nothing to do", job_id)
+            return
+    run = JobRun(job, task_id=self.request.id or "")
+    if not run.claim():
+        return
+    try:
+        report = run_drill(source, target=target, job=job, progress=run.progress, cancel=run.cancel_requested)
+    except BaseException as exc:
+        log.exception("drill job %s crashed", job.pk)
+        run.finish(Job.State.FAILED, f"Internal error ({type(exc).__name__}); see the worker log.")
+        if not isinstance(exc, Exception):
+            raise
+        return
+    if run.cancel_requested() and not report.passed:
+        run.finish(Job.State.CANCELLED, "Cancelled; the scratch database was dropped.")
+    elif report.passed:
+        run.finish(Job.State.SUCCEEDED, drill_summary(report), backup=report.backup)
+    else:
+        run.finish(Job.State.FAILED, drill_summary(report), backup=report.backup)
+
+
+@shared_task(name="dbs_admin.history.snapshot_object", ignore_result=True, acks_late=True)
+def snapshot_object(payload: dict) -> str | None:
+    """Write one version from a payload the history service captured at commit (``history.signals``)."""
+    from dbs_admin.history.snapshot import take_snapshot
+
+    return take_snapshot(payload)

@@ -15,8 +15,9 @@ from typing import Any, TextIO
 
 from django.core.management import CommandError, CommandParser
 
-from dbs_admin.backups.errors import BackupError, KeyMissingError
-from dbs_admin.backups.keysource import get_passphrase
+from dbs_admin.backups.errors import KeyMissingError
+from dbs_admin.errors import DbsError
+from dbs_admin.management.passphrases import get_passphrase
 from dbs_admin.sealed import SealedError, load_identity
 from dbs_admin.sealed.errors import KeySlotError
 
@@ -81,7 +82,7 @@ def failures(what: str, display: ProgressDisplay | None = None) -> Iterator[None
     """Turn our errors into CommandError (one line, non-zero exit); the message names the failure."""
     try:
         yield
-    except (BackupError, SealedError) as exc:
+    except (DbsError, SealedError) as exc:
         if display is not None:
             display.end()
         code = 3 if isinstance(exc, (KeySlotError, KeyMissingError)) else 1

@@ -22,8 +22,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from dbs_admin.conf import dbs_settings
+from dbs_admin.console.access import is_console_user
 from dbs_admin.drills.health import health_status
-from dbs_admin.permissions import is_console_user
 
 TOKEN_HEADER = "X-DBS-Status-Token"
 

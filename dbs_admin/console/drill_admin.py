@@ -8,11 +8,11 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from dbs_admin.admin import SuperuserOnlyAdmin
 from dbs_admin.conf import dbs_settings
-from dbs_admin.drills.chart import rto_chart
+from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
+from dbs_admin.console.rto_chart import rto_chart
+from dbs_admin.jobs import launch
 from dbs_admin.models import DrillCheck, DrillReport
-from dbs_admin.permissions import is_console_user
 
 
 def _seconds(value: float | None) -> str:
@@ -97,12 +97,10 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
             raise PermissionDenied
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        from dbs_admin.drills.tasks import queue_drill
-
         target = request.POST.get("target") or dbs_settings.DEFAULT_TARGET
         if target not in dbs_settings.TARGETS:
             messages.error(request, f"Unknown target {target!r}.")
             return HttpResponseRedirect(reverse("admin:dbs_admin_drillreport_changelist"))
-        job = queue_drill(target=target, user=request.user)
+        job = launch.queue_drill(target=target, user=request.user)
         messages.success(request, f"Drill of the newest backup on {target!r} queued (job #{job.pk}).")
         return HttpResponseRedirect(reverse("dbs_admin:job", args=[job.pk]))

@@ -24,13 +24,13 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console import audit, handoff
+from dbs_admin.console import audit
 from dbs_admin.console.access import admin_context, console_view
-from dbs_admin.console.jobs import send
-from dbs_admin.console.keys import KeyRefused, open_identity
-from dbs_admin.console.tasks import RESTORE_PURPOSE, VALIDATE_PURPOSE, run_restore, run_validate
-from dbs_admin.console.uploads import FIELD, IDENTITY_FIELD, SealedUploadHandler, UploadRefused, private_upload_path
-from dbs_admin.models import AuditEvent, Backup, Job
+from dbs_admin.console.upload_handler import FIELD, IDENTITY_FIELD, SealedUploadHandler
+from dbs_admin.jobs import launch
+from dbs_admin.jobs.handed_keys import KeyRefused, open_identity
+from dbs_admin.jobs.uploads import UploadRefused, private_upload_path
+from dbs_admin.models import AuditEvent, Backup
 from dbs_admin.sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
 
 PLAN_SALT = "dbs_admin.restore-plan"
@@ -198,7 +198,7 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
     identity_text = identity_file.decode("ascii") if identity_file else None
     if request.POST.get("action") == "validate":
         return _queue_content_check(request, backup, target, upload, passphrase, identity_text)
-    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_text, purpose=RESTORE_PURPOSE, ttl=PLAN_TTL)
+    ref = launch.seal_restore_key(passphrase=passphrase, identity_file=identity_text, ttl=PLAN_TTL)
     plan = signing.TimestampSigner(salt=PLAN_SALT).sign_object({
         "u": request.user.pk, "ref": ref, "backup": backup.pk if backup else None,
         "target": target, "upload": upload.name if upload is not None else None,
@@ -210,16 +210,15 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
 def _queue_content_check(request, backup, target, upload, passphrase: str, identity_text: str | None):
     """"Check the contents" instead of restoring: a validate job that decrypts and parses every byte,
     with the key sealed for the worker exactly as for a restore. An upload is removed when it ends."""
-    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_text, purpose=VALIDATE_PURPOSE)
     params = {"decrypt": True, "target": target}
     if upload is not None:
         params["upload"] = str(upload)
     else:
         params["backup_name"] = backup.name
-    job = Job.objects.create(kind=Job.Kind.VALIDATE, created_by=request.user, backup=backup, params=params)
+    job = launch.queue_validate(user=request.user, backup=backup, params=params, passphrase=passphrase,
+                                identity_file=identity_text)
     audit.record(request, "validate", backup=backup, object_repr=backup.name if backup else "upload",
                  detail=f"job {job.pk} queued: decrypt and check the contents")
-    send(run_validate, job, secret_ref=ref)
     return redirect("dbs_admin:job", pk=job.pk)
 
 
@@ -265,8 +264,7 @@ def restore_confirm(request: HttpRequest) -> HttpResponse:
     else:
         backup = get_object_or_404(Backup, pk=plan["backup"])
         params["backup_name"] = backup.name
-    job = Job.objects.create(kind=Job.Kind.RESTORE, created_by=request.user, params=params, backup=backup)
+    job = launch.queue_restore(user=request.user, backup=backup, params=params, key_ref=plan["ref"])
     audit.record(request, "restore", backup=backup, object_repr=backup.name if backup else "upload",
                  detail=f"job {job.pk} queued into {database_label()!r}")
-    send(run_restore, job, secret_ref=plan["ref"])
     return redirect("dbs_admin:job", pk=job.pk)

@@ -8,40 +8,26 @@ than ``UPLOAD_MAX_BYTES`` before reading it, stops the moment the limit is
 crossed, and refuses a file whose first bytes are not the sealed magic
 before writing anything else. Whatever it refuses it deletes.
 
-An upload whose restore form was left at step 2 (the plan expires after ten
-minutes) or whose transfer broke off is deleted by :func:`purge_abandoned`,
-run with the reaper every minute, once no job uses it and it has not changed
-for ``ABANDONED_AFTER``: backups are large, and this folder is not watched.
+Where uploads wait for their job, and how abandoned ones go, is
+:mod:`dbs_admin.jobs.uploads`.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import time
-from datetime import timedelta
 from pathlib import Path
 
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers, StopUpload
 
 from dbs_admin.conf import dbs_settings
+from dbs_admin.jobs.uploads import upload_dir
 from dbs_admin.sealed.layout import MAGIC
 
 FIELD = "upload"
-ABANDONED_AFTER = timedelta(hours=1)
 IDENTITY_FIELD = "identity"
 IDENTITY_MAX_BYTES = 64 * 1024  # an identity file is a few hundred bytes
-
-
-class UploadRefused(Exception):
-    """Why an upload was refused, in words for the user."""
-
-
-def upload_dir() -> Path:
-    path = Path(dbs_settings.PRIVATE_ROOT) / "uploads"
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
 
 
 def too_large_message(limit: int) -> str:
@@ -138,40 +124,3 @@ class SealedUploadHandler(FileUploadHandler):
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
-
-
-def private_upload_path(name: str) -> Path:
-    """Resolve a stored upload's name (from a signed plan) to its path; refuse anything else."""
-    if not name or "/" in name or "\\" in name or name.startswith(".") or not name.endswith(".dbs"):
-        raise UploadRefused("Unknown upload.")
-    path = upload_dir() / name
-    if not path.is_file():
-        raise UploadRefused("The uploaded file is gone (restored or expired); upload it again.")
-    return path
-
-
-def purge_abandoned(max_age: timedelta = ABANDONED_AFTER) -> list[str]:
-    """Delete uploads no queued or running job uses that have not changed for ``max_age``; return them."""
-    from dbs_admin.models import Job
-
-    folder = Path(dbs_settings.PRIVATE_ROOT) / "uploads"
-    if not folder.is_dir():
-        return []
-    cutoff = time.time() - max_age.total_seconds()
-    old = []
-    for path in folder.iterdir():
-        try:
-            if path.stat().st_mtime < cutoff:
-                old.append(path)
-        except OSError:  # removed meanwhile (a restore that just finished)
-            continue
-    if not old:  # the usual case: the reaper also runs on every poll of a job page
-        return []
-    active = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
-    in_use = {job.params.get("upload") for job in active.only("params")}
-    removed = []
-    for path in old:
-        if str(path) not in in_use:
-            path.unlink(missing_ok=True)
-            removed.append(str(path))
-    return removed

@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.targets import Target
-from dbs_admin.targets.base import TargetConfigError
+from dbs_admin.targets.base import Target
+from dbs_admin.targets.errors import TargetConfigError
 from dbs_admin.targets.local import LocalTarget
 
 

@@ -1,4 +1,4 @@
-"""Opening a backup from the console: a passphrase, or an identity file plus the passphrase that unlocks it.
+"""The key a job was handed: a passphrase, or an identity file plus the passphrase that unlocks it.
 
 Why identities: scheduled backups are sealed to recipient keys only, so
 restoring one needs the matching identity file. The file is itself encrypted
@@ -13,7 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
-from dbs_admin.console.jobs import private_root
+from dbs_admin.jobs import handoff
+from dbs_admin.jobs.workspace import private_root
 from dbs_admin.sealed import Identity, SealedError, load_identity
 
 WRONG_IDENTITY_PASSPHRASE = "Wrong passphrase for the identity file: it does not unlock it."
@@ -43,3 +44,25 @@ def open_identity(text: bytes | str, passphrase: str) -> Identity:
         raise KeyRefused(NOT_AN_IDENTITY) from None
     finally:
         path.unlink(missing_ok=True)
+
+
+class HandedKey:
+    """The key a task was handed (a passphrase, or an identity file and its passphrase): read once from the
+    hand-off, kept in this process's memory only, and sealed afresh if a transport error retries the task."""
+
+    def __init__(self, ref: str | None, purpose: str) -> None:
+        self.ref, self.purpose = ref, purpose
+        self._held: tuple[str, str | None] | None = None
+
+    def open(self):
+        """``(passphrase, identity)``: the passphrase opens the backup itself when there is no identity."""
+        if not self.ref:
+            return None, None
+        passphrase, identity_file = handoff.take_key(self.ref, purpose=self.purpose)
+        self._held = (passphrase, identity_file)
+        return passphrase, open_identity(identity_file, passphrase) if identity_file else None
+
+    def fresh_ref(self) -> str | None:
+        if self._held is None:
+            return None
+        return handoff.put_key(passphrase=self._held[0], identity_file=self._held[1], purpose=self.purpose)

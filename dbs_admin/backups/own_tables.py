@@ -12,6 +12,7 @@ restored, and the rows are loaded back; links to rows that no longer exist
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from django.db import connections, transaction
@@ -24,8 +25,30 @@ from dbs_admin.backups.selection import all_storable_models
 log = logging.getLogger("dbs_admin.backups")
 
 
-def console_models():
+def console_models() -> list:
+    """dbs_admin's own models: the records a restore keeps (jobs, audit log, backup list, history index)."""
     return [m for m in all_storable_models() if m._meta.app_label == "dbs_admin"]
+
+
+def unlink_missing_sql(qualify: Callable[[str], str] = lambda table: f'"{table}"') -> list[str]:
+    """SQL that clears (or, for a required link, deletes) kept console rows pointing at rows that are gone.
+
+    Why: after a native restore the site's tables are the backup's while the console's are today's, so a
+    job may name a user the backup does not have. A logical restore does the same row by row
+    (``logical_restore.unlink_dangling``). ``qualify`` names a table in the caller's SQL dialect (SQLite
+    with an attached database: ``main."t"``).
+    """
+    statements = []
+    for model in console_models():
+        for f in model._meta.concrete_fields:
+            if not f.is_relation or f.related_model._meta.app_label == "dbs_admin":
+                continue
+            t, other = qualify(model._meta.db_table), qualify(f.related_model._meta.db_table)
+            where = (f'"{f.column}" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {other} o '
+                     f'WHERE o."{f.target_field.column}" = {t}."{f.column}")')
+            statements.append(f"UPDATE {t} SET \"{f.column}\" = NULL WHERE {where}" if f.null
+                              else f"DELETE FROM {t} WHERE {where}")
+    return statements
 
 
 def set_aside(alias: str, path: Path) -> bool:

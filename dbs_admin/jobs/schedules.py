@@ -1,4 +1,4 @@
-"""The Schedules page's model: a few rows of django-celery-beat, written for the user.
+"""The schedules: a few rows of django-celery-beat, written for the user (the Schedules page edits them).
 
 Why not cron syntax: "daily at 02:30" per target, a weekly drill and a
 retention policy are all most sites need. We create/update PeriodicTask and
@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from dbs_admin.conf import dbs_settings
 
 BACKUP_TASK = "dbs_admin.scheduled_backup"
-DRILL_TASK = "dbs_admin.drill"  # provided by the drills module
+DRILL_TASK = "dbs_admin.drill"  # tasks.run_drill_task
 REAPER_TASK = "dbs_admin.reap_lost_jobs"
 REAPER_NAME = "dbs_admin: mark jobs of dead workers lost"
 
@@ -96,6 +96,20 @@ def save_drill(*, enabled: bool, weekday: str, at: time) -> PeriodicTask:
                   "description": "Created by the Schedules page of the backup console."},
     )
     return task
+
+
+DEFAULT_DRILL_WEEKDAY = "0"  # Sunday, in the site's TIME_ZONE
+DEFAULT_DRILL_AT = time(4, 0)
+
+
+def ensure_default_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Create the weekly drill's PeriodicTask unless one exists; True when it was created."""
+    if PeriodicTask.objects.using(using).filter(name=DRILL_NAME).exists():
+        return False
+    if using != DEFAULT_DB_ALIAS:
+        return False
+    save_drill(enabled=True, weekday=DEFAULT_DRILL_WEEKDAY, at=DEFAULT_DRILL_AT)
+    return True
 
 
 def ensure_reaper() -> None:

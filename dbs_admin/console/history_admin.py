@@ -24,16 +24,15 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from dbs_admin.admin import SuperuserOnlyAdmin
+from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
 from dbs_admin.history import context
 from dbs_admin.history.collect import model_label
 from dbs_admin.history.diff import diff_documents
 from dbs_admin.history.errors import HistoryError
-from dbs_admin.history.restore import apply_restore, plan_restore
+from dbs_admin.history.revert import apply_restore, plan_restore
 from dbs_admin.history.snapshot import describe_summary, history_in_folder, resolve_history
 from dbs_admin.history.store import META
 from dbs_admin.models import HistoryVersion
-from dbs_admin.permissions import is_console_user
 
 PAGE_SIZE = 25
 

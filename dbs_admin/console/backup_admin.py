@@ -1,0 +1,139 @@
+"""The "Backups" section of the Django admin: dashboard, backups, jobs and the audit log.
+
+Every ModelAdmin here is superuser-only (``SuperuserOnlyAdmin``). The pages
+that are not lists (Back up now, Restore…, Schedules, downloads) live in
+``dbs_admin.console`` and are linked from the dashboard and the lists.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from dbs_admin.console import audit, dashboard, deletion
+from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
+from dbs_admin.humanize import human_size
+from dbs_admin.jobs import launch
+from dbs_admin.models import AuditEvent, Backup, Dashboard, Job
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(SuperuserOnlyAdmin):
+    """Renders the console dashboard in place of a change list."""
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        if not is_console_user(request):
+            raise PermissionDenied
+        if request.htmx and request.GET.get("partial") == "jobs":  # the jobs card refreshing itself
+            return TemplateResponse(request, "dbs_admin/_dashboard_jobs.html", dashboard.jobs_context())
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Backups",
+            "opts": self.model._meta,
+            **dashboard.context(),
+        }
+        return TemplateResponse(request, "dbs_admin/dashboard.html", context)
+
+
+@admin.register(Backup)
+class BackupAdmin(SuperuserOnlyAdmin):
+    list_display = ["created_at", "kind", "label", "size_display", "sha256_short", "targets", "status_display",
+                    "buttons"]
+    list_filter = ["kind", "status"]
+    search_fields = ["name", "label", "sha256"]
+    date_hierarchy = "created_at"
+    actions = ["download", "validate", "restore", "delete_with_files"]
+    readonly_fields = [f.name for f in Backup._meta.fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("copies")
+
+    @admin.display(description="size", ordering="size")
+    def size_display(self, obj: Backup) -> str:
+        return human_size(obj.size or 0)
+
+    @admin.display(description="sha256")
+    def sha256_short(self, obj: Backup) -> str:
+        return format_html('<code title="{}">{}…</code>', obj.sha256, obj.sha256[:12]) if obj.sha256 else "—"
+
+    @admin.display(description="targets")
+    def targets(self, obj: Backup) -> str:
+        return ", ".join(sorted(c.target for c in obj.copies.all())) or "—"
+
+    @admin.display(description="state", ordering="status")
+    def status_display(self, obj: Backup) -> str:
+        extra = f", {obj.healed_blocks} block(s) healed" if obj.healed_blocks else ""
+        return f"{obj.get_status_display()}{extra}"
+
+    @admin.display(description="")
+    def buttons(self, obj: Backup) -> str:
+        links = [
+            (reverse("dbs_admin:download_link", args=[obj.pk]), "Download"),
+            (reverse("dbs_admin:restore") + f"?backup={obj.pk}", "Restore…"),
+        ]
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
+    @admin.action(description="Download the selected backup")
+    def download(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one backup to download.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("dbs_admin:download_link", args=[queryset.first().pk]))
+
+    @admin.action(description="Validate the selected backups (queued)")
+    def validate(self, request, queryset):
+        for backup in queryset:
+            job = launch.queue_validate(user=request.user, backup=backup)
+            audit.record(request, "validate", backup=backup, detail=f"job {job.pk} queued")
+        self.message_user(request, f"Validation queued for {queryset.count()} backup(s); see the dashboard.")
+
+    @admin.action(description="Restore the selected backup…")
+    def restore(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one backup to restore.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("dbs_admin:restore") + f"?backup={queryset.first().pk}")
+
+    @admin.action(description="Delete the selected backups and their files on every target")
+    def delete_with_files(self, request, queryset):
+        if request.POST.get("confirmed") == "yes":
+            removed = deletion.delete_backups(request, queryset)
+            self.message_user(request, f"Deleted {removed} backup(s) and their files.")
+            return None
+        context = {
+            **self.admin_site.each_context(request), "title": "Delete backups and their files",
+            "opts": self.model._meta, "backups": queryset,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "dbs_admin/delete_confirm.html", context)
+
+
+@admin.register(Job)
+class JobAdmin(SuperuserOnlyAdmin):
+    list_display = ["id", "kind", "state", "stage", "percent", "created_at", "created_by", "backup", "message_short"]
+    list_filter = ["kind", "state"]
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+    @admin.display(description="%")
+    def percent(self, obj: Job) -> str:
+        return f"{obj.progress * 100:.0f}"
+
+    @admin.display(description="message")
+    def message_short(self, obj: Job) -> str:
+        return obj.message[:120]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(SuperuserOnlyAdmin):
+    """Read-only: the log of who downloaded, restored or deleted what, from where, and how it ended."""
+
+    list_display = ["at", "username", "action", "object_repr", "ip", "outcome", "detail"]
+    list_filter = ["action", "outcome"]
+    search_fields = ["username", "object_repr", "detail", "ip"]
+    date_hierarchy = "at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+

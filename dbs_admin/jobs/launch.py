@@ -1,0 +1,63 @@
+"""Queueing work: the console's one door into the jobs layer.
+
+Each function creates the Job row, seals what opens or makes the backup
+(``handoff``) and sends the task with only the hand-off's reference, so a
+view never touches a Celery task or a secret's storage, and a secret never
+reaches the broker. Auditing stays with the views (it needs the request).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.views.decorators.debug import sensitive_variables
+
+from dbs_admin.jobs import handoff
+from dbs_admin.jobs.job_run import send
+from dbs_admin.jobs.tasks import run_backup, run_drill_task, run_restore, run_validate
+from dbs_admin.models import Backup, Job
+
+
+@sensitive_variables("passphrase")
+def queue_backup(*, user: Any, kind: str, target: str, label: str, passphrase: str | None) -> Job:
+    """A backup job; ``passphrase`` None seals to the configured recipients (the service decides and checks)."""
+    job = Job.objects.create(kind=Job.Kind.BACKUP, created_by=user,
+                             params={"kind": kind, "target": target, "label": label,
+                                     "key": "passphrase" if passphrase else "recipients"})
+    ref = handoff.put(passphrase, purpose=handoff.BACKUP_PURPOSE) if passphrase else None
+    send(run_backup, job, secret_ref=ref)
+    return job
+
+
+@sensitive_variables("passphrase", "identity_file")
+def seal_restore_key(*, passphrase: str, identity_file: str | None, ttl) -> str:
+    """Seal the key of a restore at step 1 (it is queued at step 2, within ``ttl``); returns the reference."""
+    return handoff.put_key(passphrase=passphrase, identity_file=identity_file, purpose=handoff.RESTORE_PURPOSE,
+                           ttl=ttl)
+
+
+def queue_restore(*, user: Any, backup: Backup | None, params: dict, key_ref: str) -> Job:
+    """A restore job whose key was sealed by :func:`seal_restore_key`."""
+    job = Job.objects.create(kind=Job.Kind.RESTORE, created_by=user, params=params, backup=backup)
+    send(run_restore, job, secret_ref=key_ref)
+    return job
+
+
+@sensitive_variables("passphrase", "identity_file")
+def queue_validate(*, user: Any, backup: Backup | None, params: dict | None = None, passphrase: str | None = None,
+                   identity_file: str | None = None) -> Job:
+    """A validation job: structure, hashes and parity; with a key, every chunk decrypted and the contents read."""
+    params = dict(params or {"backup_name": backup.name if backup else None})
+    ref = None
+    if passphrase is not None:
+        ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file, purpose=handoff.VALIDATE_PURPOSE)
+    job = Job.objects.create(kind=Job.Kind.VALIDATE, created_by=user, backup=backup, params=params)
+    send(run_validate, job, secret_ref=ref)
+    return job
+
+
+def queue_drill(*, target: str | None = None, user: Any = None) -> Job:
+    """A drill job of the newest backup on ``target`` (beat calls the task directly, without a Job)."""
+    job = Job.objects.create(kind=Job.Kind.DRILL, created_by=user, params={"target": target})
+    send(run_drill_task, job, target=target)
+    return job
