@@ -63,6 +63,13 @@ def _defaults() -> dict[str, Any]:
         # DRILL_IDENTITY_PASSPHRASE_ENV, never from settings.
         "DRILL_IDENTITY": None,
         "DRILL_IDENTITY_PASSPHRASE_ENV": "DBS_DRILL_IDENTITY_PASSPHRASE",
+        # Seconds a drill gives all its smoke checks together (each gets an equal share of what is
+        # left). A check samples objects (the first, the last and SMOKE_SAMPLE_SIZE at random, seeded
+        # and recorded) and stops sampling when its share is spent, so drills stay short as the site
+        # grows. SMOKE_FULL (or `dbs_drill --full-smoke`) checks every object instead, with no budget.
+        "SMOKE_BUDGET_SECONDS": 5.0,
+        "SMOKE_SAMPLE_SIZE": 100,
+        "SMOKE_FULL": False,
         # Rows fetched and written per batch by logical backups and restores.
         "BATCH_SIZE": 2000,
         # Seconds without a heartbeat after which a running job counts as lost (worker died).

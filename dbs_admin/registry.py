@@ -58,8 +58,16 @@ class HistoryOptions:
     exclude_fields: tuple[str, ...] = ()
 
 
-SmokeCheck = Callable[[str], Any]
-"""A drill smoke check: called with the scratch database alias; raises to fail."""
+SmokeCheck = Callable[[Any], Any]
+"""A drill smoke check; raises (or returns False) to fail, returns what it proved.
+
+Annotate its parameter ``dbs_admin.drills.smoke.SmokeContext`` and it is
+handed one: ``smoke.sample(queryset)`` yields the objects to check (the
+first, the last and a seeded random few, within the drill's time budget; or
+every one with ``dbs_drill --full-smoke``) while the ORM reads the scratch
+database, and a failure names the object it happened on. Otherwise it is
+called with the scratch database alias and runs whole (the older form).
+"""
 
 
 class Registry:
@@ -120,7 +128,7 @@ def track_history(
 
 
 def smoke_check(func: SmokeCheck | None = None, *, name: str | None = None) -> Any:
-    """Register a drill smoke check; usable as ``@smoke_check`` or ``@smoke_check(name=...)``."""
+    """Register a drill smoke check (see :data:`SmokeCheck`): ``@smoke_check`` or ``@smoke_check(name=...)``."""
 
     def add(f: SmokeCheck) -> SmokeCheck:
         registry.smoke_checks[name or f"{f.__module__}.{f.__qualname__}"] = f

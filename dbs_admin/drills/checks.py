@@ -3,7 +3,9 @@
 Each check is a small function ``check(ctx) -> Outcome``: passed or not, and
 a detail a human can act on (which table, which rows, which file). A check
 that raises counts as failed with the exception as its detail, so one
-broken check never hides the others.
+broken check never hides the others. Smoke checks (registered by ``dbs.py``
+modules) sample the restored objects within a shared time budget: see
+:mod:`.smoke`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from django.apps import apps
 from django.core import checks as django_checks
 from django.db import connections, models
 
+from dbs_admin.backups.errors import CancelledError
 from dbs_admin.backups.manifest import migration_state
 from dbs_admin.drills.inventory import Inventory
+from dbs_admin.drills.routing import reading_from
+from dbs_admin.drills.smoke import Cancel, SmokeBudget, SmokeContext, SmokePlan, takes_context
 from dbs_admin.registry import registry
 
 MAX_LISTED = 20  # problems listed per check; the rest are counted
@@ -31,6 +36,7 @@ MAX_LISTED = 20  # problems listed per check; the rest are counted
 class Outcome:
     passed: bool
     detail: str = ""
+    sample: dict[str, Any] | None = None  # smoke checks: the seed and the objects checked (DrillCheck.sample)
 
 
 @dataclass
@@ -49,6 +55,7 @@ class CheckRun:
     passed: bool
     detail: str
     seconds: float
+    sample: dict[str, Any] | None = None
 
 
 def _listing(problems: list[str], total: int | None = None) -> str:
@@ -251,15 +258,60 @@ def system_checks(ctx: DrillContext) -> Outcome:
     return Outcome(True, f"no errors ({len(messages)} lesser messages)")
 
 
-def smoke_check(name: str, func: Callable[[str], Any]) -> Callable[[DrillContext], Outcome]:
+def smoke_check(name: str, func: Callable[..., Any], budget: SmokeBudget | None = None
+                ) -> Callable[[DrillContext], Outcome]:
+    """A registered smoke check as a drill check: handed a :class:`SmokeContext` (or the alias), within budget.
+
+    A check taking a context runs with the ORM routed to the scratch
+    database; a failure raised while it holds a sampled object names that
+    object, and the outcome carries the sample (seed and pks) for the report.
+    """
+    budget = budget or SmokeBudget(SmokePlan.from_settings(), 1)
+    sampled = takes_context(func)
+
     def run(ctx: DrillContext) -> Outcome:
-        result = func(ctx.alias)
+        smoke = budget.context(ctx.alias, name)
+        start = time.monotonic()
+        try:
+            if sampled:
+                with reading_from(ctx.alias):
+                    result = func(smoke)
+            else:
+                result = func(ctx.alias)
+        except CancelledError:
+            raise
+        except Exception as exc:
+            return _smoke_failure(smoke, _one_line(exc), smoke.current)
+        finally:
+            budget.charge(time.monotonic() - start)
+        if not sampled:
+            note = "(not sampled: the check takes the database alias, not a SmokeContext, and runs whole)"
+            return Outcome(result is not False, f"{_smoke_result(result)}\n{note}", {"sampled": False})
         if result is False:
-            return Outcome(False, "the smoke check returned False")
-        return Outcome(True, str(result) if result not in (None, True) else "passed")
+            return _smoke_failure(smoke, "the smoke check returned False", smoke.current)
+        summary = smoke.summary()
+        return Outcome(True, _smoke_result(result) + (f"\n{summary}" if summary else ""), smoke.record())
 
     run.__name__ = name
     return run
+
+
+def _smoke_result(result: Any) -> str:
+    if result is False:
+        return "the smoke check returned False"
+    return str(result) if result not in (None, True) else "passed"
+
+
+def _smoke_failure(smoke: SmokeContext, why: str, obj: models.Model | None) -> Outcome:
+    """A failed smoke check's detail: the object it failed on first (model and pk), then the sample."""
+    lines = [f"{smoke.describe(obj)}: {why}" if obj is not None else why]
+    if summary := smoke.summary():
+        lines.append(summary)
+    return Outcome(False, "\n".join(lines), smoke.record(failed=obj))
+
+
+def _one_line(exc: BaseException) -> str:
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()
 
 
 def diagnosis_checks() -> list[tuple[str, Callable[[DrillContext], Outcome]]]:
@@ -267,8 +319,11 @@ def diagnosis_checks() -> list[tuple[str, Callable[[DrillContext], Outcome]]]:
     return [("row counts", row_counts), ("file hashes", file_hashes)]
 
 
-def data_checks() -> list[tuple[str, Callable[[DrillContext], Outcome]]]:
-    """The checks run after a successful restore, in order; registered smoke checks last."""
+def data_checks(smoke: SmokePlan | None = None, *, cancel: Cancel | None = None,
+                ) -> list[tuple[str, Callable[[DrillContext], Outcome]]]:
+    """The checks run after a successful restore, in order; registered smoke checks last, sharing one budget."""
+    plan = smoke or SmokePlan.from_settings()
+    budget = SmokeBudget(plan, len(registry.smoke_checks), cancel=cancel)
     return [
         ("tables and columns", tables_and_columns),
         ("row counts", row_counts),
@@ -276,7 +331,7 @@ def data_checks() -> list[tuple[str, Callable[[DrillContext], Outcome]]]:
         ("file hashes", file_hashes),
         ("migrations", migrations),
         ("system checks", system_checks),
-        *((f"smoke: {name}", smoke_check(name, func)) for name, func in registry.smoke_checks.items()),
+        *((f"smoke: {name}", smoke_check(name, func, budget)) for name, func in registry.smoke_checks.items()),
     ]
 
 
@@ -284,7 +339,8 @@ def run_check(name: str, func: Callable[[DrillContext], Outcome], ctx: DrillCont
     start = time.monotonic()
     try:
         outcome = func(ctx)
+    except CancelledError:
+        raise
     except Exception as exc:  # a crashing check is a failed check, and the others still run
-        tail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        outcome = Outcome(False, tail)
-    return CheckRun(name, outcome.passed, outcome.detail, time.monotonic() - start)
+        outcome = Outcome(False, _one_line(exc))
+    return CheckRun(name, outcome.passed, outcome.detail, time.monotonic() - start, outcome.sample)

@@ -7,6 +7,7 @@ still shows how far it got (and the console can show a running drill).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.utils import timezone
 
@@ -14,26 +15,36 @@ from dbs_admin.models import Backup, DrillCheck, DrillReport, Job
 
 
 def start_report(*, backup_name: str, backup: Backup | None = None, job: Job | None = None,
-                 engine: str = "") -> DrillReport:
+                 engine: str = "", smoke_seed: int | None = None, smoke_full: bool = False) -> DrillReport:
     return DrillReport.objects.create(
-        backup_name=backup_name, backup=backup, job=job, engine=engine, started_at=timezone.now()
+        backup_name=backup_name, backup=backup, job=job, engine=engine, started_at=timezone.now(),
+        smoke_seed=smoke_seed, smoke_full=smoke_full,
     )
 
 
-def record_check(report: DrillReport, name: str, passed: bool, detail: str = "", seconds: float = 0.0) -> DrillCheck:
+def record_check(report: DrillReport, name: str, passed: bool, detail: str = "", seconds: float = 0.0, *,
+                 sample: dict[str, Any] | None = None) -> DrillCheck:
+    """One step or check, written at once; ``sample``: what a smoke check sampled (seed, pks)."""
     order = report.checks.count()
     return DrillCheck.objects.create(
-        report=report, order=order, name=name, passed=passed, detail=detail[:20000], seconds=round(seconds, 4)
+        report=report, order=order, name=name, passed=passed, detail=detail[:20000], seconds=round(seconds, 4),
+        sample=sample or {},
     )
 
 
-def finish_report(report: DrillReport, *, error: str = "") -> DrillReport:
-    """The verdict: passed only when at least one check ran, every check passed and nothing raised."""
+def finish_report(report: DrillReport, *, error: str = "", total_seconds: float | None = None) -> DrillReport:
+    """The verdict: passed only when at least one check ran, every check passed and nothing raised.
+
+    ``total_seconds``: the whole drill as measured by its runner (scratch set-up and clean-up included).
+    """
     checks = list(report.checks.all())
     report.passed = bool(checks) and all(c.passed for c in checks) and not error
     report.error = error[:20000]
     report.finished_at = timezone.now()
-    report.save(update_fields=["passed", "error", "finished_at"])
+    if total_seconds is None:
+        total_seconds = (report.finished_at - report.started_at).total_seconds()
+    report.total_seconds = round(max(0.0, total_seconds), 3)
+    report.save(update_fields=["passed", "error", "finished_at", "total_seconds"])
     return report
 
 

@@ -5,7 +5,9 @@ the step: ``backup integrity`` (every block of the sealed file, then the
 whole payload authenticated with the key), ``schema`` (the scratch database
 migrated to the backup's recorded migration state), ``restore`` (through
 the same ``restore_backup`` users run, into the scratch alias), then the
-data checks of :mod:`.checks`.
+data checks of :mod:`.checks`, the smoke checks last, sampled within their
+time budget (:mod:`.smoke`). The report keeps each step's time and the whole
+drill's (``total_seconds``).
 
 RTO is what a real recovery would take: fetching the file from its target,
 building the schema and restoring rows and files. RPO is the backup's age
@@ -43,6 +45,7 @@ from dbs_admin.drills.identity import resolve_key
 from dbs_admin.drills.inventory import Inventory, read_inventory
 from dbs_admin.drills.report import finish_report, mark_interrupted, record_check, start_report
 from dbs_admin.drills.scratch import ScratchDatabase, base_vendor, cleanup_orphans, drills_root, scratch_database
+from dbs_admin.drills.smoke import SmokePlan
 from dbs_admin.errors import DbsError
 from dbs_admin.models import Backup, DrillReport, Job
 from dbs_admin.sealed import SealedError, verify
@@ -61,10 +64,12 @@ class _Stop(Exception):
 class Drill:
     """The state of one running drill; :func:`run_drill` is the public entry point."""
 
-    def __init__(self, report: DrillReport, *, progress: Progress | None, cancel: Cancel | None):
+    def __init__(self, report: DrillReport, *, progress: Progress | None, cancel: Cancel | None,
+                 smoke: SmokePlan | None = None):
         self.report = report
         self.progress = progress or (lambda stage, done, total: None)
         self.cancel = cancel or (lambda: False)
+        self.smoke = smoke or SmokePlan.from_settings()
         self.rto = 0.0
 
     def check_cancel(self) -> None:
@@ -232,21 +237,31 @@ def run_drill(
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     alert: bool = True,
+    smoke_seed: int | None = None,
+    full_smoke: bool | None = None,
+    smoke_budget: float | None = None,
 ) -> DrillReport:
     """Drill ``source`` (a path, a name on ``target``, or the newest backup of ``target``).
 
-    Always returns the recorded report (a drill that could not even start is
-    a failed report with the reason in ``error``); mails ADMINS on failure.
+    Smoke checks sample within ``SMOKE_BUDGET_SECONDS`` (``smoke_budget``)
+    with a fresh seed, or ``smoke_seed`` to check the objects an earlier
+    drill of the same backup checked; ``full_smoke`` (default
+    ``SMOKE_FULL``) checks every object. Always returns the recorded report
+    (a drill that could not even start is a failed report with the reason in
+    ``error``); mails ADMINS on failure.
     """
+    started = time.monotonic()
     engine = connections[DEFAULT_DB_ALIAS].vendor
+    plan = SmokePlan.from_settings(seed=smoke_seed, full=full_smoke, budget=smoke_budget)
+    smoke = {"smoke_seed": plan.seed, "smoke_full": plan.full}
     try:
         name, source, target = resolve_source(source, target)
     except (DrillError, DbsError) as exc:
-        report = start_report(backup_name="(none)", job=job, engine=engine)
-        return _finish(report, str(exc), alert)
+        report = start_report(backup_name="(none)", job=job, engine=engine, **smoke)
+        return _finish(report, str(exc), alert, started)
     backup = Backup.objects.filter(name=name).first()
-    report = start_report(backup_name=name, backup=backup, job=job, engine=engine)
-    drill = Drill(report, progress=progress, cancel=cancel)
+    report = start_report(backup_name=name, backup=backup, job=job, engine=engine, **smoke)
+    drill = Drill(report, progress=progress, cancel=cancel, smoke=plan)
     error = ""
     try:
         base_vendor()  # a clear error for engines drills do not support
@@ -259,8 +274,8 @@ def run_drill(
             _run_steps(drill, scratch, source, target, backup, key)
     except _Stop as stop:
         log.warning("drill %s of %s failed at %s", report.pk, name, stop)
-    except CancelledError as exc:
-        finish_report(report, error=str(exc))  # the user asked for it: recorded, not alerted
+    except CancelledError as exc:  # the user asked for it: recorded, not alerted
+        finish_report(report, error=str(exc), total_seconds=time.monotonic() - started)
         return report
     except (DrillError, DbsError, SealedError) as exc:  # a known condition with a message saying what to do
         log.warning("drill %s of %s could not run: %s", report.pk, name, exc)
@@ -268,7 +283,7 @@ def run_drill(
     except Exception as exc:  # recorded in the report and mailed; the scratch database is gone already
         log.exception("drill %s of %s could not run", report.pk, name)
         error = _one_line(exc)
-    return _finish(report, error, alert)
+    return _finish(report, error, alert, started)
 
 
 def _clean_up_after_crashed_drills(report: DrillReport) -> None:
@@ -312,7 +327,7 @@ def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, k
             raise
         report.restore_seconds = round(drill.rto, 3)
         report.save(update_fields=["restore_seconds"])
-        _run_checks(drill, ctx, checks.data_checks())
+        _run_checks(drill, ctx, checks.data_checks(drill.smoke, cancel=drill.cancel))
 
 
 def _run_checks(drill: Drill, ctx: checks.DrillContext, todo, *, only_failures: bool = False) -> None:
@@ -322,11 +337,11 @@ def _run_checks(drill: Drill, ctx: checks.DrillContext, todo, *, only_failures: 
         run = checks.run_check(name, func, ctx)
         if run.passed and only_failures:
             continue
-        record_check(drill.report, run.name, run.passed, run.detail, run.seconds)
+        record_check(drill.report, run.name, run.passed, run.detail, run.seconds, sample=run.sample)
 
 
-def _finish(report: DrillReport, error: str, alert: bool) -> DrillReport:
-    finish_report(report, error=error)
+def _finish(report: DrillReport, error: str, alert: bool, started: float) -> DrillReport:
+    finish_report(report, error=error, total_seconds=time.monotonic() - started)
     if not report.passed and alert:
         alert_failure(report)
     return report

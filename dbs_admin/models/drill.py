@@ -19,6 +19,11 @@ class DrillReport(models.Model):
     scratch_database = models.CharField(max_length=255, blank=True)
     restore_seconds = models.FloatField(null=True, blank=True, help_text="Measured RTO.")
     backup_age_seconds = models.FloatField(null=True, blank=True, help_text="RPO at drill time.")
+    total_seconds = models.FloatField(null=True, blank=True, help_text="The whole drill, start to finish.")
+    smoke_seed = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seed of the smoke checks' samples (dbs_drill --smoke-seed reproduces them)."
+    )
+    smoke_full = models.BooleanField(default=False, help_text="Smoke checks ran over every object.")
     error = models.TextField(blank=True)
 
     class Meta:
@@ -36,6 +41,9 @@ class DrillCheck(models.Model):
     passed = models.BooleanField()
     detail = models.TextField(blank=True)
     seconds = models.FloatField(default=0.0)
+    sample = models.JSONField(
+        default=dict, blank=True, help_text="Smoke checks: the seed, and the objects sampled and checked (pks)."
+    )
 
     class Meta:
         ordering = ["report", "order"]

@@ -41,3 +41,12 @@ def seeded(drill_env):
     seed(posts=12, images=3, seed=7)
     assert Post.objects.filter(status=Post.Status.PUBLISHED).exists()
     return drill_env
+
+
+@pytest.fixture
+def big_blog(drill_env):
+    """A blog large enough to sample from: 120 posts, most of them published."""
+    from blog.seeding import seed
+
+    seed(posts=120, images=2, seed=7)
+    return drill_env
