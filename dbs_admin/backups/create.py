@@ -21,10 +21,11 @@ from django.utils import timezone
 from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
 from dbs_admin.backups.catalog import record_backup
 from dbs_admin.backups.errors import BackupError, BackupExistsError
+from dbs_admin.backups.failures import is_out_of_space, out_of_space
 from dbs_admin.backups.pipeline import seal_in_background as seal
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sealing_keys import sealing_keys
-from dbs_admin.backups.sources import private_dir
+from dbs_admin.backups.sources import private_dir, sweep_leftovers
 from dbs_admin.backups.sources import target as get_target
 from dbs_admin.backups.types import BackupResult
 from dbs_admin.models import Backup
@@ -102,6 +103,7 @@ def create_backup(
     if kind not in KINDS:
         raise BackupError(f"unknown backup kind {kind!r}; use one of {', '.join(KINDS)}")
     keys = sealing_keys(passphrase, recipients).as_writer_options()
+    sweep_leftovers()  # what a killed backup or restore on this host left behind
     reporter = Reporter(progress, cancel)
     created_at = timezone.now()
     name = backup_file_name(created_at, kind, label)
@@ -130,6 +132,15 @@ def create_backup(
             report, summary = sealer(database, dest, head, keys, reporter)
         except DestinationExistsError as exc:
             raise BackupExistsError(str(exc)) from None
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                raise
+            where = "DBS_ADMIN['PRIVATE_ROOT']" if work is not None else "--output"
+            raise BackupError(
+                out_of_space(work.parent if work is not None else dest.parent, "writing the backup")
+                + f"; nothing was written and earlier backups are untouched. Free some space there, or point "
+                f"{where} at a larger disk."
+            ) from exc
         reporter.report("verifying", 0, None, force=True)
         sha = report.sha256  # file_sha256=True: hashed while writing and reading back
         size = dest.stat().st_size

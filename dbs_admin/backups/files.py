@@ -16,8 +16,9 @@ any descriptor of a file drops every POSIX lock the process holds on it.
 from __future__ import annotations
 
 import os
+import unicodedata
 from functools import lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
@@ -59,15 +60,24 @@ def file_roots() -> dict[str, Path]:
 
 
 def clean_name(name: str) -> str:
-    """A relative POSIX name with no ``..``, no absolute part, no NUL or backslash; else UnsafePathError."""
-    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
-        raise UnsafePathError(f"refusing file name {name!r} from the backup: it is empty or has forbidden characters")
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts) or name.startswith("/"):
+    """``name`` if it is a relative POSIX file name whose every part is a real name; else UnsafePathError.
+
+    Nothing is normalised away: ``uploads/.`` is not ``uploads``, ``a//b`` is not ``a/b``. A name is
+    refused when it is empty, absolute, has an empty, ``.`` or ``..`` part, a backslash, a NUL or another
+    control character.
+    """
+    if not isinstance(name, str) or not name:
+        raise UnsafePathError(f"refusing file name {name!r} from the backup: it is empty")
+    if "\\" in name or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise UnsafePathError(f"refusing file name {name!r} from the backup: it has a backslash or a control character")
+    if name.startswith("/"):
+        raise UnsafePathError(f"refusing file name {name!r} from the backup: it is absolute")
+    if any(part in ("", ".", "..") for part in name.split("/")):
         raise UnsafePathError(
-            f"refusing file name {name!r} from the backup: it would be written outside its root folder"
+            f"refusing file name {name!r} from the backup: it has an empty, '.' or '..' part, so it would not "
+            "name a file inside its root folder"
         )
-    return str(pure)
+    return name
 
 
 SQLITE_SIDECARS = ("", "-wal", "-shm", "-journal")
@@ -171,3 +181,75 @@ def locate(column: FileColumn, value: str, roots: dict[str, Path]) -> tuple[str,
             except UnsafePathError:
                 return None
     return None
+
+
+def _case_insensitive(folder: Path) -> bool:
+    """Whether names differing only in case are one file in ``folder``'s file system (macOS, Windows shares).
+
+    Read-only: the nearest existing folder with a letter in its name is looked up with its case swapped.
+    """
+    for probe in (folder, *folder.parents):
+        if probe.exists() and probe.name.swapcase() != probe.name:
+            try:
+                return os.path.samefile(probe, probe.with_name(probe.name.swapcase()))
+            except OSError:
+                return False
+    return False
+
+
+class RestoreNames:
+    """Every file name of one restore, checked against the others and against the live folders, before a byte
+    of that file is written anywhere.
+
+    Why: a restore must never turn a folder into a file, write through a link, or let two entries land on
+    the same file. A name is refused (UnsafePathError, one line naming the entry) when it:
+    - breaks :func:`clean_name` (empty, absolute, ``.``/``..``/empty parts, backslash, NUL);
+    - appears twice, or equals another entry after Unicode normalisation (and case-folding where the file
+      system ignores case);
+    - is a folder of another entry (``uploads`` beside ``uploads/a.jpg``), or lies inside another entry;
+    - would replace an existing folder, or lie inside an existing file;
+    - passes through a symbolic link on the way from its root;
+    - is protected (the site's database files, dbs_admin's own folders).
+    The restore raises before anything is moved into place, so a refused backup changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self._roots: dict[Path, tuple[bool, dict[str, str], dict[str, str]]] = {}
+
+    def claim(self, root: Path, name: str) -> Path:
+        """The final path of entry ``name`` in ``root`` (not resolved: no link is followed)."""
+        clean_name(name)
+        if root not in self._roots:
+            self._roots[root] = (_case_insensitive(root), {}, {})
+        folded, files, folders = self._roots[root]
+        key = unicodedata.normalize("NFC", name)
+        if folded:
+            key = key.casefold()
+        parts = key.split("/")
+        if key in files:
+            raise UnsafePathError(f"refusing the backup: it holds the file {name!r} twice"
+                                  + (f" (as {files[key]!r})" if files[key] != name else "") + "; nothing was written")
+        if key in folders:
+            raise UnsafePathError(f"refusing the backup: its entry {name!r} is the folder of its entry "
+                                  f"{folders[key]!r}; nothing was written")
+        for i in range(1, len(parts)):
+            if (prefix := "/".join(parts[:i])) in files:
+                raise UnsafePathError(f"refusing the backup: its entry {name!r} lies inside its file entry "
+                                      f"{files[prefix]!r}; nothing was written")
+        files[key] = name
+        for i in range(1, len(parts)):
+            folders.setdefault("/".join(parts[:i]), name)
+        path = root
+        for part in name.split("/")[:-1]:
+            path = path / part
+            if path.is_symlink():
+                raise UnsafePathError(f"refusing the backup's file {name!r}: {path} is a symbolic link, and a restore "
+                                      "never writes through one; nothing was written")
+            if path.exists() and not path.is_dir():
+                raise UnsafePathError(f"refusing the backup's file {name!r}: it would lie inside the existing file "
+                                      f"{path}; nothing was written")
+        final = path / name.rsplit("/", 1)[-1]
+        if final.is_dir() and not final.is_symlink():
+            raise UnsafePathError(f"refusing the backup's file {name!r}: it would replace the folder {final}; "
+                                  "nothing was written")
+        return check_not_protected(final, root, repr(name))

@@ -21,17 +21,26 @@ from itertools import repeat
 from typing import Any, BinaryIO
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
-from django.db import DatabaseError, IntegrityError, connections, models, transaction
+from django.db import IntegrityError, connections, models, transaction
 
 from dbs_admin.backups import payload
 from dbs_admin.backups.dry_run import FileDiff, RowComparer
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError
-from dbs_admin.backups.files import MEDIA, file_roots, root_for_restore, safe_path
+from dbs_admin.backups.failures import database_errors, first_line
+from dbs_admin.backups.files import MEDIA, RestoreNames, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.pipeline import frames_in_background
 from dbs_admin.backups.progress import Reporter
-from dbs_admin.backups.selection import all_storable_models, decoder, file_columns, is_excluded
+from dbs_admin.backups.selection import (
+    all_storable_models,
+    decoder,
+    file_columns,
+    is_excluded,
+    value_kind,
+    value_rule,
+)
 from dbs_admin.backups.sqlite_indexes import IndexesAside
 from dbs_admin.backups.staging import Staging
 from dbs_admin.suspend import history_suspended
@@ -98,6 +107,9 @@ class _Table:
     file_cols: list[int] = field(default_factory=list)
     selected: bool = False
     width: int = 0  # columns per row in the payload
+    rules: list[Any] = field(default_factory=list)  # per kept column: a ValueRule (passed through) or None
+    names: list[str] = field(default_factory=list)  # per kept column: the field's name, for messages
+    pk_index: int = 0  # payload column of the primary key, for messages
 
 
 class LogicalRestore:
@@ -113,6 +125,7 @@ class LogicalRestore:
         self.reporter = reporter
         self.roots = file_roots()
         self.staging = Staging()
+        self.names = RestoreNames()  # every file name checked against the others and the live folders
         self.rows_written: dict[str, int] = {}
         self.rows_seen: dict[str, int] = {}
         self.changes: list[str] = []
@@ -149,12 +162,16 @@ class LogicalRestore:
                         raise
                     self.reporter.report("files", 0, len(self.staging.files), force=True)
                     self.staging.apply()
-        except DatabaseError as exc:
+                self.staging.committed()  # the atomic block committed: the moved files are final
+        except database_errors(self.connection) as exc:
             self.staging.rollback()
             raise RestoreError(
-                f"database {self.alias!r} refused the restored rows ({' '.join(str(exc).split())[:300]}); nothing was "
-                "restored. If its schema is broken, restore with --reset."
+                f"database {self.alias!r} refused the restored rows: {first_line(exc)}; the transaction was rolled "
+                "back and nothing was restored. If its schema is broken, restore with --reset."
             ) from exc
+        except payload.MALFORMED as exc:  # contents that passed the record checks yet do not fit together
+            self.staging.rollback()
+            raise payload.malformed(exc) from exc
         except BaseException:
             self.staging.rollback()
             raise
@@ -172,7 +189,7 @@ class LogicalRestore:
         kind, body = next(frames)
         if kind != payload.HEAD:
             raise PayloadError("the backup's contents do not start with their header record")
-        head = payload.load_json(body)
+        head = payload.load_record(payload.HEAD, body)
         if head.get("kind") != "logical":
             raise RestoreError("this is not a logical backup")
         table: _Table | None = None
@@ -188,15 +205,15 @@ class LogicalRestore:
                 elif kind in (payload.REFS, payload.MODEL, payload.ROWS) and rows_done:
                     raise PayloadError("table records after the files; the backup's contents are out of order")
                 if kind == payload.REFS:
-                    self._refs(payload.load_json(body))
+                    self._refs(payload.load_record(kind, body))
                 elif kind == payload.MODEL:
-                    table = self._start_table(payload.load_json(body), cursor)
+                    table = self._start_table(payload.load_record(kind, body), cursor)
                 elif kind == payload.ROWS:
                     if table is None:
                         raise PayloadError("rows before their table record")
                     self._rows(table, payload.load_rows(body), cursor)
                 elif kind == payload.FILE:
-                    current_file = payload.load_json(body)
+                    current_file = payload.load_record(kind, body)
                     staged = self._start_file(current_file)
                 elif kind == payload.DATA:
                     if current_file is None:
@@ -209,10 +226,10 @@ class LogicalRestore:
                 elif kind == payload.END_DATA:
                     if current_file is None:
                         raise PayloadError("end of file data outside a file record")
-                    self._end_file(current_file, staged, payload.load_json(body))
+                    self._end_file(current_file, staged, payload.load_record(kind, body))
                     current_file = staged = None
                 elif kind == payload.TRAILER:
-                    trailer = payload.load_json(body)
+                    trailer = payload.load_record(kind, body)
                 elif kind == payload.END:
                     pass
                 else:
@@ -280,7 +297,10 @@ class LogicalRestore:
         if not selected:
             return t
         columns = spec["columns"]
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise PayloadError(f"the table record of {label} does not list its columns; the backup is corrupt")
         t.width = len(columns)
+        t.pk_index = columns.index(spec["pk"]) if spec.get("pk") in columns else 0
         by_attname = {f.attname: f for f in model._meta.concrete_fields}
         from django.contrib.auth.models import Permission
         from django.contrib.contenttypes.models import ContentType
@@ -294,7 +314,9 @@ class LogicalRestore:
                 continue
             t.keep.append(i)
             t.column_names.append(f.column)
+            t.names.append(f.name)
             conv = decoder(f, self.connection)
+            t.rules.append(value_rule(f, self.connection) if conv is None else None)
             if f.is_relation and f.related_model is ContentType:
                 conv = self._mapper(self.ct_map, conv)
                 relinked[len(t.keep) - 1] = self._mapper(self.ct_map, None)
@@ -350,9 +372,13 @@ class LogicalRestore:
 
     def _rows(self, t: _Table, rows: list[list[Any]], cursor) -> None:
         self.reporter.check()
-        self.rows_seen[t.label if t.model is None else t.model._meta.label] = (
-            self.rows_seen.get(t.label if t.model is None else t.model._meta.label, 0) + len(rows)
-        )
+        if not rows:  # the writer never makes one: a stream of them is a way to spin a reader for ever
+            raise PayloadError("the backup holds empty batches of rows; the file is corrupt or hostile")
+        seen_label = t.label if t.model is None else t.model._meta.label
+        seen = self.rows_seen[seen_label] = self.rows_seen.get(seen_label, 0) + len(rows)
+        if self.manifest_counts is not None and seen > self.manifest_counts.get(seen_label, 0):
+            raise PayloadError(f"the backup holds more rows of {seen_label} than its manifest counts "
+                               f"({self.manifest_counts.get(seen_label, 0)}); the file is corrupt or hostile")
         if not t.selected:
             return
         if t.filter_values is not None:
@@ -370,22 +396,41 @@ class LogicalRestore:
         self.reporter.report("rows", sum(self.rows_written.values()), total)
         if any(len(r) != t.width for r in rows):
             raise PayloadError(f"rows of {label} do not have the {t.width} columns their table record names")
+        # Column by column (transposed with zip, in C): most columns need no conversion, only a type check.
+        by_column = list(zip(*rows))
+        columns = [self._column(t, rows, by_column[i], conv, rule, name)
+                   for i, conv, rule, name in zip(t.keep, t.convert, t.rules, t.names, strict=True)]
         if self.dry_run:
             if label in self.comparers:
                 self.comparers[label].compare([[r[i] for i in t.keep] for r in rows])
             return
-        # Column by column (transposed with zip, in C): most columns need no conversion at all.
-        by_column = list(zip(*rows))
-        columns = [by_column[i] if conv is None else list(map(conv, by_column[i]))
-                   for i, conv in zip(t.keep, t.convert, strict=True)]
         columns += [repeat(value, len(rows)) for value in t.extra_values]
         _insert(self.connection, cursor, t.model._meta.db_table, t.column_names, list(zip(*columns)))
+
+    @staticmethod
+    def _column(t: _Table, rows: list, values: tuple, conv, rule, name: str):
+        """One column of a batch, converted for the driver; a value it must not hold is refused by name."""
+        if conv is None:
+            bad = rule.first_bad(values) if rule is not None else None
+            if bad is None:
+                return values
+            what = rule.what
+        else:
+            try:
+                return list(map(conv, values))
+            except (TypeError, ValueError, ArithmeticError, ValidationError, RecursionError, AttributeError):
+                bad = next(n for n, v in enumerate(values) if _fails(conv, v))
+                what = value_kind(t.model._meta.get_field(name))
+        value = values[bad]
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise PayloadError(f"{t.model._meta.label} pk {str(rows[bad][t.pk_index])[:60]}: field {name!r} holds {shown}, "
+                           f"which is not a valid {what}; the backup is corrupt or crafted, nothing was restored")
 
     # --- files -------------------------------------------------------------------------------------
 
     def _start_file(self, spec: dict):
         root = root_for_restore(spec.get("root", ""), self.roots)
-        final = safe_path(root, spec.get("name", ""))
+        final = self.names.claim(root, spec.get("name", ""))
         wanted = not self.sel.partial or spec.get("ref") in self.wanted_refs
         if not wanted or self.dry_run:
             if wanted:
@@ -546,6 +591,14 @@ def _diff(a: dict, b: dict) -> str:
     keys = sorted(set(a) | set(b))
     parts = [f"{k}: {a.get(k)} vs {b.get(k)}" for k in keys if a.get(k) != b.get(k)]
     return "; ".join(parts[:5])
+
+
+def _fails(conv, value) -> bool:
+    try:
+        conv(value)
+    except Exception:  # noqa: BLE001 - any failure marks the value the batch could not convert
+        return True
+    return False
 
 
 def _insert(connection, cursor, table: str, columns: list[str], rows: list[list[Any]]) -> None:

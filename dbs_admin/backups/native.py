@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from dbs_admin.backups import payload
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
-from dbs_admin.backups.files import MEDIA, check_not_protected, file_roots, root_for_restore, safe_path
+from dbs_admin.backups.files import MEDIA, RestoreNames, check_not_protected, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.staging import StagedFile, Staging
@@ -109,11 +109,12 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     (against the trailer, and against the manifest ``summary`` when it lists them)."""
     frames = payload.read_frames(stream)
     kind, body = next(frames)
-    head = payload.load_json(body) if kind == payload.HEAD else None
+    head = payload.load_record(kind, body) if kind == payload.HEAD else None
     if head is None or head.get("kind") != "native":
         raise RestoreError("this is not a native backup")
     roots = file_roots()
     staging = Staging()
+    names = RestoreNames()  # every name checked against the others and the live folders before it is staged
     result = StagedNative(engine=str(head.get("engine")), dump_path=work / "dump", staging=staging)
     current: StagedFile | None = None
     target: str | None = None
@@ -125,7 +126,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     try:
         for kind, body in frames:
             if kind == payload.DUMP:
-                result.info = payload.load_json(body)
+                result.info = payload.load_record(kind, body)
                 target = "dump"
                 fd = os.open(result.dump_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 sink = StagedFile.__new__(StagedFile)
@@ -133,9 +134,9 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
                 sink._f, sink._digest = os.fdopen(fd, "wb"), hashlib.sha256()
                 current = sink
             elif kind == payload.FILE:
-                spec = payload.load_json(body)
+                spec = payload.load_record(kind, body)
                 root = root_for_restore(spec.get("root", ""), roots)
-                final = safe_path(root, spec.get("name", ""))
+                final = names.claim(root, spec.get("name", ""))
                 key = (spec.get("root"), spec.get("name"))
                 target = "file"
                 if dry_run:
@@ -155,7 +156,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
             elif kind == payload.END_DATA:
                 if current is None:
                     raise PayloadError("end of data outside a dump or file record")
-                end = payload.load_json(body)
+                end = payload.load_record(kind, body)
                 current.finish(int(end.get("size", -1)), str(end.get("sha256", "")),
                                "database dump" if target == "dump" else key[1])
                 if target == "dump":
@@ -166,11 +167,16 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
                     result.files += 1
                 current = None
             elif kind == payload.TRAILER:
-                trailer = payload.load_json(body)
+                trailer = payload.load_record(kind, body)
             elif kind == payload.END:
                 pass
             else:
                 raise PayloadError(f"unexpected record {kind!r} in a native backup")
+    except payload.MALFORMED as exc:
+        if current is not None:
+            current.abort()
+        staging.cleanup()
+        raise payload.malformed(exc) from exc
     except BaseException:
         if current is not None:
             current.abort()
@@ -179,12 +185,15 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     if trailer is None or dump_end is None:
         staging.cleanup()
         raise PayloadError("the backup's contents are incomplete (no dump or no trailer)")
-    recorded = payload.file_index(trailer.get("files", []))
     try:
+        recorded = payload.file_index(trailer.get("files", []))
         if trailer.get("dump") != dump_end or recorded != seen:
             raise IntegrityCheckError("the backup's dump or files do not match the hashes it recorded")
         check_against_trailer(summary, trailer)
     except IntegrityCheckError:
         staging.cleanup()
         raise
+    except payload.MALFORMED as exc:
+        staging.cleanup()
+        raise payload.malformed(exc) from exc
     return result

@@ -52,10 +52,17 @@ def rows_frame(rows: list) -> bytes:
     return frame(ROWS, msgpack.packb(rows, use_bin_type=True))
 
 
+def _no_extensions(code: int, data: bytes) -> Any:
+    raise PayloadError(f"a batch of rows in the backup holds a MessagePack extension type ({code}) that a backup "
+                       "never contains; the file is corrupt or crafted")
+
+
 def load_rows(body: bytes) -> list:
     try:
-        rows = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException, TypeError):
+        rows = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False, ext_hook=_no_extensions)
+    except PayloadError:
+        raise
+    except (ValueError, msgpack.UnpackException, TypeError, RecursionError):
         raise PayloadError("a batch of rows in the backup is unreadable; the file is corrupt") from None
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise PayloadError("a batch of rows in the backup has the wrong shape; the file is corrupt")
@@ -135,7 +142,46 @@ def file_index(entries: list) -> dict[tuple[str, str], tuple[int, str]]:
 
 
 def load_json(body: bytes) -> Any:
+    """A JSON record; refused (never a RecursionError) when it is malformed or nested beyond reason."""
     try:
         return json.loads(body)
     except ValueError:
         raise PayloadError("a record of the backup is not valid JSON; the file is corrupt") from None
+    except RecursionError:
+        raise PayloadError("a record of the backup is nested too deeply to be one of ours; the file is corrupt "
+                           "or hostile") from None
+
+
+NAMES = {HEAD: "header", REFS: "references", MODEL: "table", ROWS: "rows", FILE: "file", DUMP: "dump", DATA: "data",
+         END_DATA: "end-of-data", TRAILER: "trailer", END: "end"}
+# The keys a reader relies on, and their types (writers may add more; a reader ignores what it does not know).
+REQUIRED: dict[bytes, dict[str, type | tuple[type, ...]]] = {
+    HEAD: {}, DUMP: {}, TRAILER: {},
+    REFS: {"contenttypes": list, "permissions": list},
+    MODEL: {"model": str, "columns": list, "pk": str},
+    FILE: {"root": str, "name": str},
+    END_DATA: {"size": int, "sha256": str},
+}
+
+
+def load_record(kind: bytes, body: bytes) -> dict[str, Any]:
+    """A JSON record of ``kind``: an object with the keys readers rely on, of the right types; else PayloadError."""
+    obj = load_json(body)
+    name = NAMES.get(kind, repr(kind))
+    if not isinstance(obj, dict):
+        raise PayloadError(f"a {name} record of the backup is not a JSON object; the file is corrupt or crafted")
+    for key, wanted in REQUIRED.get(kind, {}).items():
+        value = obj.get(key)
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise PayloadError(f"a {name} record of the backup lacks a valid {key!r}; the file is corrupt or crafted")
+    return obj
+
+
+# What malformed contents that passed the checks above can still raise while they are interpreted (a trailer
+# entry of three items, a count that is a string): readers turn these into PayloadError, never a traceback.
+MALFORMED = (TypeError, KeyError, AttributeError, IndexError, ValueError)
+
+
+def malformed(exc: BaseException) -> PayloadError:
+    return PayloadError(f"the backup's contents are malformed ({type(exc).__name__}: {str(exc)[:120]}); "
+                        "the file is corrupt or crafted, and nothing was restored")

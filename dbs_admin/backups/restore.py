@@ -23,13 +23,14 @@ from django.core.management import call_command
 from django.db import DatabaseError, connections
 
 from dbs_admin.backups import manifest as manifest_mod
-from dbs_admin.backups import native, native_postgres, native_sqlite
-from dbs_admin.backups import own_tables as console_records
+from dbs_admin.backups import native, native_postgres, native_sqlite, own_tables
 from dbs_admin.backups.errors import RestoreError
+from dbs_admin.backups.failures import database_errors, first_line, is_out_of_space, out_of_space
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
 from dbs_admin.backups.progress import Reporter
-from dbs_admin.backups.sources import local_copy, private_dir
+from dbs_admin.backups.sources import local_copy, private_dir, sweep_leftovers
 from dbs_admin.backups.types import RestoreResult
+from dbs_admin.conf import dbs_settings
 from dbs_admin.sealed import open_sealed
 
 log = logging.getLogger("dbs_admin.backups")
@@ -66,6 +67,34 @@ def restore_backup(
     passed (key, kind, migrations; with ``reset`` the whole contents), just
     before the first write; if it raises, nothing is written.
     """
+    connection = connections[database]
+    stage = {"reset": False}  # set once --reset has rebuilt the schema: the database is no longer as before
+    try:
+        return _restore_backup(source, target=target, passphrase=passphrase, identity=identity, database=database,
+                               models=models, objects=objects, dry_run=dry_run, reset=reset,
+                               allow_migration_mismatch=allow_migration_mismatch, progress=progress, cancel=cancel,
+                               before_writing=before_writing, stage=stage)
+    except database_errors(connection) as exc:
+        raise RestoreError(f"database {database!r} failed during the restore: {first_line(exc)}; "
+                           + _what_is_left(stage)) from exc
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            raise
+        folder = Path(exc.filename).parent if exc.filename else Path(dbs_settings.PRIVATE_ROOT)
+        raise RestoreError(out_of_space(folder, "restoring") + "; " + _what_is_left(stage)
+                           + " Free some space there and restore again.") from exc
+
+
+def _what_is_left(stage: dict) -> str:
+    if stage["reset"]:
+        return ("it failed after --reset rebuilt the schema, so the database is empty now (the console's records "
+                "were kept): restore again, or restore the safety backup.")
+    return "nothing was restored."
+
+
+def _restore_backup(source, *, target, passphrase, identity, database, models, objects, dry_run, reset,
+                    allow_migration_mismatch, progress, cancel, before_writing, stage: dict) -> RestoreResult:
+    sweep_leftovers()  # what a killed backup or restore on this host left behind
     started = time.monotonic()
     reporter = Reporter(progress, cancel)
     connection = connections[database]
@@ -91,6 +120,7 @@ def restore_backup(
             if before_writing is not None:
                 before_writing()
             with _console_kept(database) as notes:
+                stage["reset"] = True
                 reset_schema(database)
                 result = _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter,
                                   started)
@@ -129,7 +159,7 @@ def _console_kept(database: str) -> Iterator[list[str]]:
     kept = work / "console-records"
     try:
         try:
-            keep = console_records.set_aside(database, kept)
+            keep = own_tables.set_aside(database, kept)
         except DatabaseError as exc:
             log.warning("the console's records could not be read before the reset (%s); they are not kept", exc)
             keep = False
@@ -138,7 +168,7 @@ def _console_kept(database: str) -> Iterator[list[str]]:
         finally:
             if keep:
                 try:
-                    notes += ["console records kept across the reset"] + console_records.put_back(database, kept)
+                    notes += ["console records kept across the reset"] + own_tables.put_back(database, kept)
                 except Exception as exc:  # noqa: BLE001 - the restore's own outcome matters more
                     log.error("the console's records could not be put back after the reset: %s", exc)
                     notes.append(f"console records could NOT be put back: {exc}")
@@ -167,6 +197,7 @@ def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporte
                     native_sqlite.swap_in(staged.dump_path, database)
                 else:
                     native_postgres.restore(staged.dump_path, database)
+                staged.staging.committed()
             except BaseException:
                 staged.staging.rollback()
                 raise

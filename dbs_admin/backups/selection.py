@@ -241,6 +241,67 @@ def _sqlite_datetime_decoder(field: models.Field, connection) -> Callable[[Any],
     return convert
 
 
+_TEXT = {"CharField", "TextField", "SlugField", "EmailField", "URLField", "FileField", "ImageField", "FilePathField"}
+_INTEGER = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField", "SmallIntegerField",
+            "PositiveIntegerField", "PositiveBigIntegerField", "PositiveSmallIntegerField"}
+_WHAT = {"DateTimeField": "date and time", "DateField": "date", "TimeField": "time", "DecimalField": "decimal number",
+         "UUIDField": "UUID", "JSONField": "JSON value", "DurationField": "duration", "BinaryField": "binary data"}
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """What a column the restore passes straight to the driver may hold, checked one batch at a time.
+
+    Why: the driver would store whatever arrives (SQLite keeps bytes in a text column as a BLOB, and
+    the model then returns ``bytes``), so a crafted backup could plant values the site cannot read.
+    The check is a ``set(map(type, column))`` per batch: C speed, whatever the number of rows.
+    """
+
+    what: str  # for the message: "text", "integer", ...
+    types: frozenset
+    low: int | None = None
+    high: int | None = None
+
+    def first_bad(self, values) -> int | None:
+        """The index of the first value this column must not hold, or None."""
+        if set(map(type, values)) <= self.types:
+            if self.low is None:
+                return None
+            present = [v for v in values if v is not None]
+            if not present or (self.low <= min(present) and max(present) <= self.high):
+                return None
+        for i, v in enumerate(values):
+            if type(v) not in self.types or (self.low is not None and v is not None and not self.low <= v <= self.high):
+                return i
+        return None
+
+
+def value_rule(field: models.Field, connection) -> ValueRule | None:
+    """The rule for a built-in field whose values go to the driver as they are (None: its decoder checks)."""
+    vf = _value_field(field)
+    kind = vf.get_internal_type()
+    if not _builtin(vf) or kind not in _PASS_THROUGH_DB:
+        return None
+    none = type(None)
+    if kind in _TEXT:
+        return ValueRule("text", frozenset({str, none}))
+    if kind in _INTEGER:
+        low, high = connection.ops.integer_field_range(kind)
+        low = -(2**63) if low is None else low
+        high = 2**63 - 1 if high is None else high
+        return ValueRule("integer", frozenset({int, none}), low, high)
+    if kind == "BooleanField":
+        return ValueRule("true/false value", frozenset({bool, int, none}), 0, 1)  # SQLite stores 0 and 1
+    if kind == "FloatField":
+        return ValueRule("number", frozenset({float, int, none}))
+    return None
+
+
+def value_kind(field: models.Field) -> str:
+    """What a converted field's values are, in words (for the message that refuses one)."""
+    return _WHAT.get(_internal_type(field), "value")
+
+
 @dataclass(frozen=True)
 class FileColumn:
     attname: str

@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from dbs_admin.backups import leftovers
 from dbs_admin.backups.errors import BackupError
+from dbs_admin.backups.files import file_roots
+from dbs_admin.backups.staging import Staging
 from dbs_admin.conf import dbs_settings
 from dbs_admin.targets import Target, get_target
 
@@ -25,7 +28,25 @@ def private_dir(purpose: str) -> Path:
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     d = root / f"{purpose}-{secrets.token_hex(6)}"
     d.mkdir(mode=0o700)
+    leftovers.claim(d)
     return d
+
+
+WORK_PURPOSES = ("create", "native", "fetch", "reset", "restore")
+
+
+def sweep_leftovers() -> list[Path]:
+    """Remove what killed backups and restores on this host left: private work folders and staging folders.
+
+    Run at the start of every backup and restore, and by the job reaper; folders of live processes (this
+    one's included) and of other hosts are left alone (see ``leftovers``).
+    """
+    removed = []
+    root = Path(dbs_settings.PRIVATE_ROOT)
+    if root.is_dir():
+        for purpose in WORK_PURPOSES:
+            removed += leftovers.sweep(root, f"{purpose}-*")
+    return removed + Staging.sweep_orphans(file_roots().values())
 
 
 def target(name: str | None) -> Target:

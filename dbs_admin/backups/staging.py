@@ -15,7 +15,9 @@ import secrets
 import shutil
 from pathlib import Path
 
-from dbs_admin.backups.errors import IntegrityCheckError
+from dbs_admin.backups import leftovers
+from dbs_admin.backups.errors import IntegrityCheckError, RestoreError
+from dbs_admin.backups.failures import is_out_of_space, out_of_space
 
 
 class StagedFile:
@@ -29,7 +31,13 @@ class StagedFile:
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        self._f.write(chunk)
+        try:
+            self._f.write(chunk)
+        except OSError as exc:
+            if not is_out_of_space(exc):
+                raise
+            raise RestoreError(out_of_space(self.path.parent.parent, "staging what the backup restores")
+                               + "; nothing was restored. Free some space there and restore again.") from exc
         self._digest.update(chunk)
         self.size += len(chunk)
 
@@ -61,6 +69,7 @@ class Staging:
             root.parent.mkdir(parents=True, exist_ok=True)
             d = root.parent / f".dbs-restore-{root.name}-{secrets.token_hex(6)}"
             d.mkdir(mode=0o700)
+            leftovers.claim(d)  # a process killed half-way leaves it to the next sweep on this host
             (d / "old").mkdir()
             self._dirs[root] = d
         return self._dirs[root]
@@ -71,11 +80,19 @@ class Staging:
         self.files.append(staged)
         return staged
 
-    def _aside(self, final: Path) -> Path:
+    def _dir_of(self, final: Path) -> Path:
         for root, d in self._dirs.items():
             if final.is_relative_to(root):
-                return d / "old" / f"{len(self._moved):09d}"
+                return d
         raise AssertionError("staged file outside its root")
+
+    def _aside(self, final: Path) -> Path:
+        return self._dir_of(final) / "old" / f"{len(self._moved):09d}"
+
+    def committed(self) -> None:
+        """The database committed: the moves are final, and a sweep after a crash must not undo them."""
+        for d in self._dirs.values():
+            leftovers.mark_committed(d)
 
     def _make_parents(self, path: Path) -> None:
         missing = []
@@ -95,6 +112,8 @@ class Staging:
             old = None
             if final.exists() or final.is_symlink():
                 old = self._aside(final)
+            leftovers.journal_move(self._dir_of(final), final, old)  # before the move: a crash can undo it
+            if old is not None:
                 os.replace(final, old)
             self._moved.append((final, old))
             os.replace(staged.path, final)
@@ -116,6 +135,14 @@ class Staging:
             except OSError:
                 pass
         self._created_dirs.clear()
+
+    @staticmethod
+    def sweep_orphans(roots) -> list[Path]:
+        """Remove the staging folders beside ``roots`` that a dead restore on this host left behind."""
+        removed = []
+        for root in roots:
+            removed += leftovers.sweep(Path(root).parent, f".dbs-restore-{Path(root).name}-*")
+        return removed
 
     def cleanup(self) -> None:
         for staged in self.files:

@@ -24,6 +24,13 @@ from dbs_admin.sealed.errors import AuthenticationError, SealedError, Unrecovera
 
 
 def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return _check_contents(stream, summary)
+    except payload.MALFORMED as exc:
+        raise payload.malformed(exc) from exc
+
+
+def _check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
     """Parse a whole payload; raise on any mismatch. Returns what was found (rows per model, files)."""
     rows: dict[str, int] = {}
     files: dict[tuple[str, str], tuple[int, str]] = {}
@@ -35,16 +42,16 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
     kind = None
     for kind_, body in payload.read_frames(stream):
         if kind_ == payload.HEAD:
-            kind = payload.load_json(body).get("kind")
+            kind = payload.load_record(kind_, body).get("kind")
         elif kind_ == payload.MODEL:
-            model = payload.load_json(body)["model"]
+            model = payload.load_record(kind_, body)["model"]
             rows.setdefault(model, 0)
         elif kind_ == payload.ROWS:
             if model is None:
                 raise PayloadError("rows before their table record")
             rows[model] += len(payload.load_rows(body))
         elif kind_ in (payload.FILE, payload.DUMP):
-            spec = payload.load_json(body)
+            spec = payload.load_record(kind_, body)
             key = (spec.get("root"), spec.get("name")) if kind_ == payload.FILE else None
             digest, size = hashlib.sha256(), 0
         elif kind_ == payload.DATA:
@@ -53,7 +60,7 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
             digest.update(body)
             size += len(body)
         elif kind_ == payload.END_DATA:
-            end = payload.load_json(body)
+            end = payload.load_record(kind_, body)
             if digest is None or end.get("size") != size or end.get("sha256") != digest.hexdigest():
                 raise IntegrityCheckError(f"{'file ' + repr(key[1]) if key else 'the database dump'} does not match "
                                           "its recorded hash; the backup is damaged")
@@ -63,7 +70,7 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
                 files[key] = (size, end["sha256"])
             digest = None
         elif kind_ == payload.TRAILER:
-            trailer = payload.load_json(body)
+            trailer = payload.load_record(kind_, body)
     if trailer is None:
         raise PayloadError("the backup's contents have no trailer; the file is incomplete")
     if payload.file_index(trailer.get("files", [])) != files:

@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from dbs_admin.backups.sources import sweep_leftovers
 from dbs_admin.conf import dbs_settings
 from dbs_admin.humanize import human_duration
 from dbs_admin.jobs import handoff, locks, uploads
@@ -109,4 +110,5 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     lost += fail_stale_queued_jobs()
     handoff.purge_expired()
     uploads.purge_abandoned()
+    sweep_leftovers()  # work and staging folders of backups and restores killed on this host
     return lost

@@ -19,10 +19,12 @@ from pathlib import Path
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 from django.db import close_old_connections
 from django.utils import timezone
 
 from dbs_admin.backups.errors import BackupError, CancelledError
+from dbs_admin.backups.sources import sweep_leftovers
 from dbs_admin.conf import dbs_settings
 from dbs_admin.drills.runner import run_drill
 from dbs_admin.errors import DbsError
@@ -487,6 +489,18 @@ def run_drill_task(self, job_id: int | None = None, target: str | None = None, s
         run.finish(Job.State.SUCCEEDED, drill_summary(report), backup=report.backup)
     else:
         run.finish(Job.State.FAILED, drill_summary(report), backup=report.backup)
+
+
+@worker_ready.connect
+def sweep_on_start(**kwargs) -> None:
+    """A worker starting on a host removes what killed backups and restores left there (``backups.leftovers``)."""
+    try:
+        removed = sweep_leftovers()
+    except Exception:  # noqa: BLE001 - a sweep must never keep a worker from starting
+        log.warning("could not sweep the leftovers of killed jobs on this host", exc_info=True)
+        return
+    if removed:
+        log.info("removed %d folder(s) left by killed backups and restores", len(removed))
 
 
 @shared_task(name="dbs_admin.history.snapshot_object", ignore_result=True, acks_late=True)
