@@ -16,6 +16,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
+from dbs_admin.console.error_reports import protect
+
 
 def is_console_user(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
@@ -46,6 +48,7 @@ def console_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        protect(request)  # no passphrase on an error page, DEBUG or not
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         if not is_console_user(request):

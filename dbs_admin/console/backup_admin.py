@@ -87,7 +87,11 @@ class BackupAdmin(SuperuserOnlyAdmin):
     @admin.action(description="Validate the selected backups (queued)")
     def validate(self, request, queryset):
         for backup in queryset:
-            job = launch.queue_validate(user=request.user, backup=backup)
+            try:
+                job = launch.queue_validate(user=request.user, backup=backup)
+            except launch.QueueUnavailable as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
             audit.record(request, "validate", backup=backup, detail=f"job {job.pk} queued")
         self.message_user(request, f"Validation queued for {queryset.count()} backup(s); see the dashboard.")
 

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
@@ -86,6 +86,13 @@ class HistoryAdminMixin:
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
         return {**self.admin_site.each_context(request), "opts": self.opts, "title": title, **extra}
 
+    def _object_or_404(self, request: HttpRequest, object_id: str) -> Any:
+        """The object, or 404 for an id that is not one (``x``, a slug, a huge number): never a 500."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"No {self.opts.verbose_name} with that id.")
+        return obj
+
     def _history_of(self, obj: Any) -> Any:
         from dbs_admin.history.collect import capture_instance
 
@@ -95,7 +102,7 @@ class HistoryAdminMixin:
     def history_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
         if not is_console_user(request) or request.GET.get("log"):
             return super().history_view(request, object_id, extra_context)
-        obj = get_object_or_404(self.model, pk=object_id)
+        obj = self._object_or_404(request, object_id)
         history = self._history_of(obj)
         rows = HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name).order_by(
             "-created_at", "-version_id"
@@ -112,7 +119,7 @@ class HistoryAdminMixin:
         ))
 
     def compare_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        obj = get_object_or_404(self.model, pk=object_id)
+        obj = self._object_or_404(request, object_id)
         history = self._history_of(obj)
         ids = history.versions()
         if not ids:
@@ -135,7 +142,7 @@ class HistoryAdminMixin:
         ))
 
     def restore_view(self, request: HttpRequest, object_id: str, version_id: str) -> HttpResponse:
-        obj = get_object_or_404(self.model, pk=object_id)
+        obj = self._object_or_404(request, object_id)
         history = self._history_of(obj)
         back = reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_history", args=[obj.pk])
         return self._restore_page(request, history.dir.name, version_id, back, f"Restore {obj}")

@@ -215,8 +215,11 @@ def _queue_content_check(request, backup, target, upload, passphrase: str, ident
         params["upload"] = str(upload)
     else:
         params["backup_name"] = backup.name
-    job = launch.queue_validate(user=request.user, backup=backup, params=params, passphrase=passphrase,
-                                identity_file=identity_text)
+    try:
+        job = launch.queue_validate(user=request.user, backup=backup, params=params, passphrase=passphrase,
+                                    identity_file=identity_text)
+    except launch.QueueUnavailable as exc:
+        return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), str(exc), status=503)
     audit.record(request, "validate", backup=backup, object_repr=backup.name if backup else "upload",
                  detail=f"job {job.pk} queued: decrypt and check the contents")
     return redirect("dbs_admin:job", pk=job.pk)
@@ -264,7 +267,10 @@ def restore_confirm(request: HttpRequest) -> HttpResponse:
     else:
         backup = get_object_or_404(Backup, pk=plan["backup"])
         params["backup_name"] = backup.name
-    job = launch.queue_restore(user=request.user, backup=backup, params=params, key_ref=plan["ref"])
+    try:
+        job = launch.queue_restore(user=request.user, backup=backup, params=params, key_ref=plan["ref"])
+    except launch.QueueUnavailable as exc:
+        return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), str(exc), status=503)
     audit.record(request, "restore", backup=backup, object_repr=backup.name if backup else "upload",
                  detail=f"job {job.pk} queued into {database_label()!r}")
     return redirect("dbs_admin:job", pk=job.pk)

@@ -59,15 +59,21 @@ def backup_now(request: HttpRequest) -> HttpResponse:
     """GET: the form (or the running job's bar). POST (HTMX or not): queue a backup job."""
     if request.method == "POST":
         form = BackupNowForm(request.POST)
+        status = 400
         if form.is_valid():
-            job = start_backup(request, form.cleaned_data)
-            if request.htmx:
-                return render(request, "dbs_admin/_job_progress.html", progress_context(job))
-            return redirect("dbs_admin:job", pk=job.pk)
+            try:
+                job = start_backup(request, form.cleaned_data)
+            except launch.QueueUnavailable as exc:  # the broker is down: one sentence, no job left behind
+                form.add_error(None, str(exc))
+                status = 503
+            else:
+                if request.htmx:
+                    return render(request, "dbs_admin/_job_progress.html", progress_context(job))
+                return redirect("dbs_admin:job", pk=job.pk)
         if request.htmx:  # htmx swaps 2xx responses only: the form comes back with its errors
             return render(request, "dbs_admin/_backup_form.html", {"form": form})
         return render(request, "dbs_admin/backup_now.html", {**admin_context(request, "Back up now"), "form": form},
-                      status=400)
+                      status=status)
     job = _current_backup_job(request)
     context = {**admin_context(request, "Back up now"), "form": BackupNowForm(),
                **(progress_context(job) if job else {})}

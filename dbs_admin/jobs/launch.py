@@ -13,9 +13,27 @@ from typing import Any
 from django.views.decorators.debug import sensitive_variables
 
 from dbs_admin.jobs import handoff
-from dbs_admin.jobs.job_run import send
+from dbs_admin.jobs.job_run import send as send_task
 from dbs_admin.jobs.tasks import run_backup, run_drill_task, run_restore, run_validate
 from dbs_admin.models import Backup, Job
+
+BROKER_DOWN = ("The task queue (Celery's broker) cannot be reached, so nothing was queued: {error}. Check that the "
+               "broker (Redis) is running and that the workers use it (`manage.py dbs_status`), then try again.")
+
+
+class QueueUnavailable(Exception):
+    """The broker refused or could not be reached; the Job and its sealed key were removed again."""
+
+
+def send(task, job: Job, **kwargs) -> None:
+    """Send ``task`` for ``job``; when the broker is down, undo the Job and its hand-off and say so in one line."""
+    try:
+        send_task(task, job, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - kombu/redis raise several kinds for "no broker"
+        handoff.discard(kwargs.get("secret_ref"))
+        Job.objects.filter(pk=job.pk).delete()
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise QueueUnavailable(BROKER_DOWN.format(error=reason)) from exc
 
 
 @sensitive_variables("passphrase")
