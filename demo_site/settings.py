@@ -88,6 +88,9 @@ LOGIN_URL = "admin:login"
 
 # --- Celery -----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
+# The queue dbs_admin's tasks go to and workers read (a test run uses one of its own, so two runs on one
+# broker never take each other's messages).
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("DBS_CELERY_QUEUE", "celery")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
 else:

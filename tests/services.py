@@ -8,6 +8,7 @@ pass by quietly not running.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -84,6 +85,19 @@ def ssh_server() -> SshServer:
     )
 
 
+# This run's own Celery queue: the test process sends to it and every worker it starts (inheriting the
+# environment) reads it, so two test runs on one Redis (CI and a developer, two CI jobs) never take each
+# other's messages, and nothing needs to empty a Redis database another run is using.
+RUN_QUEUE = os.environ.setdefault("DBS_CELERY_QUEUE", f"dbs-test-{os.getpid()}-{secrets.token_hex(3)}")
+
+
+def use_run_queue(app) -> None:
+    """Send ``app``'s tasks to :data:`RUN_QUEUE` (the app may have been configured before it was set)."""
+    app.conf.task_default_queue = RUN_QUEUE
+    for cached in ("queues", "router"):
+        app.amqp.__dict__.pop(cached, None)
+
+
 def redis_url_for(db: int) -> str:
     """The Redis URL of database number ``db`` (each suite keeps its own, so runs never mix messages)."""
     return redis_url().rsplit("/", 1)[0] + f"/{db}"
@@ -91,7 +105,7 @@ def redis_url_for(db: int) -> str:
 
 @contextmanager
 def celery_on_redis(db: int) -> Iterator[str]:
-    """Point this process's Celery app at Redis database ``db``, emptied before and after.
+    """Point this process's Celery app at Redis database ``db`` and this run's own queue, emptied before and after.
 
     Tests that hand work to a real worker subprocess send through the same
     broker a production site uses; the app's pooled connections to the
@@ -104,8 +118,14 @@ def celery_on_redis(db: int) -> Iterator[str]:
 
     url = redis_url_for(db)
     client = redis.Redis.from_url(url)
-    client.flushdb()
+
+    def empty_our_queue() -> None:  # never flushdb: another run may be using this database
+        for key in client.scan_iter(match=f"{RUN_QUEUE}*"):
+            client.delete(key)
+
+    empty_our_queue()
     saved = (app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager)
+    use_run_queue(app)
 
     def forget_pools() -> None:
         app._pool = None
@@ -119,7 +139,7 @@ def celery_on_redis(db: int) -> Iterator[str]:
         pools.reset()  # close and forget this broker's pooled connections
         app.conf.broker_url, app.conf.broker_transport_options, app.conf.task_always_eager = saved
         forget_pools()
-        client.flushdb()
+        empty_our_queue()
         client.close()
 
 

@@ -56,7 +56,7 @@ def test_saves_reach_a_real_worker_through_redis(redis_broker, tmp_path, setting
         post.save()
     # Nothing was written in-process: the snapshots are messages waiting in Redis.
     assert HistoryVersion.objects.count() == 0
-    assert redis.Redis.from_url(redis_broker).llen("celery") == EDITS + 1
+    assert redis.Redis.from_url(redis_broker).llen(services.RUN_QUEUE) == EDITS + 1
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "demo_site", "worker", "--pool", "prefork", "--concurrency", "2",
