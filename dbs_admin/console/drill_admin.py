@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
@@ -29,7 +29,7 @@ class DrillCheckInline(admin.TabularInline):
     model = DrillCheck
     extra = 0
     can_delete = False
-    fields = ("order", "name", "verdict", "seconds", "detail_block")
+    fields = ("order", "name", "verdict", "seconds", "detail_block", "sample_block")
     readonly_fields = fields
 
     def has_view_permission(self, request, obj=None) -> bool:
@@ -49,16 +49,31 @@ class DrillCheckInline(admin.TabularInline):
     def detail_block(self, check: DrillCheck) -> str:
         return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', check.detail)
 
+    @admin.display(description="objects checked")
+    def sample_block(self, check: DrillCheck) -> str:
+        """A smoke check's sample: per model, the pks checked in order (the seed reproduces them)."""
+        return format_html_join(
+            "", '<p class="dbs-sample" style="margin: 0 0 4px">{}: {}</p>',
+            ((s["model"], _checked(s)) for s in (check.sample or {}).get("samples", [])),
+        ) or "-"
+
+
+def _checked(sample: dict) -> str:
+    if "checked" not in sample:
+        return f"all {sample.get('checked_count', 0)}"
+    pks = ", ".join(str(pk) for pk in sample["checked"])
+    return f"pks {pks} ({len(sample['checked'])} of {sample.get('total', '?')})"
+
 
 @admin.register(DrillReport)
 class DrillReportAdmin(SuperuserOnlyAdmin):
-    list_display = ("started_at", "backup_name", "verdict", "failed_checks", "rto", "rpo", "engine")
+    list_display = ("started_at", "backup_name", "verdict", "failed_checks", "rto", "total", "rpo", "engine")
     list_filter = ("passed", "engine")
     search_fields = ("backup_name",)
     date_hierarchy = "started_at"
     inlines = [DrillCheckInline]
-    fields = ("backup_name", "backup", "job", "verdict", "started_at", "finished_at", "rto", "rpo", "engine",
-              "scratch_database", "error")
+    fields = ("backup_name", "backup", "job", "verdict", "started_at", "finished_at", "rto", "total",
+              "steps_total", "rpo", "smoke", "engine", "scratch_database", "error")
     readonly_fields = fields
     change_list_template = "dbs_admin/drills/change_list.html"
 
@@ -74,6 +89,26 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
     @admin.display(description="restore time (RTO)", ordering="restore_seconds")
     def rto(self, report: DrillReport) -> str:
         return _seconds(report.restore_seconds)
+
+    @admin.display(description="drill time (total)", ordering="total_seconds")
+    def total(self, report: DrillReport) -> str:
+        return _seconds(report.total_seconds)
+
+    @admin.display(description="time of the steps")
+    def steps_total(self, report: DrillReport) -> str:
+        """The sum of the checks below (the rest of the total: scratch database, records, clean-up)."""
+        return _seconds(sum(c.seconds for c in report.checks.all()))
+
+    @admin.display(description="smoke checks")
+    def smoke(self, report: DrillReport) -> str:
+        if report.smoke_full:
+            return "every object (full smoke)"
+        if report.smoke_seed is None:
+            return "-"
+        copy = report.backup.copies.order_by("target").first() if report.backup else None
+        where = f"{report.backup_name} --target {copy.target}" if copy else report.backup_name
+        return (f"sampled with seed {report.smoke_seed}: `manage.py dbs_drill {where} "
+                f"--smoke-seed {report.smoke_seed}` checks the same objects")
 
     @admin.display(description="backup age (RPO)", ordering="backup_age_seconds")
     def rpo(self, report: DrillReport) -> str:
@@ -101,6 +136,10 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
         if target not in dbs_settings.TARGETS:
             messages.error(request, f"Unknown target {target!r}.")
             return HttpResponseRedirect(reverse("admin:dbs_admin_drillreport_changelist"))
-        job = launch.queue_drill(target=target, user=request.user)
+        try:
+            job = launch.queue_drill(target=target, user=request.user)
+        except launch.QueueUnavailable as exc:
+            messages.error(request, str(exc))
+            return HttpResponseRedirect(reverse("admin:dbs_admin_drillreport_changelist"))
         messages.success(request, f"Drill of the newest backup on {target!r} queued (job #{job.pk}).")
         return HttpResponseRedirect(reverse("dbs_admin:job", args=[job.pk]))

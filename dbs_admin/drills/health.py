@@ -92,7 +92,8 @@ def health_status(now: datetime | None = None) -> Health:
         health.last_drill = {
             "id": drill.pk, "backup_name": drill.backup_name, "passed": drill.passed,
             "started_at": drill.started_at, "finished_at": drill.finished_at,
-            "restore_seconds": drill.restore_seconds, "backup_age_seconds": drill.backup_age_seconds,
+            "restore_seconds": drill.restore_seconds, "total_seconds": drill.total_seconds,
+            "backup_age_seconds": drill.backup_age_seconds,
             "failed_checks": failed, "error": drill.error,
         }
         if not drill.passed:

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         if d:
             state = "passed" if d["passed"] else "FAILED"
             rto = f", restore took {d['restore_seconds']:.1f} s" if d["restore_seconds"] is not None else ""
+            rto += f" (whole drill {d['total_seconds']:.1f} s)" if d.get("total_seconds") is not None else ""
             out.write(f"last drill: #{d['id']} of {d['backup_name']} {state}{rto}")
         else:
             out.write("last drill: none yet")
