@@ -261,6 +261,8 @@ class SmokeContext:
             line = f"sampled {s.picked} of {s.total} {s.model} ({how}; seed {self.seed})"
             if s.stopped_by_budget:
                 line += f"; the time budget ran out after {s.checked_count} of them"
+            elif s.checked_count < s.picked:
+                line += f"; it stopped after {s.checked_count} of them"
             lines.append(line)
         return "\n".join(lines)
 
