@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from dbs_admin.backups import leftovers
 from dbs_admin.backups.errors import BackupError
@@ -75,6 +76,31 @@ def local_copy(source: str | Path, target_name: str | None) -> Iterator[Path]:
         yield t.fetch(name, work / name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def ranged_reader(source: str | Path, target_name: str | None) -> Iterator[tuple[BinaryIO, bool]]:
+    """``(reader, remote)``: a seekable reader of ``source`` that fetches only what is read, a local file or a
+    backup on a target read by ranges (``open_ranged``; a target without it is read as ``open`` streams)."""
+    path = Path(source)
+    if target_name is None and (path.exists() or path.name != str(source)):
+        if not path.is_file():
+            raise BackupError(f"{path} is not a file; give the path of a .dbs backup")
+        with open(path, "rb") as f:
+            yield f, False
+        return
+    t = get_target(target_name)
+    name = path.name
+    local = t.local_path(name)
+    if local is not None:
+        if not local.is_file():
+            raise BackupError(f"target {t.name!r} holds no backup named {name!r}; see manage.py dbs_list")
+        with open(local, "rb") as f:
+            yield f, False
+        return
+    opener = getattr(t, "open_ranged", None) or t.open
+    with opener(name) as f:
+        yield f, True
 
 
 def latest_name(target_name: str | None) -> str:

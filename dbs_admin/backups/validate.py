@@ -10,16 +10,18 @@ and the manifest, every file and dump re-hashed.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from dbs_admin.backups import payload
 from dbs_admin.backups.errors import IntegrityCheckError, KeyMissingError, PayloadError
 from dbs_admin.backups.manifest import check_against_trailer
-from dbs_admin.backups.sources import local_copy
+from dbs_admin.backups.sources import local_copy, ranged_reader
 from dbs_admin.backups.types import ValidationResult
 from dbs_admin.errors import DbsError
 from dbs_admin.sealed import open_sealed, verify
+from dbs_admin.sealed import read_manifest as sealed_read_manifest
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError
 
 
@@ -139,6 +141,13 @@ def _structure_message(report) -> str:
 
 def read_manifest(source: str | Path, *, target: str | None = None, passphrase: str | None = None,
                   identity: Any = None) -> dict[str, Any]:
-    """The backup's manifest summary (needs the key: the manifest is encrypted)."""
-    with local_copy(source, target) as path, open_sealed(path, passphrase=passphrase, identity=identity) as reader:
-        return dict(reader.manifest)
+    """The backup's manifest summary (needs the key: the manifest is encrypted).
+
+    Only the metadata is read (header, block table, manifest, each healed from its second copy): a backup on
+    a remote target is read by ranges, a few hundred kilobytes whatever its size, never fetched whole, so the
+    console's Restore… step 1 answers in about a second.
+    """
+    with ranged_reader(source, target) as (f, remote):
+        size = f.seek(0, os.SEEK_END)
+        # A local file may be searched for metadata a damaged locator no longer points at; a remote one is not.
+        return dict(sealed_read_manifest(f, size, passphrase=passphrase, identity=identity, scan_file=not remote))

@@ -6,6 +6,7 @@ format is specified in docs/FORMAT.md.
 
     seal(source, destination, *, passphrase=None, recipients=(), manifest=None, ...) -> SealReport
     open_sealed(path, *, passphrase=None, identity=None) -> SealedReader   (read / iterate / read_all_to)
+    read_manifest(f, size, *, passphrase=None, identity=None) -> dict     (metadata regions only: ranged reads)
     verify(path, *, passphrase=None, identity=None) -> VerifyReport
     heal(path, destination) -> HealReport
     info(path) -> dict
@@ -31,12 +32,13 @@ from dbs_admin.sealed.errors import (
 )
 from dbs_admin.sealed.heal import HealReport, heal
 from dbs_admin.sealed.keys import Argon2Params, Identity, generate_identity, load_identity
-from dbs_admin.sealed.reader import SealedReader, open_sealed
+from dbs_admin.sealed.reader import SealedReader, open_sealed, read_manifest
 from dbs_admin.sealed.reports import SealReport, VerifyReport
 from dbs_admin.sealed.verify import info, verify
 from dbs_admin.sealed.writer import seal
 
 __all__ = [
+    "read_manifest",
     "seal",
     "open_sealed",
     "verify",

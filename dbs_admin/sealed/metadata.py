@@ -87,6 +87,20 @@ def decode_prefix(raw: bytes) -> Prefix | None:
     return Prefix(kind, version, copy, file_id, length, digest, repaired)
 
 
+def _reader_at(f: BinaryIO):
+    """``read(n, offset)`` for ``f``: pread on a real file (no shared position, so several threads may read
+    one file), else seek and read (a remote file read by ranges, which has no descriptor)."""
+    try:
+        fd = f.fileno()
+    except (AttributeError, OSError, ValueError):
+        def seek_and_read(n: int, at: int) -> bytes:
+            f.seek(at)
+            return f.read(n) or b""
+
+        return seek_and_read
+    return lambda n, at: os.pread(fd, n, at)
+
+
 def read_exact_at(f: BinaryIO, offset: int, length: int, file_size: int) -> tuple[bytes, np.ndarray | None]:
     """Read ``length`` bytes at ``offset``; bytes outside the file come back as zeros.
 
@@ -100,11 +114,10 @@ def read_exact_at(f: BinaryIO, offset: int, length: int, file_size: int) -> tupl
     hi = max(lo, min(offset + length, file_size))
     data = b""
     if hi > lo:
-        # pread: no shared file position, so several threads may read one file
-        fd = f.fileno()
-        data = os.pread(fd, hi - lo, lo)
+        read_at = _reader_at(f)
+        data = read_at(hi - lo, lo)
         while len(data) < hi - lo:
-            more = os.pread(fd, hi - lo - len(data), lo + len(data))
+            more = read_at(hi - lo - len(data), lo + len(data))
             if not more:
                 break
             data += more

@@ -207,6 +207,23 @@ class SealedReader:
         self.close()
 
 
+def read_manifest(f: BinaryIO, size: int, *, passphrase: str | bytes | None = None,
+                  identity: Identity | None = None, scan_file: bool = False) -> dict:
+    """The manifest of the sealed file open as ``f`` (seekable), reading only its metadata regions.
+
+    Why: showing what a restore would do needs the manifest, not the data; a
+    file on a remote target is then read by ranges (header, block table and
+    manifest, each healed from its second copy as always), never fetched
+    whole. The key is checked exactly as by :func:`open_sealed`. ``scan_file`` lets a lost locator be
+    made up for by searching the whole file (cheap for a local file only).
+    """
+    structure = load_structure(f, size, scan_file=scan_file)
+    data_key = unwrap_key_slots(structure.header.slots, passphrase=passphrase, identity=identity)
+    if structure.manifest_payload is None:
+        raise UnrecoverableError("the manifest is damaged beyond repair in both copies", regions=("manifest",))
+    return decrypt_manifest(data_key, structure.digest, structure.manifest_payload)["manifest"]
+
+
 def open_sealed(path: str | os.PathLike[str], *, passphrase: str | bytes | None = None,
                 identity: Identity | None = None) -> SealedReader:
     """Open a sealed file for reading (see the module docstring for the trust contract)."""

@@ -92,11 +92,17 @@ def _add(found: dict[int, dict[int, Prefix]], offset: int, prefix: Prefix | None
         found.setdefault(prefix.kind, {})[offset] = prefix
 
 
-def load_structure(f: BinaryIO, size: int) -> Structure:
+def load_structure(f: BinaryIO, size: int, *, scan_file: bool = True) -> Structure:
     """Locate, heal and parse the metadata of the sealed file open as ``f``.
 
     Raises NotSealedError when nothing in the file is a sealed-backup record,
     UnrecoverableError naming the regions that cannot be recovered.
+
+    ``scan_file=False`` reads only the regions the locator names (a remote
+    file read by ranges: a few hundred kilobytes of a file of gigabytes). A
+    record is then healed from its second copy as usual, but a lost locator
+    (a truncated file) or a kind with no copy where the locator says is
+    refused rather than searched for byte by byte.
     """
     if size == 0:
         raise NotSealedError("the file is empty (0 bytes): it is not a sealed backup")
@@ -108,8 +114,18 @@ def load_structure(f: BinaryIO, size: int) -> Structure:
                               (KIND_MANIFEST, locator.manifests)):
             for offset in offsets:
                 _add(found, offset, read_prefix(f, offset, size))
+    if not scan_file:
+        if locator is None:
+            raise UnrecoverableError(
+                "the end of the file, where its locator is, is missing or damaged (truncated?); validate the "
+                "whole file to heal it, or use an intact copy from another target", regions=("locator",))
+        if any(not found.get(k) for k in (KIND_HEADER, KIND_TABLE, KIND_MANIFEST)):
+            raise UnrecoverableError(
+                "a metadata record is not where the locator says in either copy; validate the whole file to "
+                "search for it", regions=("header", "block table", "manifest"))
     scanned = False
-    if locator is None or any(len(found.get(k, {})) < 2 for k in (KIND_HEADER, KIND_TABLE, KIND_MANIFEST)):
+    if scan_file and (locator is None or any(len(found.get(k, {})) < 2
+                                             for k in (KIND_HEADER, KIND_TABLE, KIND_MANIFEST))):
         for offset, prefix in scan(f, size):
             _add(found, offset, prefix)
         scanned = True

@@ -64,6 +64,11 @@ class Target(Protocol):
     def open(self, name: str) -> BinaryIO:
         """A readable binary stream of the file (used for downloads and restores)."""
 
+    def open_ranged(self, name: str) -> BinaryIO:
+        """A seekable stream that fetches only the regions read (reading a backup's metadata, not its data).
+
+        Optional: callers fall back to ``open`` for a target without it."""
+
     def fetch(self, name: str, local_path: Path) -> Path:
         """Copy the file to ``local_path`` (atomically) and return it."""
 

@@ -206,6 +206,10 @@ class LocalTarget:
         except FileNotFoundError:
             raise StoredFileMissingError(f"target {self.name!r} has no file {name!r}") from None
 
+    def open_ranged(self, name: str) -> BinaryIO:
+        """The file itself: seekable, and nothing is fetched that is not read."""
+        return self.open(name)
+
     def fetch(self, name: str, local_path: Path) -> Path:
         with self.open(name) as src:
             expected = self._read_sidecar(name)

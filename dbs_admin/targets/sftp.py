@@ -55,6 +55,7 @@ from dbs_admin.targets.errors import BackupExistsError, StoredFileMissingError, 
 
 T = TypeVar("T")
 READ_WINDOW = 4 * 1024 * 1024  # bytes requested at once when reading: bounds memory, keeps the pipe full
+RANGED_WINDOW = 8 * 1024  # the first request after a seek of a ranged reader (metadata reads)
 _TRANSIENT_ERRNOS = {
     errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH,
     errno.ETIMEDOUT, errno.EPIPE,
@@ -440,6 +441,27 @@ class SftpTarget:
 
         return self._retrying(f"opening {name}", attempt)
 
+    def open_ranged(self, name: str) -> BinaryIO:
+        """A seekable reader that fetches only the regions read (8 KiB after each seek, growing while reading
+        on): what reading a backup's metadata needs, without downloading the file."""
+        remote = self._remote(name)
+
+        def attempt(n: int) -> BinaryIO:
+            client = self._client()
+            try:
+                sftp = client.open_sftp()
+                sftp.get_channel().settimeout(self.timeout)
+                handle = sftp.open(remote, "rb")
+            except FileNotFoundError:
+                client.close()
+                raise StoredFileMissingError(f"target {self.name!r} has no file {name!r}") from None
+            except BaseException:
+                client.close()
+                raise
+            return _RemoteReader(handle, on_close=client.close, what=f"{name} on {self.url}", window=RANGED_WINDOW)
+
+        return self._retrying(f"opening {name}", attempt)
+
     def fetch(self, name: str, local_path: Path) -> Path:
         remote = self._remote(name)
         dest = Path(local_path)
@@ -524,7 +546,10 @@ class _RemoteReader(io.RawIOBase):
     requested or held at a time.
     """
 
-    def __init__(self, handle: paramiko.SFTPFile, on_close: Callable[[], None] | None, what: str) -> None:
+    fetched_total = 0  # bytes requested from any SFTP server by any reader in this process (for tests and logs)
+
+    def __init__(self, handle: paramiko.SFTPFile, on_close: Callable[[], None] | None, what: str,
+                 window: int = READ_WINDOW) -> None:
         super().__init__()
         self._handle = handle
         self._what = what
@@ -533,6 +558,8 @@ class _RemoteReader(io.RawIOBase):
         self._pos = 0
         self._buffer = b""
         self._buffer_start = 0
+        self._first_window = self._window = window
+        self.fetched = 0
 
     def readable(self) -> bool:
         return True
@@ -550,8 +577,12 @@ class _RemoteReader(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def _fill(self) -> None:
-        length = min(READ_WINDOW, self.size - self._pos)
+    def _fill(self, wanted: int = 0) -> None:
+        # Reading on from where the last window ended doubles the window (a stream); a seek elsewhere starts
+        # again from the first window (a ranged reader reads small regions at scattered places).
+        sequential = bool(self._buffer) and self._pos == self._buffer_start + len(self._buffer)
+        self._window = min(READ_WINDOW, self._window * 2) if sequential else self._first_window
+        length = min(max(self._window, wanted), READ_WINDOW, self.size - self._pos)
         try:
             self._buffer = b"".join(self._handle.readv([(self._pos, length)])) if length > 0 else b""
         except Exception as exc:
@@ -562,6 +593,8 @@ class _RemoteReader(io.RawIOBase):
                 transient=_is_transport_error(exc) or _channel_lost(self._handle.sftp),
             ) from exc
         self._buffer_start = self._pos
+        self.fetched += len(self._buffer)
+        _RemoteReader.fetched_total += len(self._buffer)
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")
@@ -569,7 +602,7 @@ class _RemoteReader(io.RawIOBase):
             return 0
         offset = self._pos - self._buffer_start
         if not (0 <= offset < len(self._buffer)):
-            self._fill()
+            self._fill(len(view))
             offset = 0
             if not self._buffer:
                 return 0
