@@ -156,11 +156,14 @@ NAMES = {HEAD: "header", REFS: "references", MODEL: "table", ROWS: "rows", FILE:
          END_DATA: "end-of-data", TRAILER: "trailer", END: "end"}
 # The keys a reader relies on, and their types (writers may add more; a reader ignores what it does not know).
 REQUIRED: dict[bytes, dict[str, type | tuple[type, ...]]] = {
-    HEAD: {}, DUMP: {}, TRAILER: {},
-    REFS: {"contenttypes": list, "permissions": list},
     MODEL: {"model": str, "columns": list, "pk": str},
     FILE: {"root": str, "name": str},
     END_DATA: {"size": int, "sha256": str},
+}
+# Keys a reader uses with a default when absent: if present, they must have these types.
+OPTIONAL: dict[bytes, dict[str, type | tuple[type, ...]]] = {
+    REFS: {"contenttypes": list, "permissions": list},
+    TRAILER: {"counts": dict, "files": list},
 }
 
 
@@ -174,6 +177,9 @@ def load_record(kind: bytes, body: bytes) -> dict[str, Any]:
         value = obj.get(key)
         if not isinstance(value, wanted) or isinstance(value, bool):
             raise PayloadError(f"a {name} record of the backup lacks a valid {key!r}; the file is corrupt or crafted")
+    for key, wanted in OPTIONAL.get(kind, {}).items():
+        if key in obj and not isinstance(obj[key], wanted):
+            raise PayloadError(f"a {name} record of the backup has an invalid {key!r}; the file is corrupt or crafted")
     return obj
 
 
