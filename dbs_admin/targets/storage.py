@@ -135,7 +135,8 @@ class StorageTarget:
             if described is not None:
                 text, transient = described
             elif isinstance(exc, OSError):
-                text, transient = f"{exc.strerror or type(exc).__name__}{f': {exc.filename}' if exc.filename else ''}", False
+                where = f": {exc.filename}" if exc.filename else ""
+                text, transient = f"{exc.strerror or type(exc).__name__}{where}", False
             else:
                 text, transient = f"{type(exc).__name__}: {exc}", False
             text = " ".join(text.split())
