@@ -36,6 +36,7 @@ from django.utils.dateparse import parse_datetime
 from dbs_admin.backups import api
 from dbs_admin.backups.errors import CancelledError
 from dbs_admin.backups.files import MEDIA, file_roots
+from dbs_admin.backups.sources import fetch_verified
 from dbs_admin.drills import checks
 from dbs_admin.drills.alerts import alert_failure
 from dbs_admin.drills.errors import DrillError, NoBackupToDrill
@@ -121,17 +122,16 @@ def resolve_source(source: str | Path | None, target: str | None) -> tuple[str, 
     return str(source), str(source), t.name
 
 
-def _local_copy(report: DrillReport, source: str | Path, target: str | None) -> Path:
-    """A local path of the file: itself, the local target's file, or a download into the drill folder."""
+def _local_copy(report: DrillReport, source: str | Path, target: str | None, holder: dict[str, Any]) -> str:
+    """A local path of the file: itself, the local target's file, or a download into the drill folder, from
+    ``target``'s copy or, when that one is missing or damaged, another verified copy (the step says which)."""
     if target is None:
-        return Path(source)
-    t = get_target(target)
-    local = t.local_path(str(source))
-    if local is not None:
-        return Path(local)
+        holder["path"] = Path(source)
+        return str(source)
     folder = drills_root() / f"dbs_drill_{report.pk}.download"
     folder.mkdir(exist_ok=True)
-    return Path(t.fetch(str(source), folder / str(source)))
+    holder["path"], used = fetch_verified(str(source), target, folder)
+    return f"{holder['path']} (the copy on target {used!r})"
 
 
 def _created_at(backup: Backup | None, manifest: dict[str, Any]) -> datetime | None:
@@ -285,8 +285,10 @@ def _clean_up_after_crashed_drills(report: DrillReport) -> None:
 def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, key) -> None:
     report = drill.report
     holder: dict[str, Any] = {}
-    local = drill.step("fetch", lambda: str(_local_copy(report, source, target)), rto=True) if target else source
-    local_path = Path(local)
+    fetched: dict[str, Any] = {"path": Path(source)}
+    if target:
+        drill.step("fetch", lambda: _local_copy(report, source, target, fetched), rto=True)
+    local_path = Path(fetched["path"])
     drill.step("backup integrity", lambda: _integrity(local_path, key, holder))
     manifest, inventory = holder["manifest"], holder["inventory"]
     created = _created_at(backup, manifest)
