@@ -12,7 +12,9 @@ building the schema and restoring rows and files. RPO is the backup's age
 when the drill started.
 
 Files: the restore writes MEDIA_ROOT files into the scratch folder (MEDIA_ROOT
-is overridden for the drill's duration), never over the site's own media.
+is overridden for the drill's duration), and files of other storages (media
+on S3) into folders beside it (``storage_media.redirected``), never over the
+site's own media.
 That override is process-wide, which is why drills run in a worker or a
 command, not inside a web request.
 """
@@ -33,7 +35,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.test.utils import override_settings
 from django.utils.dateparse import parse_datetime
 
-from dbs_admin.backups import api
+from dbs_admin.backups import api, storage_media
 from dbs_admin.backups.errors import CancelledError
 from dbs_admin.backups.files import MEDIA, file_roots
 from dbs_admin.backups.sources import fetch_verified
@@ -201,7 +203,8 @@ def _schema(scratch: ScratchDatabase, manifest: dict[str, Any]) -> str:
 
 def _refuse_live_roots(inventory: Inventory) -> None:
     """Only MEDIA_ROOT is redirected into the scratch folder; never let a drill overwrite live files elsewhere."""
-    roots = sorted({str(f["root"]) for f in inventory.files} - {MEDIA})
+    roots = sorted({str(f["root"]) for f in inventory.files} - {MEDIA}
+                   - {str(f["root"]) for f in inventory.files if storage_media.is_storage_root(f["root"])})
     if roots:
         raise DrillError(
             f"the backup holds files under {', '.join(roots)} (outside MEDIA_ROOT); a drill cannot restore them "
@@ -295,10 +298,12 @@ def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, k
     if created is not None:
         report.backup_age_seconds = max(0.0, (report.started_at - created).total_seconds())
         report.save(update_fields=["backup_age_seconds"])
-    with override_settings(MEDIA_ROOT=str(scratch.media_root)):
+    with override_settings(MEDIA_ROOT=str(scratch.media_root)), \
+            storage_media.redirected(scratch.media_root / ".storages"):  # removed with the scratch folder
+        in_storages = {f["root"] for f in inventory.files if storage_media.is_storage_root(f["root"])}
         ctx = checks.DrillContext(
             alias=scratch.alias, manifest=manifest, inventory=inventory, media_root=scratch.media_root,
-            file_roots=file_roots(),
+            file_roots={**file_roots(), **{r: storage_media.redirect_folder(r) for r in in_storages}},
         )
 
         def restore() -> str:
