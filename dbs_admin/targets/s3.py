@@ -150,27 +150,10 @@ def list_objects(storage: Any, prefix: str) -> Iterator[tuple[str, int, datetime
 
 
 def download(storage: Any, key: str, out: BinaryIO, *, progress: Callable[[int, int], None] | None = None) -> None:
-    """boto3's managed (parallel, ranged) download, written to ``out`` in order (``out`` is not seekable)."""
+    """boto3's managed (parallel, ranged) download into ``out``, a seekable file each part is written in place."""
     size = _client(storage).head_object(Bucket=storage.bucket_name, Key=key)["ContentLength"]
-    storage.bucket.Object(key).download_fileobj(_InOrder(out), Config=storage.transfer_config,
+    storage.bucket.Object(key).download_fileobj(out, Config=storage.transfer_config,
                                                 Callback=_Counter(int(size), progress))
-
-
-class _InOrder(io.RawIOBase):
-    """A write-only, non-seekable view of a file, so s3transfer hands it the object's bytes in order."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        super().__init__()
-        self._out = out
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def write(self, data: Any) -> int:
-        return self._out.write(data)
 
 
 def open_stream(storage: Any, key: str) -> BinaryIO:

@@ -352,19 +352,21 @@ class StorageTarget:
         return dest
 
     def _fetch_s3(self, key: str, dest: Path, expected: str, what: str) -> None:
-        """boto3's parallel download, hashed as it is written in order; published only when the hash matches."""
+        """boto3's parallel ranged download into a temporary file, then one hash of it (from the page cache);
+        published only when the hash matches the sidecar."""
         dest.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         if dest.exists():
             raise BackupExistsError(f"{dest} already exists; choose another path (files are never overwritten)")
         tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(6)}.part")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-            with os.fdopen(fd, "wb") as out:
-                hashing = _HashingWriter(out)
-                s3.download(self.storage, key, hashing)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "w+b") as out:
+                s3.download(self.storage, key, out)
                 out.flush()
                 os.fsync(out.fileno())
-            if hashing.digest.hexdigest() != expected:
+                out.seek(0)
+                _, sha256 = hash_stream(out)
+            if sha256 != expected:
                 raise TargetError(f"{what} does not match its recorded sha256; that copy is damaged "
                                   "(check it with `dbs_validate`, or fetch it from another target)")
             publish_no_replace(tmp, dest)
@@ -476,13 +478,3 @@ class _Counting:
 
     def close(self) -> None:
         self._f.close()
-
-
-class _HashingWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.digest = hashlib.sha256()
-
-    def write(self, data: Any) -> int:
-        self.digest.update(data)
-        return self._out.write(data)
