@@ -66,3 +66,29 @@ def test_back_up_now_with_a_copy_lists_every_copy_with_its_state(eager, two_targ
     page = su_client.get(reverse("admin:dbs_admin_backup_changelist")).content.decode()
     backup = Backup.objects.get()
     assert backup.name in page and "broken (FAILED)" in page and "NoSuchBucket" in page
+
+
+@pytest.mark.django_db
+def test_download_streams_a_copy_from_s3_through_the_signed_link_and_says_which(settings, tmp_path, s3_storage,
+                                                                                  s3_server, s3_bucket, superuser,
+                                                                                  su_client):
+    """The first stored copy that opens is streamed (here the S3 one: the local copy's file is gone)."""
+    from dbs_admin import create_backup
+    from dbs_admin.models import AuditEvent
+
+    s3_storage("backups")
+    identity = Identity.generate()
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "PRIVATE_ROOT": str(tmp_path / "private"),
+                          "TARGETS": {"a-local": {"kind": "local", "path": str(tmp_path / "t")},
+                                      "s3": {"kind": "storage", "storage": "backups"}}}
+    result = create_backup(target=["a-local", "s3"], recipients=[identity.recipient])
+    (tmp_path / "t" / result.name).unlink()
+
+    response = su_client.get(su_client.get(reverse("dbs_admin:download_link", args=[result.backup_id]))["Location"])
+
+    assert response.status_code == 200 and response.streaming
+    body = b"".join(response.streaming_content)
+    assert body == s3_server.client().get_object(Bucket=s3_bucket, Key=result.name)["Body"].read()
+    assert int(response["Content-Length"]) == len(body) == result.size
+    events = {(e.outcome, e.detail.split(":")[0]) for e in AuditEvent.objects.filter(action="download")}
+    assert events == {(AuditEvent.Outcome.FAILED, "target a-local"), (AuditEvent.Outcome.OK, "from target s3")}
