@@ -220,3 +220,20 @@ def test_settings_are_checked_with_the_entry_named(settings):
         build_target("offsite", {"kind": "storage", "storage": "default", "access_key": "x"})
     with pytest.raises(TargetConfigError, match="plain folder"):
         build_target("offsite", {"kind": "storage", "storage": "default", "prefix": "../up"})
+
+
+def test_access_denied_and_missing_credentials_read_as_one_line_with_what_to_check():
+    """moto's server accepts any key, so S3's own refusals are built as botocore raises them."""
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    from dbs_admin.targets.s3 import describe_error
+
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                          "ResponseMetadata": {"HTTPStatusCode": 403}}, "PutObject")
+    wrapped = RuntimeError("Failed to upload")  # s3transfer wraps the client's error
+    wrapped.__cause__ = denied
+    assert describe_error(wrapped) == (
+        "access denied (AccessDenied): check the storage's credentials and the bucket's policy", False)
+    text, transient = describe_error(NoCredentialsError())
+    assert text.startswith("no credentials: set them in the storage's settings or the environment") and not transient
+    assert describe_error(ValueError("not boto")) is None
