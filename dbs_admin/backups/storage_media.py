@@ -114,7 +114,7 @@ def storage_for(root_id: str) -> Any:
     label, _, field_name = key.rpartition(".")
     try:
         return apps.get_model(label)._meta.get_field(field_name).storage
-    except (LookupError, ValueError, Exception) as exc:
+    except (LookupError, ValueError, AttributeError) as exc:  # no such model, field, or a field without storage
         raise UnsafePathError(
             f"the backup holds files of the storage {key!r}, which is neither an alias of STORAGES nor a file "
             "field of this site; nothing was written"
