@@ -103,6 +103,7 @@ def redirect_folder(root_id: str) -> Path | None:
 def storage_for(root_id: str) -> Any:
     """The storage a backup's files of ``root_id`` are read from and restored into."""
     from django.apps import apps
+    from django.core.exceptions import FieldDoesNotExist
     from django.core.files.storage import FileSystemStorage, storages
 
     folder = redirect_folder(root_id)
@@ -114,7 +115,7 @@ def storage_for(root_id: str) -> Any:
     label, _, field_name = key.rpartition(".")
     try:
         return apps.get_model(label)._meta.get_field(field_name).storage
-    except (LookupError, ValueError, AttributeError) as exc:  # no such model, field, or a field without storage
+    except (LookupError, ValueError, FieldDoesNotExist, AttributeError) as exc:  # no such model or file field
         raise UnsafePathError(
             f"the backup holds files of the storage {key!r}, which is neither an alias of STORAGES nor a file "
             "field of this site; nothing was written"
