@@ -96,3 +96,19 @@ def test_a_drill_restores_s3_media_into_its_scratch_folder_not_the_bucket(media_
     assert media_on_s3["contents"]() == live  # the live bucket was not touched
     with on("default"):
         assert Attachment.objects.count() == 2
+
+
+def test_hostile_storage_roots_and_names_are_refused(media_on_s3):
+    from dbs_admin.backups.errors import UnsafePathError
+    from dbs_admin.backups.storage_media import MixedStaging, open_file, storage_for
+
+    for root in ("storage:nope", "storage:blog.Post.title", "storage:blog.Attachment.missing"):
+        with pytest.raises(UnsafePathError, match="neither an alias of STORAGES nor a file field"):
+            storage_for(root)
+    for name in ("../outside.png", "/etc/passwd", "a/../../b"):
+        with pytest.raises(UnsafePathError):
+            open_file("storage:default", name)
+        staging = MixedStaging()
+        with pytest.raises(UnsafePathError):
+            staging.new_storage_file("storage:default", name)
+        staging.cleanup()
