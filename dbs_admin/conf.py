@@ -27,7 +27,8 @@ def _defaults() -> dict[str, Any]:
     var = _base_dir() / "var"
     return {
         # Named places where sealed backups live. "local" is a private folder
-        # outside MEDIA_ROOT; add {"kind": "sftp", ...} entries for offsite copies.
+        # outside MEDIA_ROOT; add {"kind": "sftp", ...} or {"kind": "storage", "storage":
+        # "<alias of STORAGES>"} (S3 and friends) entries for offsite copies.
         "TARGETS": {"local": {"kind": "local", "path": str(var / "dbs_backups")}},
         # Target used when a command or form names none.
         "DEFAULT_TARGET": "local",

@@ -62,3 +62,38 @@ def media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on a free loopback port for the whole run (tests.services.s3_server)."""
+    with services.s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket per test."""
+    import secrets
+
+    name = f"dbs-{secrets.token_hex(6)}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_storage(settings, s3_server, s3_bucket):
+    """Factory: ``STORAGES[alias]`` = django-storages' S3 backend on the moto server; returns the alias.
+
+    ``s3_storage()`` is the alias "backups" on the test's bucket; keywords go to the storage's OPTIONS.
+    """
+
+    def make(alias: str = "backups", **options) -> str:
+        settings.STORAGES = {
+            **settings.STORAGES,
+            alias: {"BACKEND": "storages.backends.s3.S3Storage",
+                    "OPTIONS": s3_server.storage_options(options.pop("bucket_name", s3_bucket), **options)},
+        }
+        return alias
+
+    return make

@@ -20,15 +20,19 @@ LISTS_KEPT_IN_THE_FILE = ("file_sha256",)
 
 def record_backup(
     *, name: str, kind: str, label: str, created_at: datetime, user: Any, engine: str, size: int, sha256: str,
-    key_slots: list[dict], manifest: dict, copies: list[tuple[str, str]],
+    key_slots: list[dict], manifest: dict, copies: list[tuple[str, str]], failed: dict[str, str] | None = None,
 ) -> Backup:
-    """Create the Backup row (verified now) and its copies ``(target name, location)``.
+    """Create the Backup row (verified now), its copies ``(target name, location)`` and the copies that failed
+    (``{target name: why}``), so the record lists every copy that was meant to exist.
 
     The row keeps the manifest without its per-file hash list, which can run to
     many megabytes on a large media folder; the sealed file holds it.
     """
     now = timezone.now()
     manifest = {k: v for k, v in manifest.items() if k not in LISTS_KEPT_IN_THE_FILE}
+    rows = [BackupCopy(backup=None, target=t, path=p, stored_at=now, verified_at=now) for t, p in copies]
+    rows += [BackupCopy(backup=None, target=t, path=name, stored_at=now, state=BackupCopy.State.FAILED,
+                        detail=why[:500]) for t, why in (failed or {}).items()]
     with transaction.atomic():
         backup = Backup.objects.create(
             name=name, kind=kind, label=label[:200], created_at=created_at,
@@ -36,7 +40,12 @@ def record_backup(
             key_slots=key_slots, manifest=manifest, status=Backup.Status.OK, verified_at=now,
             healed_blocks=0, healing_margin=1.0,
         )
-        BackupCopy.objects.bulk_create(
-            [BackupCopy(backup=backup, target=t, path=p, stored_at=now, verified_at=now) for t, p in copies]
-        )
+        for row in rows:
+            row.backup = backup
+        BackupCopy.objects.bulk_create(rows)
     return backup
+
+
+def stored_copies(backup: Backup):
+    """The copies that were stored and verified (not those that failed), the preferred target first."""
+    return backup.copies.filter(state=BackupCopy.State.STORED).order_by("target")

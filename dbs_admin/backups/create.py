@@ -1,11 +1,12 @@
-"""``create_backup``: snapshot, stream, seal, verify, store on a target, record.
+"""``create_backup``: snapshot, stream, seal, verify, store on each target, record.
 
 Why in this order: the manifest summary is computed inside the snapshot
 before a byte is streamed (the container may need it up front); the sealed
-writer verifies what it wrote before the file gets its name; the copy on the
+writer verifies what it wrote before the file gets its name; each copy on a
 target is verified again (size and hash, and the container's own check for a
-local copy) before the backup is recorded. Any failure or cancel removes
-partial output: nothing that looks like a backup is left behind.
+local copy) before the backup is recorded (``copies.py``: one target failing
+fails its copy, not the others). Any failure or cancel removes partial
+output: nothing that looks like a backup is left behind.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from dbs_admin.backups import copies as copies_mod
 from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
 from dbs_admin.backups.catalog import record_backup
 from dbs_admin.backups.errors import BackupError, BackupExistsError
@@ -31,7 +33,6 @@ from dbs_admin.backups.types import BackupResult
 from dbs_admin.models import Backup
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
-from dbs_admin.targets.errors import TargetError
 from dbs_admin.targets.naming import backup_file_name
 
 log = logging.getLogger("dbs_admin.backups")
@@ -90,13 +91,22 @@ def _public(head: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in head.items() if not k.startswith("_")}
 
 
+def _target_names(target: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    if target is None or isinstance(target, str):
+        return [target] if target else [""]
+    return copies_mod.unique([t for t in target if t]) or [""]
+
+
 def create_backup(
-    *, kind: str = "logical", target: str | None = None, output: str | Path | None = None, label: str = "",
-    passphrase: str | None = None, recipients: list[str] | None = None, database: str = "default", user: Any = None,
-    progress=None, cancel=None,
+    *, kind: str = "logical", target: str | list[str] | None = None, output: str | Path | None = None,
+    label: str = "", passphrase: str | None = None, recipients: list[str] | None = None, database: str = "default",
+    user: Any = None, progress=None, cancel=None,
 ) -> BackupResult:
     """Write a sealed backup of ``database`` and its files to ``target`` (or ``output``), verified.
 
+    ``target`` is a target name or a list of them (several copies, each
+    verified on its own; a failed copy is recorded and returned in
+    ``failed``, and only when none could be stored does the backup fail).
     With neither passphrase nor recipients, ``DBS_ADMIN["RECIPIENTS"]`` is used;
     with none of the three, KeyMissingError. Records a ``Backup`` row.
     """
@@ -107,8 +117,9 @@ def create_backup(
     reporter = Reporter(progress, cancel)
     created_at = timezone.now()
     name = backup_file_name(created_at, kind, label)
-    store = None
+    stores = []
     work = None
+    outcome = copies_mod.Copies()
     if output is not None:
         dest = Path(output)
         if dest.is_dir():
@@ -119,9 +130,8 @@ def create_backup(
         if Backup.objects.filter(name=name).exists():
             raise BackupExistsError(f"a backup named {name} is already recorded; names are never reused")
     else:
-        store = get_target(target)
-        if store.exists(name):
-            raise BackupExistsError(f"target {store.name!r} already holds {name}; backups are never overwritten")
+        stores = [get_target(t or None) for t in _target_names(target)]
+        outcome = copies_mod.preflight(stores, name)
         work = private_dir("create")
         dest = work / name
     head = {"format": 1, "kind": kind, "engine": connections[database].vendor, "label": label,
@@ -144,24 +154,12 @@ def create_backup(
         reporter.report("verifying", 0, None, force=True)
         sha = report.sha256  # file_sha256=True: hashed while writing and reading back
         size = dest.stat().st_size
-        copies: list[tuple[str, str]] = []
         final_path = dest
-        if store is not None:
-            adopt = getattr(store, "adopt", None)
-            if adopt is not None:
-                # A local folder takes the verified file itself (a hard link, no copy): nothing new to re-read.
-                stored = adopt(dest, name, sha)
-            else:
-                store.put(dest, name)
-                # Re-read through the target (sidecar and hash) rather than trusting the upload step alone.
-                stored = store.verify(name)
-            if stored.size != size or stored.sha256 != sha:
-                _quiet_delete(store, name)
-                raise TargetError(f"the copy on target {store.name!r} differs from what was written; it was removed")
-            final_path = store.local_path(name) or Path(name)
-            copies.append((store.name, name))
+        if stores:
+            copies_mod.store_all(stores, outcome, dest, name, sha, size, reporter)
+            final_path = outcome.local_path or Path(name)
         else:
-            copies.append(("", str(dest.resolve())))
+            outcome.stored.append(("", str(dest.resolve())))
     except SealedError as exc:
         raise BackupError(f"writing the sealed file failed: {exc}") from exc
     finally:
@@ -169,18 +167,12 @@ def create_backup(
             shutil.rmtree(work, ignore_errors=True)
     backup = record_backup(
         name=name, kind=kind, label=label, created_at=created_at, user=user, engine=summary["engine"], size=size,
-        sha256=sha, key_slots=report.key_slots, manifest=summary, copies=copies,
+        sha256=sha, key_slots=report.key_slots, manifest=summary, copies=outcome.stored, failed=outcome.failed,
     )
     reporter.report("done", 1, 1, force=True)
     log.info("backup %s written (%s, %d bytes)", name, kind, size)
     return BackupResult(
         name=name, path=final_path, kind=kind, size=size, sha256=sha, created_at=created_at, manifest=summary,
-        key_slots=report.key_slots, targets=[store.name] if store is not None else [], backup_id=backup.pk,
+        key_slots=report.key_slots, targets=[t for t, _ in outcome.stored if t], backup_id=backup.pk,
+        failed=dict(outcome.failed),
     )
-
-
-def _quiet_delete(store, name: str) -> None:
-    try:
-        store.delete(name)
-    except Exception:  # noqa: BLE001 - the original failure is what the user must see
-        log.warning("could not remove the bad copy %s from target %s", name, store.name)

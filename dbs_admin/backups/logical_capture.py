@@ -17,11 +17,13 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
-from dbs_admin.backups import payload
-from dbs_admin.backups.files import file_roots, locate, safe_path
+from dbs_admin.backups import payload, storage_media
+from dbs_admin.backups.errors import UnsafePathError
+from dbs_admin.backups.files import clean_name, file_roots, locate, safe_path
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.selection import backed_up_models, columns, encoder, file_columns, ref_models
 from dbs_admin.conf import dbs_settings
+from dbs_admin.registry import FieldKind
 
 log = logging.getLogger("dbs_admin.backups")
 
@@ -127,6 +129,9 @@ def stream(
         cols = columns(model)
         encoders = [(i, enc) for i, enc in ((i, encoder(f)) for i, f in enumerate(cols)) if enc is not None]
         fcols = [(cols.index(fc.field), fc) for fc in file_columns(model)]
+        # Files of a field whose storage is not a local folder (S3...) are read through that storage.
+        sroots = {fc.attname: storage_media.root_for_field(model, fc.field) if fc.kind is FieldKind.FILE else None
+                  for _, fc in fcols}
         label = model._meta.label
         yield payload.json_frame(payload.MODEL, {
             "model": label, "table": model._meta.db_table, "columns": [f.attname for f in cols],
@@ -148,7 +153,8 @@ def stream(
                 for row in rows:
                     value = row[i]
                     if value:
-                        where = locate(fc, str(value), roots)
+                        where = _in_storage(sroots[fc.attname], str(value)) if sroots[fc.attname] else \
+                            locate(fc, str(value), roots)
                         if where is None:
                             log.warning("skipping unsafe or unknown file path %r in %s", value, label)
                         else:
@@ -161,14 +167,12 @@ def stream(
     for n, ((root_id, name), ref) in enumerate(sorted(wanted.items())):
         reporter.check()
         reporter.report("files", n, len(wanted))
-        path = safe_path(roots[root_id], name)
-        try:
-            f = open(path, "rb")
-        except OSError:
+        f, size = _open(root_id, name, roots)
+        if f is None:
             missing.append([root_id, name])
             continue
         with f:
-            header = {"root": root_id, "name": name, "ref": ref, "size": _size(path)}
+            header = {"root": root_id, "name": name, "ref": ref, "size": size}
             size, sha = yield from payload.file_frames(f, header)
             files.append([root_id, name, size, sha])
     if missing:
@@ -178,6 +182,24 @@ def stream(
         manifest.update(file_sha256=files, missing_files=missing)
     yield payload.json_frame(payload.TRAILER, {"counts": counts, "files": files, "missing_files": missing})
     yield payload.frame(payload.END)
+
+
+def _in_storage(root_id: str, value: str) -> tuple[str, str] | None:
+    try:
+        return root_id, clean_name(value)
+    except UnsafePathError:
+        return None
+
+
+def _open(root_id: str, name: str, roots: dict[str, Path]) -> tuple[Any, int]:
+    """``(stream, size or -1)`` of a file to back up, from its folder or its storage; ``(None, -1)`` if missing."""
+    if storage_media.is_storage_root(root_id):
+        return storage_media.open_file(root_id, name), -1
+    path = safe_path(roots[root_id], name)
+    try:
+        return open(path, "rb"), _size(path)
+    except OSError:
+        return None, -1
 
 
 def _size(path: Path) -> int:

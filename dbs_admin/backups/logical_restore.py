@@ -25,11 +25,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import IntegrityError, connections, models, transaction
 
-from dbs_admin.backups import payload
+from dbs_admin.backups import payload, storage_media
 from dbs_admin.backups.dry_run import FileDiff, RowComparer
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError
 from dbs_admin.backups.failures import database_errors, first_line
-from dbs_admin.backups.files import MEDIA, RestoreNames, file_roots, root_for_restore
+from dbs_admin.backups.files import MEDIA, RestoreNames, clean_name, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.pipeline import frames_in_background
 from dbs_admin.backups.progress import Reporter
@@ -42,7 +42,6 @@ from dbs_admin.backups.selection import (
     value_rule,
 )
 from dbs_admin.backups.sqlite_indexes import IndexesAside
-from dbs_admin.backups.staging import Staging
 from dbs_admin.suspend import history_suspended
 
 log = logging.getLogger("dbs_admin.backups")
@@ -124,7 +123,7 @@ class LogicalRestore:
         self.manifest_counts: dict[str, int] | None = (manifest or {}).get("counts")
         self.reporter = reporter
         self.roots = file_roots()
-        self.staging = Staging()
+        self.staging = storage_media.MixedStaging()
         self.names = RestoreNames()  # every file name checked against the others and the live folders
         self.rows_written: dict[str, int] = {}
         self.rows_seen: dict[str, int] = {}
@@ -429,6 +428,8 @@ class LogicalRestore:
     # --- files -------------------------------------------------------------------------------------
 
     def _start_file(self, spec: dict):
+        if storage_media.is_storage_root(spec.get("root")):
+            return self._start_storage_file(spec)
         root = root_for_restore(spec.get("root", ""), self.roots)
         final = self.names.claim(root, spec.get("name", ""))
         wanted = not self.sel.partial or spec.get("ref") in self.wanted_refs
@@ -438,6 +439,17 @@ class LogicalRestore:
             return None
         self.reporter.report("files", len(self.staging.files), None)
         return self.staging.new_file(root, final)
+
+    def _start_storage_file(self, spec: dict):
+        """A file bound for a storage (S3...): staged privately, written through the storage at the end."""
+        root_id, name = spec["root"], clean_name(spec.get("name", ""))
+        storage_media.storage_for(root_id)  # a storage this site does not have refuses the restore now
+        wanted = not self.sel.partial or spec.get("ref") in self.wanted_refs
+        if not wanted or self.dry_run:
+            if wanted:
+                spec["_wanted_in"] = (root_id, name)
+            return None
+        return self.staging.new_storage_file(root_id, name)
 
     def _end_file(self, spec: dict, staged, end: dict) -> None:
         key = (spec.get("root", MEDIA), spec.get("name", ""))
@@ -454,6 +466,9 @@ class LogicalRestore:
             if spec.get("_wanted"):
                 self.files_written += 1
                 self.file_diff.add(spec["_wanted"], size, sha)
+            elif spec.get("_wanted_in"):
+                self.files_written += 1
+                self.file_diff[storage_media.diff_state(*spec["_wanted_in"], size, sha)] += 1
         self.files_seen[key] = (size, sha)
 
     # --- end ---------------------------------------------------------------------------------------

@@ -16,17 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbs_admin.backups import payload
+from dbs_admin.backups import payload, storage_media
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
-from dbs_admin.backups.files import MEDIA, RestoreNames, check_not_protected, file_roots, root_for_restore
+from dbs_admin.backups.files import MEDIA, RestoreNames, check_not_protected, clean_name, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.progress import Reporter
-from dbs_admin.backups.staging import StagedFile, Staging
+from dbs_admin.backups.staging import StagedFile
 
 
-def media_files() -> list[tuple[str, str, Path]]:
+def media_files() -> list[tuple[str, str, Path | None]]:
     """Every regular file under MEDIA_ROOT as ``(root id, name, path)``; symlinks leaving it, a database
-    file and dbs_admin's own folders (a backup target inside MEDIA_ROOT, say) are skipped."""
+    file and dbs_admin's own folders (a backup target inside MEDIA_ROOT, say) are skipped.
+
+    When the default storage is not a local folder (S3...), every file of that storage instead, with no
+    path: they are read through the storage (``storage_media``)."""
+    in_storage = storage_media.root_for_all_media()
+    if in_storage is not None:
+        return [(in_storage, name, None) for name in storage_media.all_files(in_storage)]
     root = file_roots()[MEDIA]
     out = []
     if not root.is_dir():
@@ -74,8 +80,10 @@ def stream(
         reporter.check()
         reporter.report("files", n, len(entries))
         try:
-            f = open(path, "rb")
+            f = storage_media.open_file(root_id, name) if path is None else open(path, "rb")
         except OSError:
+            continue
+        if f is None:
             continue
         with f:
             fsize, sha = yield from payload.file_frames(f, {"root": root_id, "name": name, "ref": name})
@@ -97,7 +105,7 @@ class StagedNative:
 
     engine: str
     dump_path: Path
-    staging: Staging
+    staging: storage_media.MixedStaging
     files: int = 0
     dump_size: int = 0
     info: dict[str, Any] = field(default_factory=dict)
@@ -113,7 +121,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     if head is None or head.get("kind") != "native":
         raise RestoreError("this is not a native backup")
     roots = file_roots()
-    staging = Staging()
+    staging = storage_media.MixedStaging()
     names = RestoreNames()  # every name checked against the others and the live folders before it is staged
     result = StagedNative(engine=str(head.get("engine")), dump_path=work / "dump", staging=staging)
     current: StagedFile | None = None
@@ -135,15 +143,23 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
                 current = sink
             elif kind == payload.FILE:
                 spec = payload.load_record(kind, body)
-                root = root_for_restore(spec.get("root", ""), roots)
-                final = names.claim(root, spec.get("name", ""))
                 key = (spec.get("root"), spec.get("name"))
                 target = "file"
+                if storage_media.is_storage_root(spec.get("root")):
+                    storage_media.storage_for(spec["root"])  # a storage this site lacks refuses the restore
+                    name = clean_name(spec.get("name", ""))
+                    final = Path(name)
+                    root = None
+                else:
+                    root = root_for_restore(spec.get("root", ""), roots)
+                    final = names.claim(root, spec.get("name", ""))
                 if dry_run:
                     current = StagedFile.__new__(StagedFile)
                     current.path = current.final = final
                     current.size, current._digest = 0, hashlib.sha256()
                     current._f = open(os.devnull, "wb")
+                elif root is None:
+                    current = staging.new_storage_file(spec["root"], name)
                 else:
                     current = staging.new_file(root, final)
             elif kind == payload.DATA:

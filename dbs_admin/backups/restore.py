@@ -28,7 +28,7 @@ from dbs_admin.backups.errors import RestoreError
 from dbs_admin.backups.failures import database_errors, first_line, is_out_of_space, out_of_space
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
 from dbs_admin.backups.progress import Reporter
-from dbs_admin.backups.sources import local_copy, private_dir, sweep_leftovers
+from dbs_admin.backups.sources import private_dir, readable_copy, sweep_leftovers
 from dbs_admin.backups.types import RestoreResult
 from dbs_admin.conf import dbs_settings
 from dbs_admin.sealed import open_sealed
@@ -99,7 +99,8 @@ def _restore_backup(source, *, target, passphrase, identity, database, models, o
     reporter = Reporter(progress, cancel)
     connection = connections[database]
     selection = Selection.parse(list(models or []), list(objects or []))
-    with local_copy(source, target) as path, open_sealed(path, passphrase=passphrase, identity=identity) as reader:
+    with readable_copy(source, target) as (path, origin), \
+            open_sealed(path, passphrase=passphrase, identity=identity) as reader:
         summary = reader.manifest
         kind = summary.get("kind")
         if kind not in ("logical", "native"):
@@ -124,7 +125,7 @@ def _restore_backup(source, *, target, passphrase, identity, database, models, o
                 reset_schema(database)
                 result = _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter,
                                   started)
-            return dataclasses.replace(result, changes=result.changes + notes)
+            return dataclasses.replace(result, changes=result.changes + notes, source=origin)
         elif not dry_run and kind == "logical":
             missing = manifest_mod.unapplied_in_database(connection)
             if missing:
@@ -132,8 +133,9 @@ def _restore_backup(source, *, target, passphrase, identity, database, models, o
                                    f"manage.py migrate --database {database} first, or restore with --reset")
         if before_writing is not None and not dry_run:
             before_writing()
-        return _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter, started,
-                        dry_run=dry_run)
+        result = _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter, started,
+                          dry_run=dry_run)
+        return dataclasses.replace(result, source=origin)
 
 
 def _restore(reader, summary: dict, kind: str, database: str, selection: Selection, allow_mismatch: bool,

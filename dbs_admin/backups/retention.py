@@ -29,6 +29,9 @@ from dbs_admin.targets.errors import TargetConfigError
 from dbs_admin.targets.naming import parse_backup_file_name
 
 RULES = ("last", "daily", "weekly", "monthly")
+# Leftovers of interrupted uploads (incomplete multipart uploads, unpublished objects) older than this are removed
+# after pruning: longer than any job may run (6 hours), so an upload still in progress is never touched.
+STALE_UPLOAD_AGE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,21 @@ def prune(
                 f"pruning target {target.name!r} stopped after deleting {done} of {len(plan.delete)} files: {exc}"
             ) from exc
         _forget_copy(name, target.name, policy)
+    _sweep(target)
     return plan
+
+
+def _sweep(target: Any) -> None:
+    """Remove what interrupted uploads left on the target (storage targets; see ``STALE_UPLOAD_AGE``)."""
+    import logging
+
+    sweep = getattr(target, "sweep", None)
+    if sweep is None:
+        return
+    removed = sweep(STALE_UPLOAD_AGE)
+    if removed:
+        logging.getLogger("dbs_admin.backups").info(
+            "removed %d leftover(s) of interrupted uploads from target %s", len(removed), target.name)
 
 
 def _forget_copy(name: str, target_name: str, policy: RetentionPolicy) -> None:
@@ -226,6 +243,7 @@ def _forget_copy(name: str, target_name: str, policy: RetentionPolicy) -> None:
         if backup is None:
             return
         removed, _ = BackupCopy.objects.filter(backup=backup, target=target_name).delete()
-        # Without a copy row for this target we cannot know where else it lives: keep the record.
-        if removed and not backup.copies.exists():
+        # Without a copy row for this target we cannot know where else it lives: keep the record. Copies that
+        # failed when the backup was made hold nothing, so they do not keep it alive.
+        if removed and not backup.copies.filter(state=BackupCopy.State.STORED).exists():
             backup.delete()

@@ -34,6 +34,7 @@ class BackupResult:
     key_slots: list[dict[str, Any]]  # public description of the slots (no secrets)
     targets: list[str] = field(default_factory=list)  # names of the targets that hold a verified copy
     backup_id: int | None = None  # the dbs_admin.Backup row recorded for it
+    failed: dict[str, str] = field(default_factory=dict)  # target name -> why its copy failed (others are stored)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class RestoreResult:
     healed_blocks: int  # > 0 when the sealed file was damaged and healed on the fly
     changes: list[str] = field(default_factory=list)  # human-readable plan (dry run) or summary
     seconds: float = 0.0
+    source: str = ""  # where the backup was read from: "target 'offsite'", or a path
 
 
 @dataclass(frozen=True)

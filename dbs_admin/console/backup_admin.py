@@ -60,9 +60,14 @@ class BackupAdmin(SuperuserOnlyAdmin):
     def sha256_short(self, obj: Backup) -> str:
         return format_html('<code title="{}">{}…</code>', obj.sha256, obj.sha256[:12]) if obj.sha256 else "—"
 
-    @admin.display(description="targets")
+    @admin.display(description="copies")
     def targets(self, obj: Backup) -> str:
-        return ", ".join(sorted(c.target for c in obj.copies.all())) or "—"
+        """Every copy with its state: a copy that failed says so (its reason is its title)."""
+        copies = sorted(obj.copies.all(), key=lambda c: c.target)
+        if not copies:
+            return "—"
+        return format_html_join(", ", '<span title="{}">{}{}</span>', (
+            (c.detail, c.target, "" if c.state == c.State.STORED else " (FAILED)") for c in copies))
 
     @admin.display(description="state", ordering="status")
     def status_display(self, obj: Backup) -> str:

@@ -61,7 +61,8 @@ def newest_drill() -> DrillReport | None:
 def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeString:
     """Inline SVG: backup size over time, one line per target (the last ``limit`` copies)."""
     rows = list(
-        BackupCopy.objects.select_related("backup").order_by("-backup__created_at")
+        BackupCopy.objects.filter(state=BackupCopy.State.STORED).select_related("backup")
+        .order_by("-backup__created_at")
         .values_list("target", "backup__created_at", "backup__size")[:limit]
     )
     if not rows:

@@ -15,6 +15,9 @@ def delete_backup(request: HttpRequest | None, backup: Backup) -> bool:
 
     failures = []
     for copy in list(backup.copies.all()):
+        if copy.state == copy.State.FAILED:  # never stored: nothing to remove
+            copy.delete()
+            continue
         try:
             get_target(copy.target).delete(backup.name)
         except StoredFileMissingError:

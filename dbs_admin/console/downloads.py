@@ -15,6 +15,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
+from dbs_admin.backups.catalog import stored_copies
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console import audit
 from dbs_admin.console.access import console_view
@@ -60,7 +61,7 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         return _refuse(request, 403, f"link issued to user id {data.get('u')}", backup)
     if backup is None:
         raise Http404("This backup no longer exists.")
-    for copy in backup.copies.order_by("target"):
+    for copy in stored_copies(backup):  # the first copy that opens; the audit says which
         try:
             target = get_target(copy.target)
             stream = target.open(backup.name)

@@ -20,6 +20,10 @@ class BackupNowForm(forms.Form):
 
     kind = forms.ChoiceField(choices=Backup.Kind.choices, initial=Backup.Kind.LOGICAL)
     target = forms.ChoiceField(choices=())
+    copies = forms.MultipleChoiceField(choices=(), required=False, label="Also copy to",
+                                       widget=forms.CheckboxSelectMultiple,
+                                       help_text="Each copy is verified on its own; one that fails does not fail "
+                                                 "the others.")
     label = forms.CharField(max_length=60, required=False)
     key = forms.ChoiceField(
         choices=[(KEY_PASSPHRASE, "A passphrase"), (KEY_RECIPIENTS, "The configured recipient keys")],
@@ -35,9 +39,11 @@ class BackupNowForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["target"].choices = target_choices()
         self.fields["target"].initial = dbs_settings.DEFAULT_TARGET
+        self.fields["copies"].choices = target_choices()
 
     def clean(self) -> dict:
         data = super().clean()
+        data["copies"] = [t for t in data.get("copies") or [] if t != data.get("target")]
         if data.get("key") == self.KEY_RECIPIENTS:
             if not can_seal_without_passphrase():
                 raise forms.ValidationError("No recipient keys are configured (DBS_ADMIN['RECIPIENTS']); "
@@ -62,10 +68,16 @@ class TargetScheduleForm(forms.Form):
 
     enabled = forms.BooleanField(required=False, label="Daily backup")
     at = forms.TimeField(label="at (HH:MM)", widget=forms.TimeInput(format="%H:%M", attrs={"type": "time"}))
+    copies = forms.MultipleChoiceField(choices=(), required=False, label="also copy to",
+                                       widget=forms.CheckboxSelectMultiple)
     keep_last = forms.IntegerField(min_value=1, max_value=1000, label="keep last")
     keep_daily = forms.IntegerField(min_value=0, max_value=1000, label="daily")
     keep_weekly = forms.IntegerField(min_value=0, max_value=1000, label="weekly")
     keep_monthly = forms.IntegerField(min_value=0, max_value=1000, label="monthly")
+
+    def __init__(self, *args, target: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["copies"].choices = [c for c in target_choices() if c[0] != target]
 
 
 class DrillScheduleForm(forms.Form):

@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
+from dbs_admin.backups.catalog import stored_copies
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console import audit
 from dbs_admin.console.access import admin_context, console_view
@@ -182,7 +183,7 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
             handler.discard()
             audit.record(request, "upload", outcome=AuditEvent.Outcome.DENIED, detail=str(exc))
             return _render_step1(request, RestoreSourceForm(), _explain(exc), status=400)
-    copy = backup.copies.order_by("target").first() if backup else None
+    copy = stored_copies(backup).first() if backup else None  # the restore falls back to other copies
     source = upload if upload is not None else backup.name
     target = copy.target if copy else None
     passphrase = form.cleaned_data["passphrase"]

@@ -83,10 +83,11 @@ def backup_now(request: HttpRequest) -> HttpResponse:
 @sensitive_variables("data")
 def start_backup(request: HttpRequest, data: dict) -> Job:
     """Queue the backup the form describes (``launch.queue_backup`` seals the passphrase) and audit it."""
-    job = launch.queue_backup(user=request.user, kind=data["kind"], target=data["target"],
+    copies = list(data.get("copies") or [])
+    job = launch.queue_backup(user=request.user, kind=data["kind"], target=data["target"], copies=copies,
                               label=data.get("label", ""), passphrase=data.get("passphrase") or None)
     audit.record(request, "backup", object_repr=f"job {job.pk}",
-                 detail=f"{data['kind']} to {data['target']} queued")
+                 detail=f"{data['kind']} to {', '.join([data['target'], *copies])} queued")
     return job
 
 
@@ -124,12 +125,12 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
     """Daily backup time and retention per target, and the weekly drill, over django-celery-beat."""
     targets = [name for name, _ in target_choices()]
     if request.method == "POST":
-        target_forms = [(t, TargetScheduleForm(request.POST, prefix=f"t-{t}")) for t in targets]
+        target_forms = [(t, TargetScheduleForm(request.POST, prefix=f"t-{t}", target=t)) for t in targets]
         drill_form = DrillScheduleForm(request.POST, prefix="drill")
         if all(f.is_valid() for _, f in target_forms) and drill_form.is_valid():
             for target, form in target_forms:
                 d = form.cleaned_data
-                schedules.save_target(target, enabled=d["enabled"], at=d["at"], retention={
+                schedules.save_target(target, enabled=d["enabled"], at=d["at"], copies=d["copies"], retention={
                     "last": d["keep_last"], "daily": d["keep_daily"],
                     "weekly": d["keep_weekly"], "monthly": d["keep_monthly"],
                 })
@@ -143,7 +144,7 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
             return redirect("dbs_admin:schedules")
         status = 400
     else:
-        target_forms = [(t, TargetScheduleForm(initial=schedules.target_initial(t), prefix=f"t-{t}"))
+        target_forms = [(t, TargetScheduleForm(initial=schedules.target_initial(t), prefix=f"t-{t}", target=t))
                         for t in targets]
         drill_form = DrillScheduleForm(initial=schedules.drill_initial(), prefix="drill")
         status = 200

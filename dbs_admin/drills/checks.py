@@ -213,8 +213,11 @@ def file_hashes(ctx: DrillContext) -> Outcome:
 
 
 def _unbacked_file_fields(ctx: DrillContext) -> list[str]:
-    """FileField values of restored rows whose file is not in the scratch MEDIA_ROOT."""
+    """FileField values of restored rows whose file is not in the scratch MEDIA_ROOT (or, for a field whose
+    storage is not a local folder, in the scratch folder its storage was redirected to)."""
     from django.core.files.storage import default_storage
+
+    from dbs_admin.backups.storage_media import redirect_folder, root_for_field
 
     problems = []
     connection = connections[ctx.alias]
@@ -226,11 +229,15 @@ def _unbacked_file_fields(ctx: DrillContext) -> list[str]:
             if table not in tables or model._meta.label not in (ctx.manifest.get("counts") or {}):
                 continue
             for f in model._meta.concrete_fields:
-                if not isinstance(f, models.FileField) or f.storage is not default_storage:
+                if not isinstance(f, models.FileField):
+                    continue
+                in_storage = root_for_field(model, f)
+                folder = ctx.media_root if in_storage is None else redirect_folder(in_storage)
+                if folder is None or (in_storage is None and f.storage is not default_storage):
                     continue
                 cursor.execute(f"SELECT {qn(f.column)} FROM {qn(table)} WHERE {qn(f.column)} <> ''")
                 for (value,) in cursor.fetchall():
-                    if value and not (ctx.media_root / value).is_file():
+                    if value and not (folder / value).is_file():
                         problems.append(f"media/{value}: named by {model._meta.label}.{f.name} but not restored")
     return problems
 

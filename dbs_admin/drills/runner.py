@@ -14,7 +14,9 @@ building the schema and restoring rows and files. RPO is the backup's age
 when the drill started.
 
 Files: the restore writes MEDIA_ROOT files into the scratch folder (MEDIA_ROOT
-is overridden for the drill's duration), never over the site's own media.
+is overridden for the drill's duration), and files of other storages (media
+on S3) into folders beside it (``storage_media.redirected``), never over the
+site's own media.
 That override is process-wide, which is why drills run in a worker or a
 command, not inside a web request.
 """
@@ -35,9 +37,10 @@ from django.db.migrations.loader import MigrationLoader
 from django.test.utils import override_settings
 from django.utils.dateparse import parse_datetime
 
-from dbs_admin.backups import api
+from dbs_admin.backups import api, storage_media
 from dbs_admin.backups.errors import CancelledError
 from dbs_admin.backups.files import MEDIA, file_roots
+from dbs_admin.backups.sources import fetch_verified
 from dbs_admin.drills import checks
 from dbs_admin.drills.alerts import alert_failure
 from dbs_admin.drills.errors import DrillError, NoBackupToDrill
@@ -126,17 +129,16 @@ def resolve_source(source: str | Path | None, target: str | None) -> tuple[str, 
     return str(source), str(source), t.name
 
 
-def _local_copy(report: DrillReport, source: str | Path, target: str | None) -> Path:
-    """A local path of the file: itself, the local target's file, or a download into the drill folder."""
+def _local_copy(report: DrillReport, source: str | Path, target: str | None, holder: dict[str, Any]) -> str:
+    """A local path of the file: itself, the local target's file, or a download into the drill folder, from
+    ``target``'s copy or, when that one is missing or damaged, another verified copy (the step says which)."""
     if target is None:
-        return Path(source)
-    t = get_target(target)
-    local = t.local_path(str(source))
-    if local is not None:
-        return Path(local)
+        holder["path"] = Path(source)
+        return str(source)
     folder = drills_root() / f"dbs_drill_{report.pk}.download"
     folder.mkdir(exist_ok=True)
-    return Path(t.fetch(str(source), folder / str(source)))
+    holder["path"], used = fetch_verified(str(source), target, folder)
+    return f"{holder['path']} (the copy on target {used!r})"
 
 
 def _created_at(backup: Backup | None, manifest: dict[str, Any]) -> datetime | None:
@@ -206,7 +208,8 @@ def _schema(scratch: ScratchDatabase, manifest: dict[str, Any]) -> str:
 
 def _refuse_live_roots(inventory: Inventory) -> None:
     """Only MEDIA_ROOT is redirected into the scratch folder; never let a drill overwrite live files elsewhere."""
-    roots = sorted({str(f["root"]) for f in inventory.files} - {MEDIA})
+    roots = sorted({str(f["root"]) for f in inventory.files} - {MEDIA}
+                   - {str(f["root"]) for f in inventory.files if storage_media.is_storage_root(f["root"])})
     if roots:
         raise DrillError(
             f"the backup holds files under {', '.join(roots)} (outside MEDIA_ROOT); a drill cannot restore them "
@@ -300,18 +303,22 @@ def _clean_up_after_crashed_drills(report: DrillReport) -> None:
 def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, key) -> None:
     report = drill.report
     holder: dict[str, Any] = {}
-    local = drill.step("fetch", lambda: str(_local_copy(report, source, target)), rto=True) if target else source
-    local_path = Path(local)
+    fetched: dict[str, Any] = {"path": Path(source)}
+    if target:
+        drill.step("fetch", lambda: _local_copy(report, source, target, fetched), rto=True)
+    local_path = Path(fetched["path"])
     drill.step("backup integrity", lambda: _integrity(local_path, key, holder))
     manifest, inventory = holder["manifest"], holder["inventory"]
     created = _created_at(backup, manifest)
     if created is not None:
         report.backup_age_seconds = max(0.0, (report.started_at - created).total_seconds())
         report.save(update_fields=["backup_age_seconds"])
-    with override_settings(MEDIA_ROOT=str(scratch.media_root)):
+    with override_settings(MEDIA_ROOT=str(scratch.media_root)), \
+            storage_media.redirected(scratch.media_root / ".storages"):  # removed with the scratch folder
+        in_storages = {f["root"] for f in inventory.files if storage_media.is_storage_root(f["root"])}
         ctx = checks.DrillContext(
             alias=scratch.alias, manifest=manifest, inventory=inventory, media_root=scratch.media_root,
-            file_roots=file_roots(),
+            file_roots={**file_roots(), **{r: storage_media.redirect_folder(r) for r in in_storages}},
         )
 
         def restore() -> str:

@@ -37,10 +37,12 @@ def send(task, job: Job, **kwargs) -> None:
 
 
 @sensitive_variables("passphrase")
-def queue_backup(*, user: Any, kind: str, target: str, label: str, passphrase: str | None) -> Job:
-    """A backup job; ``passphrase`` None seals to the configured recipients (the service decides and checks)."""
+def queue_backup(*, user: Any, kind: str, target: str, label: str, passphrase: str | None,
+                 copies: list[str] | None = None) -> Job:
+    """A backup job to ``target`` and a copy on each of ``copies``; ``passphrase`` None seals to the configured
+    recipients (the service decides and checks)."""
     job = Job.objects.create(kind=Job.Kind.BACKUP, created_by=user,
-                             params={"kind": kind, "target": target, "label": label,
+                             params={"kind": kind, "target": target, "copies": list(copies or []), "label": label,
                                      "key": "passphrase" if passphrase else "recipients"})
     ref = handoff.put(passphrase, purpose=handoff.BACKUP_PURPOSE) if passphrase else None
     send(run_backup, job, secret_ref=ref)

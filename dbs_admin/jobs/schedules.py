@@ -63,6 +63,7 @@ def target_initial(target: str) -> dict:
     return {
         "enabled": bool(task and task.enabled),
         "at": _time_of(task, time(2, 0)),
+        "copies": list(kwargs.get("copies") or []),
         "keep_last": keep.get("last", 7), "keep_daily": keep.get("daily", 7),
         "keep_weekly": keep.get("weekly", 4), "keep_monthly": keep.get("monthly", 12),
     }
@@ -75,12 +76,16 @@ def drill_initial() -> dict:
 
 
 @transaction.atomic
-def save_target(target: str, *, enabled: bool, at: time, retention: dict) -> PeriodicTask:
+def save_target(
+    target: str, *, enabled: bool, at: time, retention: dict, copies: list[str] | None = None,
+) -> PeriodicTask:
+    """The daily backup of ``target``, with a copy on each of ``copies`` (each pruned by its own retention)."""
+    kwargs = {"target": target, "retention": retention, **({"copies": list(copies)} if copies else {})}
     task, _ = PeriodicTask.objects.update_or_create(
         name=backup_task_name(target),
         defaults={
             "task": BACKUP_TASK, "crontab": _crontab(at.minute, at.hour), "interval": None,
-            "kwargs": json.dumps({"target": target, "retention": retention}), "enabled": enabled,
+            "kwargs": json.dumps(kwargs), "enabled": enabled,
             "description": "Created by the Schedules page of the backup console.",
         },
     )

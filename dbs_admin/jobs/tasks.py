@@ -23,6 +23,7 @@ from celery.signals import worker_ready
 from django.db import close_old_connections
 from django.utils import timezone
 
+from dbs_admin.backups.catalog import stored_copies
 from dbs_admin.backups.errors import BackupError, CancelledError
 from dbs_admin.backups.sources import sweep_leftovers
 from dbs_admin.conf import dbs_settings
@@ -34,7 +35,7 @@ from dbs_admin.jobs.handed_keys import HandedKey
 from dbs_admin.jobs.handoff import BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
 from dbs_admin.jobs.job_run import JobRun
 from dbs_admin.jobs.reaper import reap_lost_jobs
-from dbs_admin.jobs.workspace import job_dir, private_root
+from dbs_admin.jobs.workspace import job_dir, private_root, remote_entry
 from dbs_admin.models import Backup, Job
 from dbs_admin.sealed import SealedError
 from dbs_admin.targets.errors import TargetError
@@ -113,10 +114,11 @@ class WorkDirWatcher:
     of this job's kind and label created after the job started, and add it to the job's partial files.
     """
 
-    def __init__(self, run: JobRun, *, kind: str, label: str) -> None:
+    def __init__(self, run: JobRun, *, kind: str, label: str, targets: list[str] | None = None) -> None:
         from dbs_admin.targets.naming import label_slug
 
         self.run, self.kind, self.slug = run, kind, label_slug(label)
+        self.remote = _remote_targets(targets or [])
         self.before = {p.name for p in private_root().glob("create-*")}
         self.found = False
 
@@ -144,9 +146,30 @@ class WorkDirWatcher:
             for name in names:
                 parsed = parse_backup_file_name(name.split(".tmp-")[0])
                 if parsed and parsed[1] == self.kind and parsed[2] == self.slug and parsed[0] >= started:
-                    self.run.set_partial_files([*self.run.job.partial_files, str(folder)])
+                    remote = [remote_entry(t, name.split(".tmp-")[0]) for t in self.remote]
+                    self.run.set_partial_files([*self.run.job.partial_files, str(folder), *remote])
                     self.found = True
                     return
+
+
+def _remote_targets(names: list[str]) -> list[str]:
+    """The targets an interrupted upload can leave something on (those that can ``discard`` it)."""
+    from dbs_admin.targets import get_target
+
+    out = []
+    for name in names:
+        try:
+            if hasattr(get_target(name), "discard"):
+                out.append(name)
+        except Exception:  # noqa: BLE001 - a misconfigured target fails the backup itself, with its message
+            continue
+    return out
+
+
+def job_targets(job: Job) -> list[str]:
+    """The targets of a backup job: its target, then the targets of its copies, each once."""
+    first = job.params.get("target") or dbs_settings.DEFAULT_TARGET
+    return list(dict.fromkeys([first, *(job.params.get("copies") or [])]))
 
 
 def is_transport_error(exc: TargetError) -> bool:
@@ -232,17 +255,20 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
             state=Job.State.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started."
         )
         return
-    target = job.params.get("target") or dbs_settings.DEFAULT_TARGET
+    targets = job_targets(job)
     kwargs = {"job_id": job_id, "secret_ref": secret_ref, "on_busy": on_busy, "transport_attempt": transport_attempt}
-    holder = locks.acquire(target, job)
-    if holder is not None:
-        return _wait_or_refuse(self, job, holder, target, on_busy, kwargs, BACKUP_PURPOSE)
+    for n, target in enumerate(targets):  # one backup or prune per target at a time, copies included
+        holder = locks.acquire(target, job)
+        if holder is not None:
+            for taken in targets[:n]:
+                locks.release(taken, job)
+            return _wait_or_refuse(self, job, holder, target, on_busy, kwargs, BACKUP_PURPOSE)
     run = _claim(self, job)
     if run is None:
-        locks.release(target, job)
+        locks.release_all(job)
         handoff.discard(secret_ref)
         return
-    run.set_partial_files(_local_partials(target))
+    run.set_partial_files([p for t in targets for p in _local_partials(t)])
 
     held: dict[str, str] = {}
 
@@ -251,10 +277,11 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         if passphrase is not None:
             held["passphrase"] = passphrase  # in memory only, for a transport retry
         run.stage("starting")
-        watcher = WorkDirWatcher(run, kind=job.params.get("kind", "logical"), label=job.params.get("label", ""))
+        watcher = WorkDirWatcher(run, kind=job.params.get("kind", "logical"), label=job.params.get("label", ""),
+                                 targets=targets)
         result = create_backup(
             kind=job.params.get("kind", "logical"),
-            target=target,
+            target=targets,
             label=job.params.get("label", ""),
             passphrase=passphrase,  # None: sealed to DBS_ADMIN["RECIPIENTS"] (the service decides and checks)
             user=job.created_by,
@@ -262,7 +289,10 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
             cancel=run.cancel_requested,
         )
         backup_id = result.backup_id or Backup.objects.filter(name=result.name).values_list("pk", flat=True).first()
-        return f"{result.name} ({result.size} bytes) on {', '.join(result.targets) or target}", {
+        failed = "".join(f" The copy on {t!r} FAILED: {why}" for t, why in result.failed.items())
+        if result.failed:
+            alerts.alert_failed_copies(job, result.name, result.failed)
+        return f"{result.name} ({result.size} bytes) on {', '.join(result.targets)}.{failed}", {
             "backup_id": backup_id, "stage": "done",
         }
 
@@ -275,15 +305,19 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
 
 
 @shared_task(name="dbs_admin.scheduled_backup", **_job_task)
-def scheduled_backup(self, target: str | None = None, kind: str = "logical", retention: dict | None = None) -> None:
-    """Beat's nightly backup: sealed to DBS_ADMIN["RECIPIENTS"], skipped if the target is already busy.
+def scheduled_backup(self, target: str | None = None, kind: str = "logical", retention: dict | None = None,
+                     copies: list[str] | None = None) -> None:
+    """Beat's nightly backup: sealed to DBS_ADMIN["RECIPIENTS"], skipped if a target is already busy.
 
-    After a successful backup the target is pruned with ``retention`` (from the Schedules page).
+    ``copies`` names more targets that get a copy each. After a successful backup every target that holds a
+    copy is pruned: the schedule's target with ``retention`` (from the Schedules page), the others by
+    ``DBS_ADMIN["RETENTION"]``.
     """
     target = target or dbs_settings.DEFAULT_TARGET
     job = Job.objects.create(
         kind=Job.Kind.BACKUP,
-        params={"target": target, "kind": kind, "label": "scheduled", "scheduled": True, "retention": retention},
+        params={"target": target, "copies": list(copies or []), "kind": kind, "label": "scheduled",
+                "scheduled": True, "retention": retention},
     )
     run_backup.apply_async(kwargs={"job_id": job.pk, "on_busy": "skip"})
 
@@ -307,12 +341,21 @@ def run_prune(self, job_id: int, transport_attempt: int = 0) -> None:
 
 
 def _queue_prune_after(job: Job) -> None:
-    """A scheduled backup that succeeded is followed by its target's retention."""
+    """A scheduled backup that succeeded is followed by the retention of each target that holds a copy
+    (retention is per target: the schedule's own policy for its target, the settings' for the copies)."""
     if job.state != Job.State.SUCCEEDED or not job.params.get("scheduled"):
         return
-    prune_job = Job.objects.create(kind=Job.Kind.PRUNE, params={
-        "target": job.params.get("target"), "retention": job.params.get("retention")})
-    run_prune.apply_async(kwargs={"job_id": prune_job.pk})
+    from dbs_admin.models import BackupCopy
+
+    first = job.params.get("target")
+    stored = set(BackupCopy.objects.filter(backup_id=job.backup_id, state=BackupCopy.State.STORED)
+                 .values_list("target", flat=True)) if job.backup_id else {first}
+    for target in job_targets(job):
+        if target not in stored:
+            continue
+        prune_job = Job.objects.create(kind=Job.Kind.PRUNE, params={
+            "target": target, "retention": job.params.get("retention") if target == first else None})
+        run_prune.apply_async(kwargs={"job_id": prune_job.pk})
 
 
 @shared_task(name="dbs_admin.restore", **_job_task)
@@ -373,7 +416,8 @@ def run_restore(self, job_id: int, secret_ref: str | None = None, transport_atte
         )
         rows = sum(result.rows.values())
         healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
-        return (f"Restored {rows} rows and {result.files} files into {database!r}{healed}.{''.join(safety)}",
+        origin = f" from {result.source}" if result.source.startswith("target") else ""
+        return (f"Restored {rows} rows and {result.files} files{origin} into {database!r}{healed}.{''.join(safety)}",
                 {"stage": "done"})
 
     _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id, "secret_ref": key.fresh_ref()},
@@ -419,7 +463,7 @@ def run_validate(self, job_id: int, secret_ref: str | None = None, transport_att
         passphrase, identity = key.open()
         backup = job.backup
         run.stage("validating")
-        copy = backup.copies.order_by("target").first() if backup else None
+        copy = stored_copies(backup).first() if backup else None
         result = validate_backup(
             Path(upload) if upload else backup.name, target=copy.target if copy else None,
             passphrase=None if identity is not None else passphrase, identity=identity,

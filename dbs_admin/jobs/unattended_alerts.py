@@ -26,6 +26,19 @@ def alert_if_unattended(job: Job) -> bool:
     return mail_admins_or_log(subject, body, about=f"job {job.pk}")
 
 
+def alert_failed_copies(job: Job, name: str, failed: dict[str, str]) -> bool:
+    """Mail ADMINS that some copies of an unattended backup failed (the others were stored); True when sent."""
+    if job.created_by_id is not None or job.kind != Job.Kind.BACKUP:
+        return False
+    targets = ", ".join(repr(t) for t in failed)
+    subject = f"Scheduled backup #{job.pk}: the copy on {targets} FAILED"
+    lines = [f"Scheduled backup #{job.pk} wrote {name}, but not every copy could be stored.", ""]
+    lines += [f"Target {t!r}: {' '.join(why.split())}" for t, why in failed.items()]
+    lines += ["", "The other copies are stored and verified. Until the failed target works again it holds no "
+              "new backups: see the Backups console and `manage.py dbs_list`."]
+    return mail_admins_or_log(subject, "\n".join(lines), about=f"job {job.pk}")
+
+
 def message(job: Job) -> tuple[str, str]:
     what = "Scheduled backup" if job.params.get("scheduled") else job.get_kind_display()
     outcome = "SKIPPED" if job.state == Job.State.CANCELLED else "FAILED"

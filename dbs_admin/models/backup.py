@@ -48,13 +48,24 @@ class Backup(models.Model):
 
 
 class BackupCopy(models.Model):
-    """Where one target holds a copy of a backup."""
+    """Where one target holds a copy of a backup, or why the copy meant for it failed.
+
+    A backup written to several targets has a row per target; each copy is
+    published and verified on its own, so one target failing fails its row
+    (``state`` FAILED, the reason in ``detail``), not the others.
+    """
+
+    class State(models.TextChoices):
+        STORED = "stored", "Stored and verified"
+        FAILED = "failed", "Failed"
 
     backup = models.ForeignKey(Backup, on_delete=models.CASCADE, related_name="copies")
     target = models.CharField(max_length=100)
     path = models.CharField(max_length=1024, help_text="Location inside the target.")
     stored_at = models.DateTimeField(default=timezone.now)
     verified_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.STORED)
+    detail = models.CharField(max_length=500, blank=True, help_text="Why the copy failed, or how it was verified.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["backup", "target"], name="dbs_backupcopy_one_per_target")]

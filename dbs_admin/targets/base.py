@@ -49,6 +49,14 @@ class StoredFile:
 
 
 class Target(Protocol):
+    """What every kind of target offers (local, sftp, storage).
+
+    Optional extras, looked up with ``getattr``: ``adopt(path, name, sha256)``
+    (a local folder takes a verified file in by a hard link), ``verifies_on_put``
+    (``put`` checked the stored copy itself: no second read), ``discard(name)``
+    and ``sweep(older_than)`` (remove what an interrupted upload left remotely).
+    """
+
     name: str
 
     def put(self, local_path: Path, name: str, *, progress: Callable[[int, int], None] | None = None) -> StoredFile:

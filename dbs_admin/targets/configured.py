@@ -19,6 +19,9 @@ Settings shape::
                 # optional: "key_passphrase_env": "SITE_SFTP_KEY_PASSPHRASE" (the variable's name, not its value),
                 # "timeout": 15, "retries": 2, "backoff": 0.5
             },
+            # Any alias of Django's STORAGES (S3, GCS, Azure... through django-storages); credentials stay in
+            # the storage's own settings or the environment. Optional: "prefix": "dbs/" (a folder inside it).
+            "s3": {"kind": "storage", "storage": "backups"},
         },
         "DEFAULT_TARGET": "local",
     }
@@ -41,6 +44,14 @@ def _sftp_target(*args: Any, **kwargs: Any) -> Target:
 
     return SftpTarget(*args, **kwargs)
 
+
+def _storage_target(*args: Any, **kwargs: Any) -> Target:
+    """Imported on first use, like SFTP: boto3 and django-storages load only for a site that has such a target."""
+    from dbs_admin.targets.storage import StorageTarget
+
+    return StorageTarget(*args, **kwargs)
+
+
 # kind -> (constructor, required keys, optional keys)
 _KINDS: dict[str, tuple[Callable[..., Target], set[str], set[str]]] = {
     "local": (LocalTarget, {"path"}, set()),
@@ -49,6 +60,7 @@ _KINDS: dict[str, tuple[Callable[..., Target], set[str], set[str]]] = {
         {"host", "path", "username", "key_filename", "known_hosts"},
         {"port", "key_passphrase_env", "timeout", "retries", "backoff"},
     ),
+    "storage": (_storage_target, {"storage"}, {"prefix"}),
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management import BaseCommand, CommandParser
+from django.core.management import BaseCommand, CommandError, CommandParser
 
 from dbs_admin.backups.create import create_backup
 from dbs_admin.backups.errors import KeyMissingError
@@ -16,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--kind", choices=["logical", "native"], default="logical")
-        parser.add_argument("--target", help="Target name from DBS_ADMIN['TARGETS'] (default: DEFAULT_TARGET).")
+        parser.add_argument("--target", action="append", default=[],
+                            help="Target name from DBS_ADMIN['TARGETS'] (default: DEFAULT_TARGET); repeat it for a "
+                                 "copy on each target, every copy verified on its own.")
         parser.add_argument("--output", help="Write to this file instead of a target (never overwritten).")
         parser.add_argument("--label", default="", help="A short label, also part of the file name.")
         parser.add_argument("--recipient", action="append", default=[], help="X25519 recipient (dbs1...); "
@@ -30,7 +32,7 @@ class Command(BaseCommand):
             passphrase = self._passphrase(options)
             try:
                 result = create_backup(
-                    kind=options["kind"], target=options["target"], output=options["output"],
+                    kind=options["kind"], target=options["target"] or None, output=options["output"],
                     label=options["label"], passphrase=passphrase, recipients=options["recipient"] or None,
                     database=options["database"], progress=display,
                 )
@@ -39,6 +41,13 @@ class Command(BaseCommand):
         where = f"target {', '.join(result.targets)}" if result.targets else str(result.path)
         self.stdout.write(f"{result.name}: {result.kind}, {result.size} bytes, sha256 {result.sha256}, "
                           f"verified, on {where}")
+        # A copy that failed fails the command (cron must notice), after saying which copies are good.
+        lines = [f"backup failed on target {t!r} (the other copies are stored): {why}"
+                 for t, why in result.failed.items()]
+        for line in lines[:-1]:
+            self.stderr.write(line)
+        if lines:
+            raise CommandError(lines[-1])
 
     def _passphrase(self, options) -> str | None:
         """File, then $DBS_PASSPHRASE, then a prompt; no prompt when recipients will hold the key."""

@@ -61,7 +61,8 @@ class Command(BaseCommand):
             self.stdout.write(line)  # a dry run's lines already say "would"
         verb = "dry run of" if result.dry_run else "restored"
         healed = f", {result.healed_blocks} damaged block(s) healed" if result.healed_blocks else ""
-        self.stdout.write(f"{verb} {source} into {result.database!r}: {sum(result.rows.values())} rows, "
+        origin = f" (read from {result.source})" if result.source.startswith("target") else ""
+        self.stdout.write(f"{verb} {source}{origin} into {result.database!r}: {sum(result.rows.values())} rows, "
                           f"{result.files} files in {result.seconds:.1f}s{healed}")
 
     def _confirm_reset(self, options) -> None:
