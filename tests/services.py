@@ -7,6 +7,7 @@ pass by quietly not running.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -50,6 +51,14 @@ def postgres_url() -> str:
     """URL of a PostgreSQL maintenance database whose role may CREATE DATABASE."""
     require("PostgreSQL", port_open("127.0.0.1", 5432), "start PostgreSQL on 127.0.0.1:5432")
     return os.environ.get("DBS_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def mysql_url() -> str:
+    """URL of a MariaDB (or MySQL) server whose user may CREATE DATABASE; the database named in it is not used."""
+    require("MariaDB", port_open("127.0.0.1", 3306), "start MariaDB on 127.0.0.1:3306 (apt-get install mariadb-server)")
+    require("mysqlclient", importlib.util.find_spec("MySQLdb") is not None,
+            "the MariaDB driver is not installed: apt-get install libmariadb-dev pkg-config, then make install")
+    return os.environ.get("DBS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql")
 
 
 def chromium_path() -> str:
@@ -138,4 +147,6 @@ def shared_database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
     auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    if connection.vendor == "mysql":
+        return f"mysql://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 3306}/{s['NAME']}"
     return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
