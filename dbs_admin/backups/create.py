@@ -18,12 +18,20 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
-from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
+from dbs_admin.backups import (
+    logical_capture,
+    manifest,
+    mysql_session,
+    native,
+    native_postgres,
+    native_sqlite,
+)
 from dbs_admin.backups.catalog import record_backup
 from dbs_admin.backups.errors import BackupError, BackupExistsError
 from dbs_admin.backups.pipeline import seal_in_background as seal
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sealing_keys import sealing_keys
+from dbs_admin.backups.selection import backed_up_models
 from dbs_admin.backups.sources import private_dir
 from dbs_admin.backups.sources import target as get_target
 from dbs_admin.backups.types import BackupResult
@@ -40,6 +48,9 @@ KINDS = ("logical", "native")
 def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
     connection = connections[database]
     with logical_capture.snapshot(database):
+        carried = backed_up_models()
+        mysql_session.refuse_non_transactional(connection, [m._meta.db_table for m in carried], error=BackupError)
+        mysql_session.refuse_zero_dates(connection, carried)
         counts = logical_capture.count_rows(database)
         summary = manifest.summary(
             kind="logical", engine=connection.vendor, label=head["label"], created_at=head["_created"],

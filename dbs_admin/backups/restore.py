@@ -36,17 +36,28 @@ log = logging.getLogger("dbs_admin.backups")
 
 
 def reset_schema(alias: str) -> None:
-    """Drop every table of ``alias`` and migrate it afresh (``--reset``)."""
+    """Drop every table of ``alias`` and migrate it afresh (``--reset``).
+
+    MariaDB's DDL is not transactional, so this commits as it goes on every engine
+    but PostgreSQL: that is why the whole backup is read and checked before it runs."""
     connection = connections[alias]
+    qn = connection.ops.quote_name
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("DROP SCHEMA public CASCADE")
             cursor.execute("CREATE SCHEMA public")
+        elif connection.vendor == "mysql":
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            try:
+                for info in connection.introspection.get_table_list(cursor):
+                    cursor.execute(f"DROP {'VIEW' if info.type == 'v' else 'TABLE'} IF EXISTS {qn(info.name)}")
+            finally:
+                cursor.execute("SET SESSION foreign_key_checks = 1")
         else:
             tables = connection.introspection.table_names(cursor)
             cursor.execute("PRAGMA foreign_keys = OFF")
             for t in tables:
-                cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(t)}")
+                cursor.execute(f"DROP TABLE IF EXISTS {qn(t)}")
             cursor.execute("PRAGMA foreign_keys = ON")
     call_command("migrate", database=alias, interactive=False, verbosity=0)
 

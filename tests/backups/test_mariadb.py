@@ -1,0 +1,195 @@
+"""MariaDB's own rules: what it would store differently, what it cannot hold, and what backups and restores do.
+
+Every case runs on the real server (``my_a`` a source, ``my_b`` a target) beside the SQLite and PostgreSQL
+aliases, so a refusal is proven to change nothing, and what is carried is compared row for row.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connections
+
+from blog.models import Post, Tag
+from dbs_admin import create_backup, restore_backup
+from dbs_admin.backups.errors import BackupError, RestoreError
+
+from .conftest import ALL, MYSQL_DRIVER, needs_services, on
+from .helpers import build_site, fingerprint, media_contents, table_contents
+
+if not MYSQL_DRIVER:
+    pytest.skip("the MariaDB driver is not installed (see tests/backups/conftest.py)", allow_module_level=True)
+
+pytestmark = pytest.mark.usefixtures("backup_settings", "my")
+
+EMOJI = "Backups that heal 🚀🦄 (𝔘𝔫𝔦𝔠𝔬𝔡𝔢 too)"
+
+
+def _scratch_databases() -> list[str]:
+    with connections["my_a"].cursor() as cursor:
+        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'dbs\\_restore\\_%'")
+        return [name for (name,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(databases=ALL)
+@pytest.mark.parametrize(("source", "dest"), [("sq_a", "my_b"), ("my_a", "my_b"), ("my_a", "pg_b")])
+def test_four_byte_utf8_round_trips(source, dest, media_root, identity, request):
+    needs_services(request, source, dest)
+    build_site(source, posts=3, images=0)
+    with on(source):
+        Post.objects.create(title=EMOJI, slug="emoji", content_md="# 🎉\n\nparty 🥳")
+        Tag.objects.create(name="🦄", slug="unicorn")
+
+    result = create_backup(database=source, recipients=[identity.recipient])
+    restore_backup(result.path, identity=identity, database=dest)
+
+    with on(dest):
+        assert Post.objects.get(slug="emoji").title == EMOJI
+        assert Post.objects.get(slug="emoji").content_html == "<h1>🎉</h1>\n<p>party 🥳</p>"
+        assert Tag.objects.get(slug="unicorn").name == "🦄"
+    assert fingerprint(dest) == fingerprint(source)
+
+
+@pytest.mark.django_db(databases=["default", "my_a", "sq_b"])
+def test_a_site_connected_in_3_byte_utf8_still_backs_up_emoji_exactly(media_root, identity):
+    """Django's default connection charset is utf8 (MariaDB's utf8mb3), in which the server sends an emoji as '?':
+    the backup reads in utf8mb4 whatever the site's setting, and leaves the connection as it found it."""
+    build_site("my_a", posts=2, images=0)
+    with on("my_a"):
+        Post.objects.create(title=EMOJI, slug="emoji")
+    raw = connections["my_a"].connection
+    raw.set_character_set("utf8mb3")
+    with connections["my_a"].cursor() as cursor:  # what a plain read in that charset would carry
+        cursor.execute("SELECT title FROM blog_post WHERE slug = 'emoji'")
+        assert cursor.fetchone()[0] != EMOJI
+
+    result = create_backup(database="my_a", recipients=[identity.recipient])
+
+    assert raw.character_set_name() == "utf8mb3"
+    restore_backup(result.path, identity=identity, database="sq_b")
+    with on("sq_b"):
+        assert Post.objects.get(slug="emoji").title == EMOJI
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "my_b"])
+def test_4_byte_text_into_a_utf8mb3_table_is_refused_and_changes_nothing(media_root, identity):
+    build_site("sq_a", posts=3, images=0)
+    with on("sq_a"):
+        Post.objects.create(title=EMOJI, slug="emoji")
+    with on("my_b"):
+        Post.objects.create(title="kept", slug="kept")
+    before = fingerprint("my_b")
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    with connections["my_b"].cursor() as cursor:
+        cursor.execute("ALTER TABLE blog_post CONVERT TO CHARACTER SET utf8mb3")
+    try:
+        with pytest.raises(RestoreError, match=r"4-byte UTF-8 .* needs the utf8mb4 character set.*nothing was"):
+            restore_backup(result.path, identity=identity, database="my_b")
+        assert fingerprint("my_b") == before
+    finally:
+        with connections["my_b"].cursor() as cursor:
+            cursor.execute("ALTER TABLE blog_post CONVERT TO CHARACTER SET utf8mb4")
+
+
+@pytest.mark.django_db(databases=["default", "sq_a", "my_b"])
+def test_keys_equal_under_a_case_insensitive_collation_are_refused_and_change_nothing(media_root, identity):
+    """Two tags SQLite keeps apart ("Zebra", "zebra") are one key in MariaDB's default collation."""
+    build_site("sq_a", posts=3, images=0)
+    with on("sq_a"):
+        Tag.objects.create(name="Zebra", slug="zebra-upper")
+        Tag.objects.create(name="zebra", slug="zebra-lower")
+    with on("my_b"):
+        Post.objects.create(title="kept", slug="kept")
+    before = fingerprint("my_b")
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+
+    with pytest.raises(RestoreError) as refused:
+        restore_backup(result.path, identity=identity, database="my_b")
+
+    message = str(refused.value)
+    assert "\n" not in message and "differ only in letter case" in message and "nothing was restored" in message
+    assert "zebra" in message.lower() and "utf8mb4_bin" in message
+    assert fingerprint("my_b") == before
+
+
+@pytest.mark.django_db(databases=["default", "sq_a", "my_b"])
+@pytest.mark.parametrize("broken", ["a key to a missing row", "a value too long for its column"])
+def test_a_restore_that_fails_half_way_leaves_database_and_media_unchanged(broken, media_root, identity):
+    """The backup (of SQLite, which enforces neither) violates a constraint of the MariaDB schema: a dangling
+    foreign key, found by the restore's own check after every row is in; a too-long title, refused by the
+    server in the middle of the load. Either way the rows already loaded and the files are rolled back."""
+    build_site("sq_a", posts=30, images=2)
+    last = max(table_contents("sq_a")["blog.Post"])[0]
+    with connections["sq_a"].cursor() as cursor:  # SQLite checks foreign keys at commit, which never comes here
+        if broken == "a key to a missing row":
+            cursor.execute("UPDATE blog_post SET category_id = 999999 WHERE id = %s", [last])
+        else:
+            cursor.execute("UPDATE blog_post SET title = %s WHERE id = %s", ["x" * 300, last])
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    with connections["sq_a"].cursor() as cursor:  # the test's own end checks every key of sq_a
+        cursor.execute("UPDATE blog_post SET category_id = NULL WHERE id = %s", [last])
+    with on("my_b"):
+        Post.objects.create(title="kept", slug="kept")
+        Tag.objects.create(name="kept", slug="kept")
+    for path in media_root.rglob("*.*"):
+        path.write_bytes(b"today's version of " + path.name.encode())
+    before, files = fingerprint("my_b"), media_contents(media_root)
+
+    with pytest.raises(RestoreError, match="nothing was restored") as refused:
+        restore_backup(result.path, identity=identity, database="my_b")
+
+    if broken == "a key to a missing row":
+        assert "foreign key" in str(refused.value) and "999999" in str(refused.value)
+    else:
+        assert "Data too long" in str(refused.value)
+    assert fingerprint("my_b") == before
+    assert media_contents(media_root) == files
+
+
+@pytest.mark.django_db(databases=["default", "sq_a", "my_b"])
+def test_an_id_of_zero_stays_zero(media_root, identity):
+    """MariaDB turns an explicit 0 in an AUTO_INCREMENT column into a new id unless told not to."""
+    build_site("sq_a", posts=2, images=0)
+    with on("sq_a"):
+        Tag.objects.create(id=0, name="zero", slug="zero")
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    restore_backup(result.path, identity=identity, database="my_b")
+    assert fingerprint("my_b") == fingerprint("sq_a")
+    with on("my_b"):
+        assert Tag.objects.get(slug="zero").pk == 0
+        top = max(Tag.objects.values_list("pk", flat=True))
+        assert Tag.objects.create(name="after", slug="after").pk > top
+
+
+@pytest.mark.django_db(databases=["default", "my_a"])
+def test_zero_dates_are_refused_by_a_logical_backup(media_root, identity, tmp_path):
+    build_site("my_a", posts=3, images=0)
+    with connections["my_a"].cursor() as cursor:
+        cursor.execute("SET SESSION sql_mode = ''")
+        try:
+            cursor.execute("UPDATE blog_post SET created_at = '0000-00-00 00:00:00' ORDER BY id LIMIT 1")
+        finally:
+            cursor.execute("SET SESSION sql_mode = @@GLOBAL.sql_mode")
+
+    with pytest.raises(BackupError, match=r"zero dates \(0000-00-00\) in blog.Post.created_at \(1 row\(s\)\)"):
+        create_backup(database="my_a", recipients=[identity.recipient], output=tmp_path / "z.dbs")
+    assert not (tmp_path / "z.dbs").exists()
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a", "my_b"])
+def test_tables_that_cannot_roll_back_are_refused(media_root, identity, tmp_path):
+    build_site("my_a", posts=3, images=1)
+    result = create_backup(database="my_a", recipients=[identity.recipient])
+    before = fingerprint("my_b")
+    try:
+        for alias in ("my_a", "my_b"):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("ALTER TABLE blog_attachment ENGINE=MyISAM")
+        with pytest.raises(BackupError, match=r"blog_attachment \(MyISAM\) use a storage engine without trans"):
+            create_backup(database="my_a", recipients=[identity.recipient], output=tmp_path / "m.dbs")
+        with pytest.raises(RestoreError, match=r"blog_attachment \(MyISAM\).*ENGINE=InnoDB"):
+            restore_backup(result.path, identity=identity, database="my_b")
+        assert fingerprint("my_b") == before
+    finally:
+        for alias in ("my_a", "my_b"):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("ALTER TABLE blog_attachment ENGINE=InnoDB")
