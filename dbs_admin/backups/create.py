@@ -23,6 +23,7 @@ from dbs_admin.backups import (
     manifest,
     mysql_session,
     native,
+    native_mysql,
     native_postgres,
     native_sqlite,
 )
@@ -93,7 +94,20 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary)
             report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
-    raise BackupError(f"native backups support SQLite and PostgreSQL, not {vendor}; use --kind logical")
+    if vendor == "mysql":
+        native_mysql.refuse_unswappable(database)
+        mysql_session.refuse_non_transactional(connection, connection.introspection.table_names(), error=BackupError)
+        with native_mysql.consistent_dump(database) as dump:
+            counts = logical_capture.count_rows(database)
+            summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
+                                       files=len(native.media_files()),
+                                       extra={"dump_format": "mariadb-dump-sql",
+                                              "server_version": ".".join(map(str, connection.mysql_version))})
+            body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
+                                 reporter, manifest=summary)
+            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
+        return report, summary
+    raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")
 
 
 def _public(head: dict) -> dict:

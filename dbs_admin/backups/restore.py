@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connections
 
 from dbs_admin.backups import manifest as manifest_mod
-from dbs_admin.backups import native, native_postgres, native_sqlite
+from dbs_admin.backups import native, native_mysql, native_postgres, native_sqlite
 from dbs_admin.backups import own_tables as console_records
 from dbs_admin.backups.errors import RestoreError
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
@@ -176,6 +176,8 @@ def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporte
                 staged.staging.apply()
                 if summary.get("engine") == "sqlite":
                     native_sqlite.swap_in(staged.dump_path, database)
+                elif summary.get("engine") == "mysql":
+                    native_mysql.restore(staged.dump_path, database)
                 else:
                     native_postgres.restore(staged.dump_path, database)
             except BaseException:

@@ -6,12 +6,16 @@ aliases, so a refusal is proven to change nothing, and what is carried is compar
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 import pytest
 from django.db import connections
 
 from blog.models import Post, Tag
-from dbs_admin import create_backup, restore_backup
-from dbs_admin.backups.errors import BackupError, RestoreError
+from dbs_admin import create_backup, restore_backup, validate_backup
+from dbs_admin.backups.errors import BackupError, RestoreError, ToolMissingError
 
 from .conftest import ALL, MYSQL_DRIVER, needs_services, on
 from .helpers import build_site, fingerprint, media_contents, table_contents
@@ -193,3 +197,95 @@ def test_tables_that_cannot_roll_back_are_refused(media_root, identity, tmp_path
         for alias in ("my_a", "my_b"):
             with connections[alias].cursor() as cursor:
                 cursor.execute("ALTER TABLE blog_attachment ENGINE=InnoDB")
+
+
+# --- native ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a", "my_b"])
+def test_a_native_restore_of_broken_keys_changes_nothing_and_leaves_no_scratch_database(media_root, identity):
+    build_site("my_a", posts=10, images=1)
+    with connections["my_a"].cursor() as cursor:
+        cursor.execute("SET SESSION foreign_key_checks = 0")
+        cursor.execute("UPDATE blog_post SET category_id = 999999 ORDER BY id DESC LIMIT 1")
+        cursor.execute("SET SESSION foreign_key_checks = 1")
+    result = create_backup(kind="native", database="my_a", recipients=[identity.recipient])
+    with on("my_b"):
+        Post.objects.create(title="kept", slug="kept")
+    before = fingerprint("my_b")
+
+    with pytest.raises(RestoreError, match=r"broken foreign keys \(blog_post.category_id -> blog_category: 1 row"):
+        restore_backup(result.path, identity=identity, database="my_b")
+
+    assert fingerprint("my_b") == before
+    assert _scratch_databases() == []
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a", "my_b"])
+def test_native_backups_carry_zero_dates_as_they_are(media_root, identity):
+    build_site("my_a", posts=3, images=0)
+    with connections["my_a"].cursor() as cursor:
+        cursor.execute("SET SESSION sql_mode = ''")
+        cursor.execute("UPDATE blog_post SET created_at = '0000-00-00 00:00:00' ORDER BY id LIMIT 1")
+        cursor.execute("SET SESSION sql_mode = @@GLOBAL.sql_mode")
+    result = create_backup(kind="native", database="my_a", recipients=[identity.recipient])
+    restore_backup(result.path, identity=identity, database="my_b")
+    with connections["my_b"].cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM blog_post WHERE CAST(created_at AS CHAR) LIKE '0000-00-00%%'")
+        assert cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a", "my_b"])
+def test_writes_during_a_native_backup_never_split_its_counts_from_its_dump(media_root, identity):
+    """Posts are written one after another all through the backup. The dump runs in its own session, so the
+    manifest's counts (ours) and the dump's rows agree only if both snapshots open at the same instant."""
+    build_site("my_a", posts=20, images=1)
+    stop, written = threading.Event(), []
+
+    def writer():
+        with on("my_a"):
+            while not stop.is_set():
+                Post.objects.create(title=f"written during the backup {len(written)}", slug=f"during-{len(written)}")
+                written.append(1)
+        connections.close_all()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 20:  # the writer is in full swing before the backup starts
+            time.sleep(0.01)
+        result = create_backup(kind="native", database="my_a", recipients=[identity.recipient])
+    finally:
+        stop.set()
+        thread.join()
+
+    assert len(written) > 20
+    assert validate_backup(result.path, identity=identity, decrypt=True).ok
+    restore_backup(result.path, identity=identity, database="my_b")
+    with on("my_b"):
+        assert Post.objects.count() == result.manifest["counts"]["blog.Post"]
+
+
+@pytest.mark.django_db(databases=["default", "my_a"])
+@pytest.mark.parametrize(("version", "refusal"), [
+    ("mariadb-dump  Ver 10.19 Distrib 10.5.23-MariaDB, for debian-linux-gnu (x86_64)",
+     r"mariadb-dump 10.5 is older than the MariaDB \d+\.\d+ server; install the \d+\.\d+ client tools"),
+    ("mysqldump  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)",
+     r"mariadb-dump is MySQL 8.0's client but the server is MariaDB \d+\.\d+; install the MariaDB client tools"),
+])
+def test_a_dump_client_older_than_the_server_or_of_the_other_vendor_is_named_and_not_run(
+        version, refusal, identity, monkeypatch, tmp_path):
+    fake = tmp_path / "mariadb-dump"
+    fake.write_text(f"#!/bin/sh\necho '{version}'\n[ \"$1\" = --version ] || touch {tmp_path}/ran\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(ToolMissingError, match=refusal):
+        create_backup(kind="native", database="my_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")
+    assert not (tmp_path / "n.dbs").exists() and not (tmp_path / "ran").exists()
+
+
+@pytest.mark.django_db(databases=["default", "my_a"])
+def test_native_mariadb_without_a_dump_client_says_so(identity, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissingError, match="mariadb-dump or mysqldump is not installed"):
+        create_backup(kind="native", database="my_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")

@@ -55,7 +55,8 @@ def _transactional(a: str, b: str, name: str):
 
 
 @pytest.mark.parametrize(("source", "dest"), [_transactional("sq_a", "sq_b", "sqlite"),
-                                              _transactional("pg_a", "pg_b", "postgresql")])
+                                              _transactional("pg_a", "pg_b", "postgresql"),
+                                              _transactional("my_a", "my_b", "mariadb")])
 def test_native_round_trip_keeps_console_records(source, dest, media_root, identity, request):
     needs_services(request, source)
     build_site(source, posts=25, images=3)
