@@ -6,7 +6,9 @@ aliases, so a refusal is proven to change nothing, and what is carried is compar
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import threading
 import time
 
@@ -197,6 +199,96 @@ def test_tables_that_cannot_roll_back_are_refused(media_root, identity, tmp_path
         for alias in ("my_a", "my_b"):
             with connections[alias].cursor() as cursor:
                 cursor.execute("ALTER TABLE blog_attachment ENGINE=InnoDB")
+
+
+# --- the dry run, partial restores, the safety backup ------------------------------------------------------
+
+
+@pytest.mark.django_db(databases=["default", "my_a", "my_b"])
+def test_a_dry_run_on_mariadb_counts_what_would_change_and_writes_nothing(media_root, identity):
+    build_site("my_a", posts=10, images=2)
+    result = create_backup(database="my_a", recipients=[identity.recipient])
+    restore_backup(result.path, identity=identity, database="my_b")
+    with on("my_b"):
+        first, second = Post.objects.order_by("pk")[:2]
+        Post.objects.filter(pk=first.pk).update(title="edited since the backup 🚧")
+        Post.objects.create(title="written since the backup", slug="new-since")
+        Tag.objects.filter(pk=Tag.objects.order_by("pk")[0].pk).delete()
+    before, files = fingerprint("my_b"), media_contents(media_root)
+
+    plan = restore_backup(result.path, identity=identity, database="my_b", dry_run=True)
+
+    lines = {line.split(":", 1)[0]: line for line in plan.changes}
+    assert "(0 added, 1 changed, 1 removed, 9 unchanged)" in lines["blog.Post"], lines["blog.Post"]
+    assert "(1 added, 0 changed, 0 removed," in lines["blog.Tag"], lines["blog.Tag"]
+    assert fingerprint("my_b") == before and media_contents(media_root) == files
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "my_b"])
+def test_a_dry_run_of_a_sqlite_backup_against_its_mariadb_restore_finds_nothing_to_change(media_root, identity):
+    build_site("sq_a", posts=8, images=2)
+    with on("sq_a"):
+        Post.objects.create(title=EMOJI, slug="emoji")
+    result = create_backup(database="sq_a", recipients=[identity.recipient])
+    restore_backup(result.path, identity=identity, database="my_b")
+
+    plan = restore_backup(result.path, identity=identity, database="my_b", dry_run=True)
+
+    counts = [line for line in plan.changes if "would replace" in line]
+    assert counts and all(re.search(r"\(0 added, 0 changed, 0 removed, \d+ unchanged\)$", c) for c in counts), counts
+    assert "files: would write 2 (0 new, 0 different, 2 identical)" in plan.changes
+
+
+@pytest.mark.django_db(databases=["default", "my_a"])
+def test_partial_restores_on_mariadb_touch_exactly_what_was_chosen(media_root, identity):
+    build_site("my_a", posts=12, images=1)
+    result = create_backup(database="my_a", recipients=[identity.recipient])
+    with on("my_a"):
+        target, other, deleted = Post.objects.order_by("pk")[:3]
+        tags = sorted(target.tags.values_list("slug", flat=True))
+        Post.objects.filter(pk=target.pk).update(title="vandalised")
+        target.tags.clear()
+        Post.objects.filter(pk=other.pk).update(title="a later, wanted edit")
+        Post.objects.filter(pk=deleted.pk).delete()
+
+    one = restore_backup(result.path, identity=identity, database="my_a", objects=[f"blog.Post:{target.pk}"])
+
+    with on("my_a"):
+        assert Post.objects.get(pk=target.pk).title == target.title
+        assert sorted(Post.objects.get(pk=target.pk).tags.values_list("slug", flat=True)) == tags
+        assert Post.objects.get(pk=other.pk).title == "a later, wanted edit"
+        assert not Post.objects.filter(pk=deleted.pk).exists()
+        Tag.objects.filter(slug__in=tags).update(name="renamed")
+    assert one.rows["blog.Post"] == 1
+
+    some = restore_backup(result.path, identity=identity, database="my_a", models=["blog.Tag"])
+
+    with on("my_a"):
+        assert not Tag.objects.filter(name="renamed").exists()
+        assert Tag.objects.count() == some.rows["blog.Tag"] > 0
+        assert Post.objects.get(pk=other.pk).title == "a later, wanted edit"
+
+
+@pytest.mark.django_db(databases=["default", "sq_a", "my_b"])
+def test_a_safety_backup_of_mariadb_undoes_the_restore(media_root, identity, tmp_path):
+    """``--safety-backup``: what a restore into MariaDB replaces is backed up first, and restores back exactly."""
+    from django.core.management import call_command
+
+    build_site("sq_a", posts=4, images=1)
+    result = create_backup(database="sq_a", passphrase="tr0ub4dor & 3 horses", output=tmp_path / "old.dbs")
+    with on("my_b"):
+        Post.objects.create(title="only in b 🐢", slug="only-in-b")
+    before = fingerprint("my_b")
+    (tmp_path / "pw").write_text("tr0ub4dor & 3 horses\n")
+    out = io.StringIO()
+
+    call_command("dbs_restore", str(result.path), "--database", "my_b", "--passphrase-file", str(tmp_path / "pw"),
+                 "--safety-backup", "local", "--no-input", stdout=out)
+
+    assert fingerprint("my_b") == fingerprint("sq_a")
+    name = re.search(r"backed up the current data first: (\S+) on 'local'", out.getvalue()).group(1)
+    restore_backup(name, target="local", passphrase="tr0ub4dor & 3 horses", database="my_b")
+    assert fingerprint("my_b") == before
 
 
 # --- native ------------------------------------------------------------------------------------------------
