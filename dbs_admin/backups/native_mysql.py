@@ -31,9 +31,11 @@ import hashlib
 import logging
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +53,7 @@ log = logging.getLogger("dbs_admin.backups")
 
 TOOLS = {"dump": ("mariadb-dump", "mysqldump"), "load": ("mariadb", "mysql")}
 LOCK_WAIT_SECONDS = 10  # how long the dump's start may wait for running writes to the counted tables
+SNAPSHOT_WAIT_SECONDS = 30  # how long writes stay held while the dump starts (it takes milliseconds)
 SNAPSHOT_MARKER = b"\n-- Table structure for table "  # written only once the dump's transaction is open
 SCRATCH_PREFIX = "dbs_restore_"
 
@@ -250,14 +253,26 @@ def consistent_dump(alias: str) -> Iterator[Dump]:
 
 
 def _wait_for_snapshot(dump: Dump) -> None:
-    """Read the dump's first bytes until they show its transaction is open (or it ended)."""
+    """Read the dump's first bytes until they show its transaction is open (or it ended).
+
+    Unbuffered reads with a deadline: a dump stuck behind a schema change that waits for our held tables
+    must not hold the site's writes for ever.
+    """
+    fd = dump.proc.stdout.fileno()
+    deadline = time.monotonic() + SNAPSHOT_WAIT_SECONDS
     tail = b""
-    while chunk := dump.proc.stdout.read1(1 << 16):
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise BackupError(f"mariadb-dump had not opened its snapshot after {SNAPSHOT_WAIT_SECONDS} s (a schema "
+                              "change waiting on a table?); nothing was written. Try again")
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return  # the dump ended (an empty database, or an error that chunks() reports)
         dump.head.append(chunk)
         if SNAPSHOT_MARKER in tail + chunk:
             return
         tail = chunk[-len(SNAPSHOT_MARKER):]
-    # the dump ended (an empty database, or an error that chunks() reports)
 
 
 # --- restore ---------------------------------------------------------------------------------------------------

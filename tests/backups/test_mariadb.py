@@ -381,3 +381,29 @@ def test_native_mariadb_without_a_dump_client_says_so(identity, monkeypatch, tmp
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ToolMissingError, match="mariadb-dump or mysqldump is not installed"):
         create_backup(kind="native", database="my_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a"])
+def test_a_dump_that_never_opens_its_snapshot_is_stopped_and_the_writes_it_held_go_on(identity, monkeypatch,
+                                                                                      tmp_path):
+    """Writes to the counted tables are held only until the dump shows its snapshot is open: a dump stuck before
+    that (behind a schema change, say) is given up after SNAPSHOT_WAIT_SECONDS, never for ever."""
+    from dbs_admin.backups import native_mysql
+
+    build_site("my_a", posts=3, images=0)
+    stuck = tmp_path / "mariadb-dump"
+    stuck.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exec /usr/bin/mariadb-dump --version\n"
+                     "echo '-- MariaDB dump (a header, then nothing)'\nexec sleep 60\n")
+    stuck.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(native_mysql, "SNAPSHOT_WAIT_SECONDS", 1)
+
+    started = time.monotonic()
+    with pytest.raises(BackupError, match="had not opened its snapshot after 1 s"):
+        create_backup(kind="native", database="my_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")
+
+    assert time.monotonic() - started < 20 and not (tmp_path / "n.dbs").exists()
+    with connections["my_a"].cursor() as cursor:  # a write right away: nothing is held any more
+        cursor.execute("SET SESSION lock_wait_timeout = 2")
+        cursor.execute("UPDATE blog_post SET title = 'written after' ORDER BY id LIMIT 1")
+        cursor.execute("SET SESSION lock_wait_timeout = DEFAULT")
