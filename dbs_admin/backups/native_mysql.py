@@ -211,6 +211,7 @@ class Dump:
 
     proc: subprocess.Popen
     err: object
+    tool: str = "mariadb-dump"
     head: list[bytes] = field(default_factory=list)
 
     def chunks(self) -> Iterator[bytes]:
@@ -224,7 +225,7 @@ class Dump:
             raise
         if self.proc.wait() != 0:
             line = _last_line(self.err)
-            raise BackupError(f"mariadb-dump failed: {line or 'exit ' + str(self.proc.returncode)}")
+            raise BackupError(f"{self.tool} failed: {line or 'exit ' + str(self.proc.returncode)}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -243,7 +244,7 @@ def consistent_dump(alias: str) -> Iterator[Dump]:
            "--triggers", "--comments", "--skip-dump-date", "--", str(connections[alias].settings_dict["NAME"])]
     with tempfile.TemporaryFile() as err:
         with _writes_held(alias, counted) as release, logical_capture.snapshot(alias):
-            dump = Dump(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env), err)
+            dump = Dump(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env), err, Path(tool).name)
             try:
                 _wait_for_snapshot(dump)
                 release()

@@ -407,3 +407,19 @@ def test_a_dump_that_never_opens_its_snapshot_is_stopped_and_the_writes_it_held_
         cursor.execute("SET SESSION lock_wait_timeout = 2")
         cursor.execute("UPDATE blog_post SET title = 'written after' ORDER BY id LIMIT 1")
         cursor.execute("SET SESSION lock_wait_timeout = DEFAULT")
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a"])
+def test_a_dump_that_fails_half_way_says_why_and_leaves_no_backup(identity, monkeypatch, tmp_path):
+    build_site("my_a", posts=3, images=0)
+    failing = tmp_path / "mariadb-dump"
+    failing.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exec /usr/bin/mariadb-dump --version\n"
+                       "printf -- '-- header\\n\\n--\\n-- Table structure for table `blog_post`\\n'\n"
+                       "echo 'mariadb-dump: Error 2013: Lost connection to server during query' >&2\nexit 2\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+    with pytest.raises(BackupError, match="mariadb-dump failed: mariadb-dump: Error 2013: Lost connection"):
+        create_backup(kind="native", database="my_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")
+
+    assert not list(tmp_path.glob("n.dbs*")) and not list(tmp_path.glob(".n.dbs*"))
