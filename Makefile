@@ -2,14 +2,22 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The MariaDB/MySQL driver (the `mysql` extra, mysqlclient) builds against the client headers. Without them the
+# install goes on without it and says how to add it (tests that need MariaDB then skip, or fail in CI); the
+# stamp's name records the choice, so installing the headers later makes the next `make` add the driver.
+MYSQL_HEADERS := $(shell (pkg-config --exists libmariadb || pkg-config --exists mysqlclient) 2>/dev/null && echo yes)
+COMMA := ,
+EXTRAS := demo,dev$(if $(MYSQL_HEADERS),$(COMMA)mysql)
+STAMP := $(VENV)/.installed$(if $(MYSQL_HEADERS),-mysql)
 
 .PHONY: install demo test lint bench-sealed clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[demo,dev]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@test -n "$(MYSQL_HEADERS)" || echo "note: no MariaDB client headers, so no MariaDB driver; for DATABASE_URL=mysql://..." \
+		"run apt-get install libmariadb-dev pkg-config (or your system's equivalent), then make install"
 	touch $(STAMP)
 
 install: $(STAMP)

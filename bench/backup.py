@@ -2,6 +2,7 @@
 
     DBS_VAR_DIR=/tmp/var-bench python bench/backup.py                       # 20,000 posts, 300 images, SQLite
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/dbs_bench DBS_VAR_DIR=/tmp/var-bench-pg python bench/backup.py
+    DATABASE_URL=mysql://root@127.0.0.1:3306/dbs_bench DBS_VAR_DIR=/tmp/var-bench-my python bench/backup.py
     DBS_VAR_DIR=/tmp/var-bench python bench/backup.py --posts 200000       # the memory target (10x)
 
 The database is seeded with ``demo_seed`` (not timed; ``--reuse`` keeps an
@@ -15,15 +16,18 @@ with each round's time beside them.
 
 Floors (what any backup of this site must at least do):
 - backup: SQLite's online backup of the database file + an uncompressed tar
-  of MEDIA_ROOT (PostgreSQL: ``pg_dump -Fc`` + tar);
+  of MEDIA_ROOT (PostgreSQL: ``pg_dump -Fc`` + tar; MariaDB:
+  ``mariadb-dump --single-transaction | zstd`` + tar);
 - restore: copying that file back + untar (PostgreSQL: ``pg_restore`` into
-  an empty database + untar).
+  an empty database + untar; MariaDB: ``mariadb db < dump`` into an empty
+  database + untar; the dump is decompressed before, not timed).
 Ours additionally compress, encrypt, hash, add parity and write everything
 twice, then verify, and store the file on the default (local) target, the
 path the console and ``dbs_backup`` take. Restores go into a freshly
 migrated scratch database and an empty media folder. Keys: an X25519 recipient, so no Argon2 is measured.
 Targets: native backup <= 4x floor, logical backup <= 8x, logical restore
-<= 10x; peak RSS < 250 MB at 200,000 posts.
+<= 10x (MariaDB: native backup <= 1.3x, logical restore <= 3x); peak RSS
+< 250 MB at 200,000 posts.
 """
 
 from __future__ import annotations
@@ -105,6 +109,14 @@ def floor_backup(work: str) -> dict:
         src.close()
         dst.close()
         db_size = (work_p / "floor.sqlite3").stat().st_size
+    elif conn.vendor == "mysql":
+        with open(work_p / "floor.sql.zst", "wb") as out:
+            dump = subprocess.Popen(["mariadb-dump", *mysql_args(conn.settings_dict), "--single-transaction",
+                                     "--quick", "--hex-blob", conn.settings_dict["NAME"]], stdout=subprocess.PIPE)
+            subprocess.run(["zstd", "-q", "-c"], stdin=dump.stdout, stdout=out, check=True)
+            dump.stdout.close()
+            assert dump.wait() == 0, "mariadb-dump failed"
+        db_size = (work_p / "floor.sql.zst").stat().st_size
     else:
         s = conn.settings_dict
         subprocess.run(["pg_dump", "-Fc", "-h", s["HOST"], "-p", str(s["PORT"] or 5432), "-U", s["USER"],
@@ -121,12 +133,22 @@ def floor_restore(work: str) -> dict:
     conn = connections[SCRATCH]
     if conn.vendor == "sqlite":
         shutil.copyfile(work_p / "floor.sqlite3", work_p / "floor-restored.sqlite3")
+    elif conn.vendor == "mysql":
+        with open(work_p / "floor.sql", "rb") as dump:
+            subprocess.run(["mariadb", *mysql_args(conn.settings_dict), conn.settings_dict["NAME"]], stdin=dump,
+                           check=True)
     else:
         s = conn.settings_dict
         subprocess.run(["pg_restore", "--no-owner", "-h", s["HOST"], "-p", str(s["PORT"] or 5432), "-U", s["USER"],
                         "-d", s["NAME"], str(work_p / "floor.dump")], check=True)
     untar(work_p / "media.tar", work_p / "floor-media")
     return {}
+
+
+def mysql_args(s: dict) -> list[str]:
+    """Connection options of the MariaDB clients (a password goes through MYSQL_PWD, set in main())."""
+    return [f"--host={s['HOST'] or '127.0.0.1'}", f"--port={s['PORT'] or 3306}", f"--user={s['USER']}",
+            "--default-character-set=utf8mb4"]
 
 
 def our_backup(kind: str, recipient: str) -> dict:
@@ -169,32 +191,34 @@ def fresh_scratch() -> None:
         conn.close()
         Path(conn.settings_dict["NAME"]).unlink(missing_ok=True)
     else:
-        conn.close()
-        with connections["default"].cursor() as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{conn.settings_dict["NAME"]}"')
-            c.execute(f'CREATE DATABASE "{conn.settings_dict["NAME"]}"')
+        empty_scratch_db()
     call_command("migrate", database=SCRATCH, verbosity=0)
 
 
-def empty_scratch_db_for_pg_restore() -> None:
+def empty_scratch_db() -> None:
     from django.db import connections
 
     conn = connections[SCRATCH]
     conn.close()
+    name = connections["default"].ops.quote_name(conn.settings_dict["NAME"])
     with connections["default"].cursor() as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{conn.settings_dict["NAME"]}"')
-        c.execute(f'CREATE DATABASE "{conn.settings_dict["NAME"]}"')
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}" + (" CHARACTER SET utf8mb4" if conn.vendor == "mysql" else ""))
 
 
 def one_round(work: Path, identity, vendor: str, skip_native: bool) -> dict[str, dict]:
     """Every operation once, each floor just before ours, each from a clean start (not timed)."""
     for leftover in ("floor-media", "media-logical", "media-native"):
         shutil.rmtree(work / leftover, ignore_errors=True)
-    for leftover in ("floor.sqlite3", "floor-restored.sqlite3", "floor.dump", "media.tar"):
+    for leftover in ("floor.sqlite3", "floor-restored.sqlite3", "floor.dump", "floor.sql.zst", "floor.sql",
+                     "media.tar"):
         (work / leftover).unlink(missing_ok=True)
     rows = {"floor backup": in_child(floor_backup, str(work))}
-    if vendor == "postgresql":
-        empty_scratch_db_for_pg_restore()
+    if vendor in ("postgresql", "mysql"):
+        empty_scratch_db()
+    if vendor == "mysql":  # the restore floor reads the plain dump: `mariadb db < dump`
+        subprocess.run(["zstd", "-q", "-d", "-f", str(work / "floor.sql.zst"), "-o", str(work / "floor.sql")],
+                       check=True)
     rows["floor restore"] = in_child(floor_restore, str(work))
     rows["logical backup"] = in_child(our_backup, "logical", identity.recipient)
     fresh_scratch()
@@ -238,6 +262,12 @@ def main() -> None:
     from dbs_admin.sealed import Identity
     from dbs_admin.targets import get_target
 
+    if connections["default"].vendor == "mysql":
+        s = connections["default"].settings_dict
+        if s.get("PASSWORD"):
+            os.environ["MYSQL_PWD"] = str(s["PASSWORD"])  # the clients' environment, never their command line
+        subprocess.run(["mariadb", *mysql_args(s), "-e",
+                        f"CREATE DATABASE IF NOT EXISTS `{s['NAME']}` CHARACTER SET utf8mb4"], check=True)
     if connections["default"].vendor == "postgresql":
         import psycopg
 
@@ -275,6 +305,8 @@ def main() -> None:
     rows = {name: summarise(rs) for name, rs in runs.items()}
     floors = {"backup": rows["floor backup"]["seconds"], "restore": rows["floor restore"]["seconds"]}
     targets = {"native backup": 4, "logical backup": 8, "logical restore": 10}
+    if vendor == "mysql":
+        targets.update({"native backup": 1.3, "logical restore": 3})
     print(f"{'operation':<16} {'seconds':>8} {'size MiB':>9} {'peak RSS MiB':>13} {'x floor':>8} {'target':>7}  "
           "each round (s)")
     for name, r in rows.items():

@@ -1,6 +1,6 @@
 """Settings of the demo site, read from the environment with safe defaults.
 
-- ``DATABASE_URL``: any dj-database-url URL; default SQLite under ``var/``.
+- ``DATABASE_URL``: any dj-database-url URL (sqlite://, postgres://, mysql://); default SQLite under ``var/``.
 - ``REDIS_URL``: Celery broker; default the filesystem transport under ``var/``.
 - ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS``, ``DBS_VAR_DIR``.
 """
@@ -66,6 +66,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so Celery workers started by tests see the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {"timeout": 30}
+elif DATABASES["default"]["ENGINE"].endswith("mysql"):
+    # utf8mb4 both ways: Django's default, utf8, is MariaDB's 3-byte utf8mb3, which cannot hold an emoji.
+    DATABASES["default"]["OPTIONS"] = {"charset": "utf8mb4", **DATABASES["default"].get("OPTIONS", {})}
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

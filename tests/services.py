@@ -7,6 +7,7 @@ pass by quietly not running.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -51,6 +52,14 @@ def postgres_url() -> str:
     """URL of a PostgreSQL maintenance database whose role may CREATE DATABASE."""
     require("PostgreSQL", port_open("127.0.0.1", 5432), "start PostgreSQL on 127.0.0.1:5432")
     return os.environ.get("DBS_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def mysql_url() -> str:
+    """URL of a MariaDB (or MySQL) server whose user may CREATE DATABASE; the database named in it is not used."""
+    require("MariaDB", port_open("127.0.0.1", 3306), "start MariaDB on 127.0.0.1:3306 (apt-get install mariadb-server)")
+    require("mysqlclient", importlib.util.find_spec("MySQLdb") is not None,
+            "the MariaDB driver is not installed: apt-get install libmariadb-dev pkg-config, then make install")
+    return os.environ.get("DBS_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql")
 
 
 def chromium_path() -> str:
@@ -99,7 +108,14 @@ def use_run_queue(app) -> None:
 
 
 def redis_url_for(db: int) -> str:
-    """The Redis URL of database number ``db`` (each suite keeps its own, so runs never mix messages)."""
+    """The Redis URL the worker tests of one suite use: database ``db`` by default, or REDIS_URL's own.
+
+    A REDIS_URL in the environment is what keeps concurrent test runs on one machine apart (each run
+    names its own database), so when it is set every suite uses it: the suites of one run take turns
+    (each empties it before and after), while another run's ``flushdb`` never reaches them.
+    """
+    if os.environ.get("REDIS_URL"):
+        return redis_url()
     return redis_url().rsplit("/", 1)[0] + f"/{db}"
 
 
@@ -151,6 +167,8 @@ def shared_database_url() -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{s['NAME']}"
     auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    if connection.vendor == "mysql":
+        return f"mysql://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 3306}/{s['NAME']}"
     return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 

@@ -20,13 +20,22 @@ from django.db import connections
 from django.utils import timezone
 
 from dbs_admin.backups import copies as copies_mod
-from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
+from dbs_admin.backups import (
+    logical_capture,
+    manifest,
+    mysql_session,
+    native,
+    native_mysql,
+    native_postgres,
+    native_sqlite,
+)
 from dbs_admin.backups.catalog import record_backup
 from dbs_admin.backups.errors import BackupError, BackupExistsError
 from dbs_admin.backups.failures import is_out_of_space, out_of_space
 from dbs_admin.backups.pipeline import seal_in_background as seal
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sealing_keys import sealing_keys
+from dbs_admin.backups.selection import backed_up_models
 from dbs_admin.backups.sources import private_dir, sweep_leftovers
 from dbs_admin.backups.sources import target as get_target
 from dbs_admin.backups.types import BackupResult
@@ -42,6 +51,9 @@ KINDS = ("logical", "native")
 def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
     connection = connections[database]
     with logical_capture.snapshot(database):
+        carried = backed_up_models()
+        mysql_session.refuse_non_transactional(connection, [m._meta.db_table for m in carried], error=BackupError)
+        mysql_session.refuse_zero_dates(connection, carried)
         counts = logical_capture.count_rows(database)
         summary = manifest.summary(
             kind="logical", engine=connection.vendor, label=head["label"], created_at=head["_created"],
@@ -84,7 +96,20 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary)
             report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
-    raise BackupError(f"native backups support SQLite and PostgreSQL, not {vendor}; use --kind logical")
+    if vendor == "mysql":
+        native_mysql.refuse_unswappable(database)
+        mysql_session.refuse_non_transactional(connection, connection.introspection.table_names(), error=BackupError)
+        with native_mysql.consistent_dump(database) as dump:
+            counts = logical_capture.count_rows(database)
+            summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
+                                       files=len(native.media_files()),
+                                       extra={"dump_format": "mariadb-dump-sql",
+                                              "server_version": ".".join(map(str, connection.mysql_version))})
+            body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
+                                 reporter, manifest=summary)
+            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
+        return report, summary
+    raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")
 
 
 def _public(head: dict) -> dict:

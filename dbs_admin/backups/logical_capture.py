@@ -3,8 +3,9 @@
 Why keyset pagination inside one read transaction: ``WHERE pk > last ORDER BY
 pk LIMIT n`` costs the same for the last batch as for the first and never
 holds a table in memory, and the surrounding transaction (REPEATABLE READ on
-PostgreSQL, a WAL read transaction on SQLite) makes every batch see the same
-instant even while the site keeps writing.
+PostgreSQL, a consistent InnoDB snapshot on MariaDB, a WAL read transaction
+on SQLite) makes every batch see the same instant even while the site keeps
+writing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
-from dbs_admin.backups import payload, storage_media
+from dbs_admin.backups import mysql_session, payload, storage_media
 from dbs_admin.backups.errors import UnsafePathError
 from dbs_admin.backups.files import clean_name, file_roots, locate, safe_path
 from dbs_admin.backups.progress import Reporter
@@ -47,17 +48,23 @@ def ensure_wal(alias: str) -> None:
 
 @contextmanager
 def snapshot(alias: str) -> Iterator[None]:
-    """One read transaction every query of the backup runs in (REPEATABLE READ on PostgreSQL)."""
+    """One read transaction every query of the backup runs in.
+
+    PostgreSQL: REPEATABLE READ. MariaDB: REPEATABLE READ with a consistent
+    snapshot taken at once (InnoDB would otherwise take it at the first read),
+    in a utf8mb4 session (see mysql_session.py).
+    """
     ensure_wal(alias)
     connection = connections[alias]
     outer = connection.in_atomic_block
-    with transaction.atomic(using=alias):
+    with mysql_session.exact_session(connection), transaction.atomic(using=alias):
         if not outer:
             with connection.cursor() as cursor:
                 if connection.vendor == "postgresql":
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 elif connection.vendor == "mysql":
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         yield
 
 

@@ -1,9 +1,11 @@
 """Logical restore: load a payload into any database alias, all or nothing.
 
-Why this shape: rows go in with ``executemany`` (``COPY`` on PostgreSQL) in
-batches inside ONE transaction whose foreign-key checks are deferred to its
-end, so load order can never drop a row and a failure anywhere (a bad file
-hash, a truncated stream, a dangling key) rolls everything back. Files are
+Why this shape: rows go in with ``executemany`` (``COPY`` on PostgreSQL; a
+multi-row INSERT on MariaDB) in batches inside ONE transaction whose
+foreign-key checks are deferred to its end (MariaDB cannot defer them: they
+are off during the load and every key is checked by query before the
+commit), so load order can never drop a row and a failure anywhere (a bad
+file hash, a truncated stream, a dangling key) rolls everything back. Files are
 staged and hash-checked before anything is committed (see staging.py).
 Nothing is committed before the sealed stream has reached its authenticated
 end.
@@ -25,7 +27,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import IntegrityError, connections, models, transaction
 
-from dbs_admin.backups import payload, storage_media
+from dbs_admin.backups import mysql_session, payload, storage_media
 from dbs_admin.backups.dry_run import FileDiff, RowComparer
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError
 from dbs_admin.backups.failures import database_errors, first_line
@@ -145,11 +147,14 @@ class LogicalRestore:
 
     def run(self, stream: BinaryIO) -> None:
         try:
-            with history_suspended(), cyclic_collector_paused():
+            with history_suspended(), cyclic_collector_paused(), mysql_session.exact_session(self.connection):
                 if self.dry_run:
                     self._consume(stream)
                     return
-                with transaction.atomic(using=self.alias), _bigger_sqlite_cache(self.connection):
+                mysql_session.refuse_non_transactional(
+                    self.connection, [m._meta.db_table for m in all_storable_models() if not is_excluded(m)])
+                with (mysql_session.foreign_key_checks_off(self.connection), transaction.atomic(using=self.alias),
+                      _bigger_sqlite_cache(self.connection)):
                     if self.connection.vendor == "postgresql":
                         with self.connection.cursor() as c:
                             c.execute("SET CONSTRAINTS ALL DEFERRED")
@@ -164,6 +169,8 @@ class LogicalRestore:
                 self.staging.committed()  # the atomic block committed: the moved files are final
         except database_errors(self.connection) as exc:
             self.staging.rollback()
+            if why := mysql_session.explain(exc):
+                raise RestoreError(f"database {self.alias!r}: {why}; nothing was restored") from exc
             raise RestoreError(
                 f"database {self.alias!r} refused the restored rows: {first_line(exc)}; the transaction was rolled "
                 "back and nothing was restored. If its schema is broken, restore with --reset."
@@ -507,6 +514,10 @@ class LogicalRestore:
             if self.unlink_missing:
                 for model in self.restored_models:
                     self.changes += unlink_dangling(self.connection, cursor, model)
+            # PostgreSQL's sequences ignore explicit ids: set them past the restored ones. InnoDB needs nothing
+            # (and an ALTER TABLE ... AUTO_INCREMENT would commit the load half-way): every explicit id it is
+            # given raises the table's counter past it, and the counter never goes down, so the next insert
+            # gets an id no restored row has. SQLite's rowid is max(id) + 1 by itself.
             if self.connection.vendor == "postgresql" and self.restored_models:
                 for sql in self.connection.ops.sequence_reset_sql(no_style(), self.restored_models):
                     cursor.execute(sql)

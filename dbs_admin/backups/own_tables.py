@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from django.db import connections, transaction
+from django.db import connections
 
 from dbs_admin.backups import logical_capture
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection
@@ -30,13 +30,14 @@ def console_models() -> list:
     return [m for m in all_storable_models() if m._meta.app_label == "dbs_admin"]
 
 
-def unlink_missing_sql(qualify: Callable[[str], str] = lambda table: f'"{table}"') -> list[str]:
+def unlink_missing_sql(qualify: Callable[[str], str] = lambda table: f'"{table}"',
+                       quote: Callable[[str], str] = lambda name: f'"{name}"') -> list[str]:
     """SQL that clears (or, for a required link, deletes) kept console rows pointing at rows that are gone.
 
     Why: after a native restore the site's tables are the backup's while the console's are today's, so a
     job may name a user the backup does not have. A logical restore does the same row by row
-    (``logical_restore.unlink_dangling``). ``qualify`` names a table in the caller's SQL dialect (SQLite
-    with an attached database: ``main."t"``).
+    (``logical_restore.unlink_dangling``). ``qualify`` names a table and ``quote`` a column in the caller's
+    SQL dialect (SQLite with an attached database: ``main."t"``; MariaDB: backquoted names).
     """
     statements = []
     for model in console_models():
@@ -44,9 +45,10 @@ def unlink_missing_sql(qualify: Callable[[str], str] = lambda table: f'"{table}"
             if not f.is_relation or f.related_model._meta.app_label == "dbs_admin":
                 continue
             t, other = qualify(model._meta.db_table), qualify(f.related_model._meta.db_table)
-            where = (f'"{f.column}" IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {other} o '
-                     f'WHERE o."{f.target_field.column}" = {t}."{f.column}")')
-            statements.append(f"UPDATE {t} SET \"{f.column}\" = NULL WHERE {where}" if f.null
+            col = quote(f.column)
+            where = (f"{t}.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {other} o "
+                     f"WHERE o.{quote(f.target_field.column)} = {t}.{col})")
+            statements.append(f"UPDATE {t} SET {col} = NULL WHERE {where}" if f.null
                               else f"DELETE FROM {t} WHERE {where}")
     return statements
 
@@ -58,7 +60,7 @@ def set_aside(alias: str, path: Path) -> bool:
     if len(chosen) != len(console_models()):
         log.warning("the console's tables are incomplete in %s; its records are not kept across the reset", alias)
         return False
-    with open(path, "xb") as f, transaction.atomic(using=alias):
+    with open(path, "xb") as f, logical_capture.snapshot(alias):
         path.chmod(0o600)
         for piece in logical_capture.stream(alias, head={"format": 1, "kind": "logical"},
                                             reporter=Reporter(None, None), models_=chosen):

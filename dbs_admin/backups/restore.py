@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connections
 
 from dbs_admin.backups import manifest as manifest_mod
-from dbs_admin.backups import native, native_postgres, native_sqlite, own_tables
+from dbs_admin.backups import native, native_mysql, native_postgres, native_sqlite, own_tables
 from dbs_admin.backups.errors import RestoreError
 from dbs_admin.backups.failures import database_errors, first_line, is_out_of_space, out_of_space
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
@@ -37,17 +37,28 @@ log = logging.getLogger("dbs_admin.backups")
 
 
 def reset_schema(alias: str) -> None:
-    """Drop every table of ``alias`` and migrate it afresh (``--reset``)."""
+    """Drop every table of ``alias`` and migrate it afresh (``--reset``).
+
+    MariaDB's DDL is not transactional, so this commits as it goes on every engine
+    but PostgreSQL: that is why the whole backup is read and checked before it runs."""
     connection = connections[alias]
+    qn = connection.ops.quote_name
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("DROP SCHEMA public CASCADE")
             cursor.execute("CREATE SCHEMA public")
+        elif connection.vendor == "mysql":
+            cursor.execute("SET SESSION foreign_key_checks = 0")
+            try:
+                for info in connection.introspection.get_table_list(cursor):
+                    cursor.execute(f"DROP {'VIEW' if info.type == 'v' else 'TABLE'} IF EXISTS {qn(info.name)}")
+            finally:
+                cursor.execute("SET SESSION foreign_key_checks = 1")
         else:
             tables = connection.introspection.table_names(cursor)
             cursor.execute("PRAGMA foreign_keys = OFF")
             for t in tables:
-                cursor.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(t)}")
+                cursor.execute(f"DROP TABLE IF EXISTS {qn(t)}")
             cursor.execute("PRAGMA foreign_keys = ON")
     call_command("migrate", database=alias, interactive=False, verbosity=0)
 
@@ -197,6 +208,8 @@ def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporte
                 staged.staging.apply()
                 if summary.get("engine") == "sqlite":
                     native_sqlite.swap_in(staged.dump_path, database)
+                elif summary.get("engine") == "mysql":
+                    native_mysql.restore(staged.dump_path, database)
                 else:
                     native_postgres.restore(staged.dump_path, database)
                 staged.staging.committed()

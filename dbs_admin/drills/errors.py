@@ -12,7 +12,7 @@ class ScratchDatabaseError(DrillError):
 
 
 class CreateDatabaseDenied(ScratchDatabaseError):
-    """The PostgreSQL role of the configured connection may not CREATE DATABASE."""
+    """The PostgreSQL role or MariaDB user of the configured connection may not create a database."""
 
 
 class NoBackupToDrill(DrillError):

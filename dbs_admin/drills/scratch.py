@@ -11,10 +11,16 @@ a drill still running on another worker:
 - PostgreSQL: a live drill is connected to its database; ``DROP DATABASE``
   without ``FORCE`` refuses a database with sessions, so a live one is never
   dropped by someone else's clean-up.
+- MariaDB: ``DROP DATABASE`` does not care about sessions, so a live drill
+  holds a named lock (``GET_LOCK('dbs_drill_<id>_<tag>')``) on a connection
+  of its own for its whole life; the server releases it when that
+  connection dies, and the clean-up drops only what it can lock.
 
-PostgreSQL scratch databases are called ``dbs_drill_<id>_<tag>``: the tag is
+Server scratch databases are called ``dbs_drill_<id>_<tag>``: the tag is
 derived from the site's own database name, so two sites (or a site and its
-test run) sharing one PostgreSQL server never clean up each other's drills.
+test run) sharing one PostgreSQL or MariaDB server never clean up each other's
+drills. MariaDB scratch databases get the site database's character set and
+collation, so the restore meets the same rules as the site.
 """
 
 from __future__ import annotations
@@ -40,15 +46,17 @@ from dbs_admin.drills.errors import CreateDatabaseDenied, ScratchDatabaseError
 log = logging.getLogger("dbs_admin.drills")
 
 PREFIX = "dbs_drill_"
-SUPPORTED_VENDORS = ("sqlite", "postgresql")
+SUPPORTED_VENDORS = ("sqlite", "postgresql", "mysql")
+ACCESS_DENIED = (1044, 1045)  # MariaDB: no privilege on the database, or for the user
+DATABASE_EXISTS = 1007
 _FILE_RE = re.compile(rf"^{PREFIX}(\d+)\.(sqlite3(-wal|-shm|-journal)?|media|download|lock)$")
 
 
 @dataclass(frozen=True)
 class ScratchDatabase:
     alias: str  # connection alias registered while the drill runs
-    name: str  # PostgreSQL database name, or SQLite file path
-    vendor: str  # "sqlite" | "postgresql"
+    name: str  # PostgreSQL or MariaDB database name, or SQLite file path
+    vendor: str  # "sqlite" | "postgresql" | "mysql"
     media_root: Path  # where the restore writes the backup's files (never the site's MEDIA_ROOT)
 
 
@@ -63,7 +71,7 @@ def base_vendor(base_alias: str = DEFAULT_DB_ALIAS) -> str:
     vendor = connections[base_alias].vendor
     if vendor not in SUPPORTED_VENDORS:
         raise ScratchDatabaseError(
-            f"restore drills support SQLite and PostgreSQL; the {base_alias!r} database is {vendor}"
+            f"restore drills support SQLite, PostgreSQL and MariaDB/MySQL; the {base_alias!r} database is {vendor}"
         )
     return vendor
 
@@ -73,7 +81,8 @@ def _site_tag(base_alias: str) -> str:
     return hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
 
 
-def pg_scratch_name(drill_id: int, base_alias: str = DEFAULT_DB_ALIAS) -> str:
+def server_scratch_name(drill_id: int, base_alias: str = DEFAULT_DB_ALIAS) -> str:
+    """The scratch database's name on a PostgreSQL or MariaDB server."""
     return f"{PREFIX}{drill_id}_{_site_tag(base_alias)}"
 
 
@@ -151,11 +160,11 @@ def _remove_files(drill_id: int) -> list[str]:
     return removed
 
 
-# --- PostgreSQL ------------------------------------------------------------------
+# --- PostgreSQL and MariaDB --------------------------------------------------------
 
 
-def _pg_execute(sql: str, params: list | None = None, base_alias: str = DEFAULT_DB_ALIAS) -> list[tuple]:
-    """Run ``sql`` on the server's maintenance database, outside any transaction."""
+def _server_execute(sql: str, params: list | None = None, base_alias: str = DEFAULT_DB_ALIAS) -> list[tuple]:
+    """Run ``sql`` on a connection of its own to the server (no database), outside any transaction."""
     with connections[base_alias]._nodb_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
@@ -166,7 +175,7 @@ def _pg_create(name: str, base_alias: str) -> None:
 
     quoted = connections[base_alias].ops.quote_name(name)
     try:
-        _pg_execute(f"CREATE DATABASE {quoted}", base_alias=base_alias)
+        _server_execute(f"CREATE DATABASE {quoted}", base_alias=base_alias)
     except DatabaseError as exc:
         if isinstance(exc.__cause__, pg_errors.InsufficientPrivilege):
             role = connections[base_alias].settings_dict.get("USER") or "the configured role"
@@ -181,7 +190,7 @@ def _pg_drop(name: str, base_alias: str, *, force: bool) -> bool:
     """Drop ``name``; without ``force`` a database with sessions is left alone (False)."""
     quoted = connections[base_alias].ops.quote_name(name)
     try:
-        _pg_execute(f"DROP DATABASE IF EXISTS {quoted}{' WITH (FORCE)' if force else ''}", base_alias=base_alias)
+        _server_execute(f"DROP DATABASE IF EXISTS {quoted}{' WITH (FORCE)' if force else ''}", base_alias=base_alias)
     except DatabaseError as exc:
         if force:
             raise ScratchDatabaseError(f"cannot drop the scratch database {name}: {exc}") from exc
@@ -190,12 +199,58 @@ def _pg_drop(name: str, base_alias: str, *, force: bool) -> bool:
     return True
 
 
-def pg_scratch_databases(base_alias: str = DEFAULT_DB_ALIAS) -> dict[int, str]:
-    """This site's scratch databases on the server: drill id -> database name."""
+def _my_create(name: str, base_alias: str) -> None:
+    quoted = connections[base_alias].ops.quote_name(name)
+    rows = _server_execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                           "WHERE SCHEMA_NAME = %s", [connections[base_alias].settings_dict["NAME"]], base_alias)
+    charset = f" CHARACTER SET {rows[0][0]} COLLATE {rows[0][1]}" if rows else ""
+    try:
+        try:
+            _server_execute(f"CREATE DATABASE {quoted}{charset}", base_alias=base_alias)
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "args", (None,))[0] != DATABASE_EXISTS:
+                raise
+            _my_drop(name, base_alias)  # a leftover of the same id; its lock is ours now
+            _server_execute(f"CREATE DATABASE {quoted}{charset}", base_alias=base_alias)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "args", (None,))[0] in ACCESS_DENIED:
+            user = connections[base_alias].settings_dict.get("USER") or "the configured user"
+            raise CreateDatabaseDenied(
+                f"cannot create the scratch database {name}: MariaDB user {user!r} may not create databases. "
+                f"Grant it (GRANT ALL ON `dbs\\_drill\\_%`.* TO {user!r}@'<host>') or run drills with a user "
+                "that may."
+            ) from exc
+        raise ScratchDatabaseError(f"cannot create the scratch database {name}: {exc}") from exc
+
+
+def _my_drop(name: str, base_alias: str) -> None:
+    quoted = connections[base_alias].ops.quote_name(name)
+    try:
+        _server_execute(f"DROP DATABASE IF EXISTS {quoted}", base_alias=base_alias)
+    except DatabaseError as exc:
+        raise ScratchDatabaseError(f"cannot drop the scratch database {name}: {exc}") from exc
+
+
+def _my_hold(name: str, base_alias: str):
+    """A connection of its own holding the named lock ``name`` (None: someone else holds it)."""
+    base = connections[base_alias]
+    conn = base.get_new_connection(base.get_connection_params())
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, 0)", [name])
+        if cursor.fetchone()[0] == 1:
+            return conn
+    conn.close()
+    return None
+
+
+def server_scratch_databases(base_alias: str = DEFAULT_DB_ALIAS) -> dict[int, str]:
+    """This site's scratch databases on its PostgreSQL or MariaDB server: drill id -> database name."""
     tag = _site_tag(base_alias)
-    rows = _pg_execute(
-        "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PREFIX}%_{tag}"], base_alias=base_alias
-    )
+    if connections[base_alias].vendor == "mysql":
+        sql = "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s"
+    else:
+        sql = "SELECT datname FROM pg_database WHERE datname LIKE %s"
+    rows = _server_execute(sql, [f"{PREFIX}%_{tag}"], base_alias=base_alias)
     pattern = re.compile(rf"^{PREFIX}(\d+)_{tag}$")
     return {int(m.group(1)): name for (name,) in rows if (m := pattern.match(name))}
 
@@ -211,14 +266,22 @@ def scratch_database(drill_id: int, *, base_alias: str = DEFAULT_DB_ALIAS) -> It
     lock_fd = _hold_lock(drill_id)
     media_root = drills_root() / f"{PREFIX}{drill_id}.media"
     name = ""
+    holder = None  # MariaDB: the connection whose named lock says this drill is alive
     try:
         if vendor == "sqlite":
             path = sqlite_scratch_path(drill_id)
             path.unlink(missing_ok=True)
             path.touch(mode=0o600)
             name = str(path)
+        elif vendor == "mysql":
+            wanted = server_scratch_name(drill_id, base_alias)
+            holder = _my_hold(wanted, base_alias)
+            if holder is None:
+                raise ScratchDatabaseError(f"the scratch database {wanted} is held by a drill still running")
+            _my_create(wanted, base_alias)
+            name = wanted
         else:
-            name = pg_scratch_name(drill_id, base_alias)
+            name = server_scratch_name(drill_id, base_alias)
             _pg_create(name, base_alias)
         media_root.mkdir(mode=0o700)
         register_alias(alias, name, base_alias)
@@ -228,19 +291,38 @@ def scratch_database(drill_id: int, *, base_alias: str = DEFAULT_DB_ALIAS) -> It
         try:
             if vendor == "postgresql" and name:
                 _pg_drop(name, base_alias, force=True)
+            elif vendor == "mysql" and name:
+                _my_drop(name, base_alias)
         finally:
+            if holder is not None:
+                holder.close()  # releases the named lock
             _remove_files(drill_id)
             os.close(lock_fd)
 
 
 def scratch_exists(drill_id: int, *, base_alias: str = DEFAULT_DB_ALIAS) -> bool:
     """Whether anything of drill ``drill_id``'s scratch database is still around (for tests and status)."""
-    if base_vendor(base_alias) == "postgresql" and drill_id in pg_scratch_databases(base_alias):
+    if base_vendor(base_alias) != "sqlite" and drill_id in server_scratch_databases(base_alias):
         return True
     return any(
         (m := _FILE_RE.match(p.name)) and int(m.group(1)) == drill_id and not p.name.endswith(".lock")
         for p in drills_root().iterdir()
     )
+
+
+def _drop_orphan(name: str, vendor: str, base_alias: str) -> bool:
+    """Drop a scratch database no live drill holds (False: one does, or it could not be dropped)."""
+    if vendor == "postgresql":
+        return _pg_drop(name, base_alias, force=False)
+    holder = _my_hold(name, base_alias)
+    if holder is None:
+        log.info("scratch database %s is held by a running drill; left alone", name)
+        return False
+    try:
+        _my_drop(name, base_alias)
+    finally:
+        holder.close()
+    return True
 
 
 def cleanup_orphans(current_id: int, *, base_alias: str = DEFAULT_DB_ALIAS) -> list[int]:
@@ -253,13 +335,13 @@ def cleanup_orphans(current_id: int, *, base_alias: str = DEFAULT_DB_ALIAS) -> l
     for entry in drills_root().iterdir():
         if (m := _FILE_RE.match(entry.name)) and int(m.group(1)) < current_id:
             ids.add(int(m.group(1)))
-    pg = pg_scratch_databases(base_alias) if vendor == "postgresql" else {}
-    ids.update(i for i in pg if i < current_id)
+    on_server = server_scratch_databases(base_alias) if vendor != "sqlite" else {}
+    ids.update(i for i in on_server if i < current_id)
     cleaned = []
     for drill_id in sorted(ids):
         if not _lock_is_free(drill_id):
             continue
-        if drill_id in pg and not _pg_drop(pg[drill_id], base_alias, force=False):
+        if drill_id in on_server and not _drop_orphan(on_server[drill_id], vendor, base_alias):
             continue
         _remove_files(drill_id)
         log.warning("removed the scratch database of interrupted drill %s", drill_id)

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     """Each copy of a backup has a state: several targets per backup, each copy verified (or failed) on its own."""
 
-    dependencies = [("dbs_admin", "0003_console_handoff_locks")]
+    dependencies = [("dbs_admin", "0004_drill_times_and_smoke_sample")]
 
     operations = [
         migrations.AddField(

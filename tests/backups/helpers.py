@@ -76,6 +76,15 @@ def table_contents(alias: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+def fingerprint(alias: str) -> str:
+    """One hash of :func:`table_contents`: every field of every row of every carried model (M2M tables too),
+    in a form that does not depend on the engine (aware datetimes, Decimals, natural keys for references)."""
+    digest = hashlib.sha256()
+    for label, rows in sorted(table_contents(alias).items()):
+        digest.update(repr((label, rows)).encode())
+    return digest.hexdigest()
+
+
 def media_contents(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}

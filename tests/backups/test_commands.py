@@ -18,7 +18,7 @@ from dbs_admin.backups.errors import BackupExistsError, CancelledError, KeyMissi
 from dbs_admin.management.passphrases import get_passphrase
 from dbs_admin.models import Backup
 
-from .conftest import on
+from .conftest import case, needs_services, on
 from .helpers import build_site, table_contents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,18 +166,18 @@ def test_passphrase_sources_in_order(tmp_path, monkeypatch):
 
 
 def _pair(a: str, b: str, name: str):
-    return pytest.param(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
+    return case(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
 
 
-@pytest.mark.parametrize(("source", "dest"), [_pair("sq_a", "sq_b", "sqlite"), _pair("pg_a", "pg_b", "postgresql")])
+@pytest.mark.parametrize(("source", "dest"), [_pair("sq_a", "sq_b", "sqlite"), _pair("pg_a", "pg_b", "postgresql"),
+                                              _pair("my_a", "my_b", "mariadb")])
 def test_reset_rebuilds_a_broken_schema_after_confirmation(source, dest, media_root, tmp_path, monkeypatch, request):
     from django.contrib.auth.models import User
     from django.db import connections
 
     from dbs_admin.backups.errors import RestoreError
 
-    if dest.startswith("pg"):
-        request.getfixturevalue("pg")
+    needs_services(request, dest)
 
     build_site(source, posts=10, images=1)
     result = create_backup(database=source, passphrase=PASSPHRASE, output=tmp_path / "r.dbs")

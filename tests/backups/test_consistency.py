@@ -10,7 +10,7 @@ from django.db import connections
 from blog.models import Post
 from dbs_admin import create_backup, restore_backup, validate_backup
 
-from .conftest import on
+from .conftest import case, needs_services, on
 from .helpers import build_site
 
 pytestmark = pytest.mark.usefixtures("backup_settings")
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.usefixtures("backup_settings")
 
 def _on(a: str, b: str, name: str):
     """Only the databases a case uses are flushed after it (a flush per database costs seconds)."""
-    return pytest.param(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
+    return case(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
 
 
-@pytest.mark.parametrize(("source", "dest"), [_on("sq_a", "sq_b", "sqlite"), _on("pg_a", "pg_b", "postgresql")])
+@pytest.mark.parametrize(("source", "dest"), [_on("sq_a", "sq_b", "sqlite"), _on("pg_a", "pg_b", "postgresql"),
+                                              _on("my_a", "my_b", "mariadb")])
 def test_writes_during_a_backup_do_not_tear_the_snapshot(source, dest, media_root, identity, settings, request):
-    if source.startswith("pg"):
-        request.getfixturevalue("pg")
+    needs_services(request, source)
     build_site(source, posts=60, images=1)
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "BATCH_SIZE": 7}
     written = []

@@ -8,23 +8,20 @@ from blog.models import Post
 from dbs_admin import create_backup, restore_backup
 from dbs_admin.models import Backup, BackupCopy
 
-from .conftest import ALL, on
-from .helpers import build_site, media_contents, table_contents, wipe
+from .conftest import ALL, case, needs_services, on
+from .helpers import build_site, fingerprint, media_contents, table_contents, wipe
 
 pytestmark = pytest.mark.usefixtures("backup_settings")
 
-PAIRS = [("sq_a", "sq_b"), ("pg_a", "pg_b"), ("sq_a", "pg_b"), ("pg_a", "sq_b")]
-
-
-def _needs_pg(*aliases: str) -> bool:
-    return any(a.startswith("pg") for a in aliases)
+ENGINES = {"sq": "sqlite", "pg": "postgresql", "my": "mysql"}
+# Each engine into itself, and the six directions between the three engines.
+PAIRS = [(f"{a}_a", f"{b}_b") for a in ENGINES for b in ENGINES]
 
 
 @pytest.mark.django_db(databases=ALL)
-@pytest.mark.parametrize(("source", "dest"), PAIRS, ids=[f"{a}-to-{b}" for a, b in PAIRS])
+@pytest.mark.parametrize(("source", "dest"), [case(a, b, id=f"{a}-to-{b}") for a, b in PAIRS])
 def test_logical_round_trip_is_exact(source, dest, media_root, identity, request):
-    if _needs_pg(source, dest):
-        request.getfixturevalue("pg")
+    needs_services(request, source, dest)
     build_site(source)
     with on(dest):  # something to be replaced, with ids that clash with the backup's
         Post.objects.create(title="only in the target", slug="only-in-target", content_md="x")
@@ -34,7 +31,7 @@ def test_logical_round_trip_is_exact(source, dest, media_root, identity, request
 
     result = create_backup(database=source, recipients=[identity.recipient], label="rt")
 
-    assert result.manifest["counts"]["blog.Post"] == 40 and result.manifest["engine"] in ("sqlite", "postgresql")
+    assert result.manifest["counts"]["blog.Post"] == 40 and result.manifest["engine"] == ENGINES[source[:2]]
     assert result.targets == ["local"] and result.path.is_file()
     row = Backup.objects.get(pk=result.backup_id)
     assert row.name == result.name and row.sha256 == result.sha256 and row.status == Backup.Status.OK
@@ -43,7 +40,8 @@ def test_logical_round_trip_is_exact(source, dest, media_root, identity, request
     wipe(media_root)
     restored = restore_backup(result.name, target="local", identity=identity, database=dest)
 
-    assert table_contents(dest) == before
+    assert fingerprint(dest) == fingerprint(source)  # every field of every row of every model, M2M links too
+    assert table_contents(dest) == before  # (the same, compared row by row: a failure shows where they differ)
     assert media_contents(media_root) == files and len(files) == 4
     assert restored.rows["blog.Post"] == 40 and restored.files == 4 and not restored.dry_run
     assert table_contents("default") == default_rows  # the restore went where it was told, nowhere else
@@ -53,14 +51,14 @@ def test_logical_round_trip_is_exact(source, dest, media_root, identity, request
 
 def _transactional(a: str, b: str, name: str):
     """Only the databases a case uses are flushed after it (a flush per database costs seconds)."""
-    return pytest.param(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
+    return case(a, b, id=name, marks=pytest.mark.django_db(transaction=True, databases=["default", a, b]))
 
 
 @pytest.mark.parametrize(("source", "dest"), [_transactional("sq_a", "sq_b", "sqlite"),
-                                              _transactional("pg_a", "pg_b", "postgresql")])
+                                              _transactional("pg_a", "pg_b", "postgresql"),
+                                              _transactional("my_a", "my_b", "mariadb")])
 def test_native_round_trip_keeps_console_records(source, dest, media_root, identity, request):
-    if _needs_pg(source):
-        request.getfixturevalue("pg")
+    needs_services(request, source)
     build_site(source, posts=25, images=3)
     before = table_contents(source)
     files = media_contents(media_root)

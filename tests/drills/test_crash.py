@@ -13,7 +13,7 @@ from django.db import connection
 
 from dbs_admin.backups.api import create_backup
 from dbs_admin.drills.runner import run_drill
-from dbs_admin.drills.scratch import drills_root, pg_scratch_databases, scratch_exists
+from dbs_admin.drills.scratch import drills_root, scratch_exists, server_scratch_databases
 from dbs_admin.models import DrillReport
 from tests import services
 
@@ -24,8 +24,8 @@ database_url = services.shared_database_url
 
 
 def scratch_in_use() -> bool:
-    if connection.vendor == "postgresql":
-        return bool(pg_scratch_databases())
+    if connection.vendor != "sqlite":
+        return bool(server_scratch_databases())
     return any(p.suffix == ".sqlite3" and p.stat().st_size > 0 for p in drills_root().glob("dbs_drill_*.sqlite3"))
 
 
