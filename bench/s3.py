@@ -168,9 +168,10 @@ def main() -> None:
         floor = statistics.median(r["seconds"] for r in big[f"floor {op}"])
         ratio = ours / floor
         failed |= ratio > GOAL
-        rounds = ", ".join(f"{r['seconds']:.2f}" for r in big[op])
-        print(f"{op:<9} ours {ours:6.2f} s ({size / MiB / ours:6.0f} MiB/s; rounds {rounds})  "
-              f"boto3 {floor:6.2f} s ({size / MiB / floor:6.0f} MiB/s)  ratio {ratio:.2f}x (goal <= {GOAL}x)")
+        rounds = ", ".join(f"{r['seconds']:.1f}" for r in big[op])
+        floor_rounds = ", ".join(f"{r['seconds']:.1f}" for r in big[f"floor {op}"])
+        print(f"{op:<9} ours {ours:6.2f} s ({size / MiB / ours:4.0f} MiB/s; rounds {rounds})  boto3 {floor:6.2f} s "
+              f"({size / MiB / floor:4.0f} MiB/s; rounds {floor_rounds})  ratio {ratio:.2f}x (goal <= {GOAL}x)")
         rss_big = max(r["rss_mib"] for r in big[op])
         rss_small = max(r["rss_mib"] for r in small[op])
         rss_floor = max(r["rss_mib"] for r in big[f"floor {op}"])

@@ -182,6 +182,46 @@ class _Body(io.RawIOBase):
         super().close()
 
 
+def open_ranged(storage: Any, key: str) -> BinaryIO:
+    """A seekable reader of the object that fetches only what is read (a ranged GET per buffer refill)."""
+    size = int(_client(storage).head_object(Bucket=storage.bucket_name, Key=key)["ContentLength"])
+    return io.BufferedReader(_Ranged(storage, key, size), buffer_size=CHUNK)
+
+
+class _Ranged(io.RawIOBase):
+    def __init__(self, storage: Any, key: str, size: int) -> None:
+        super().__init__()
+        self._storage, self._key, self.size, self._pos = storage, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        end = min(self.size, self._pos + len(view))
+        if end <= self._pos:
+            return 0
+        body = _client(self._storage).get_object(Bucket=self._storage.bucket_name, Key=self._key,
+                                                 Range=f"bytes={self._pos}-{end - 1}")["Body"]
+        data = body.read()
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 def abort_uploads(storage: Any, prefix: str, *, key: str | None = None, before: datetime | None = None) -> list[str]:
     """Abort incomplete multipart uploads under ``prefix`` (of ``key`` only, or started before ``before``)."""
     client = _client(storage)

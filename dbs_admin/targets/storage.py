@@ -338,6 +338,15 @@ class StorageTarget:
                 return s3.open_stream(self.storage, self._s3_key(rel))
             return self.storage.open(rel, "rb")
 
+    def open_ranged(self, name: str) -> BinaryIO:
+        """A seekable stream that fetches only the regions read (S3: ranged GETs); other storages' own files."""
+        with self._errors(f"opening {name}"):
+            self._require_published(name)
+            rel = self._rel(name)
+            if self._is_s3():
+                return s3.open_ranged(self.storage, self._s3_key(rel))
+            return self.storage.open(rel, "rb")
+
     def fetch(self, name: str, local_path: Path) -> Path:
         dest = Path(local_path)
         what = f"{name} on target {self.name!r}"

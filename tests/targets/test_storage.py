@@ -97,6 +97,11 @@ def test_round_trip_publishes_verifies_lists_reads_and_deletes(target_and_raw, s
     with target.open(name) as stream:
         assert stream.read(10) == data[:10]
         assert stream.read() == data[10:]
+    with target.open_ranged(name) as ranged:  # reads only the regions asked for (a manifest at the end, say)
+        ranged.seek(-100, 2)
+        assert ranged.read() == data[-100:]
+        ranged.seek(5 * MiB + 3)
+        assert ranged.read(MiB) == data[5 * MiB + 3: 6 * MiB + 3]
     assert target.fetch(name, tmp_path / "got" / "x.dbs").read_bytes() == data
     assert target.verify(name).sha256 == digest
     assert (target.local_path(name) is not None) == (kind == "filesystem")
