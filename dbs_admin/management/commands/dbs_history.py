@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbs_admin.history import diff as history_diff
 from dbs_admin.history import importer, index
@@ -14,11 +14,12 @@ from dbs_admin.history.errors import HistoryError
 from dbs_admin.history.revert import find_history, restore
 from dbs_admin.history.snapshot import describe_summary, history_root
 from dbs_admin.history.store import META
+from dbs_admin.management.cli import DbsCommand
 from dbs_admin.models import HistoryVersion
 from dbs_admin.registry import registry
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Per-object version history: list, show, diff, restore (--dry-run), import PATH, reindex."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management import BaseCommand, CommandError, CommandParser
+from django.core.management import CommandError, CommandParser
 
 from dbs_admin.backups.restore import restore_backup
 from dbs_admin.backups.safety import back_up_before_restore
 from dbs_admin.backups.sources import latest_name
-from dbs_admin.management.cli import ProgressDisplay, add_key_arguments, failures, read_key
+from dbs_admin.management.cli import DbsCommand, ProgressDisplay, add_key_arguments, failures, read_key
 from dbs_admin.management.passphrases import can_prompt
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Restore a sealed backup into a database (all or nothing)."
 
     def add_arguments(self, parser: CommandParser) -> None:

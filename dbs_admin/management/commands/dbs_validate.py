@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.management import BaseCommand, CommandError, CommandParser
+from django.core.management import CommandError, CommandParser
 
 from dbs_admin.backups.validate import validate_backup
-from dbs_admin.management.cli import add_key_arguments, failures, read_key
+from dbs_admin.management.cli import DbsCommand, add_key_arguments, failures, read_key
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Check a sealed backup: hashes and parity (no key), or with --decrypt every byte and the contents."
 
     def add_arguments(self, parser: CommandParser) -> None:
