@@ -30,8 +30,8 @@ from dbs_admin.drills.runner import run_drill
 from dbs_admin.errors import DbsError
 from dbs_admin.jobs import handoff, locks
 from dbs_admin.jobs import unattended_alerts as alerts
-from dbs_admin.jobs.handed_keys import HandedKey
-from dbs_admin.jobs.handoff import BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
+from dbs_admin.jobs.handed_keys import HandedKey, KeyRefused
+from dbs_admin.jobs.handoff import BACKUP_PURPOSE, DRILL_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
 from dbs_admin.jobs.job_run import JobRun
 from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.jobs.workspace import job_dir, private_root
@@ -463,7 +463,10 @@ def drill_summary(report) -> str:
 
 @shared_task(name=DRILL_TASK_NAME, bind=True, acks_late=True, ignore_result=True, soft_time_limit=6 * 3600,
              time_limit=6 * 3600 + 300)
-def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None) -> None:
+def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None,
+                   secret_ref: str | None = None) -> None:
+    """A drill of ``source`` (default: the newest backup of ``target``), with the handed key or the configured
+    drill identity."""
     close_old_connections()
     if job_id is None:  # from beat: the job is created here so the console shows scheduled drills too
         job = Job.objects.create(kind=Job.Kind.DRILL, params={"target": target, "source": source})
@@ -471,12 +474,20 @@ def run_drill_task(self, job_id: int | None = None, target: str | None = None, s
         job = Job.objects.filter(pk=job_id).first()
         if job is None:
             log.warning("drill job %s does not exist; nothing to do", job_id)
+            handoff.discard(secret_ref)
             return
     run = JobRun(job, task_id=self.request.id or "")
     if not run.claim():
+        handoff.discard(secret_ref)
         return
     try:
-        report = run_drill(source, target=target, job=job, progress=run.progress, cancel=run.cancel_requested)
+        try:
+            passphrase, identity = HandedKey(secret_ref, DRILL_PURPOSE).open()
+        except (handoff.HandoffError, KeyRefused) as exc:
+            run.finish(Job.State.FAILED, str(exc))
+            return
+        report = run_drill(source, target=target, job=job, progress=run.progress, cancel=run.cancel_requested,
+                           passphrase=None if identity is not None else passphrase, identity=identity)
     except BaseException as exc:
         log.exception("drill job %s crashed", job.pk)
         run.finish(Job.State.FAILED, f"Internal error ({type(exc).__name__}); see the worker log.")
