@@ -18,9 +18,10 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from dbs_admin import signals
 from dbs_admin.backups import logical_capture, manifest, native, native_postgres, native_sqlite
 from dbs_admin.backups.catalog import record_backup
-from dbs_admin.backups.errors import BackupError, BackupExistsError
+from dbs_admin.backups.errors import BackupError, BackupExistsError, CancelledError
 from dbs_admin.backups.failures import is_out_of_space, out_of_space
 from dbs_admin.backups.pipeline import seal_in_background as seal
 from dbs_admin.backups.progress import Reporter
@@ -28,6 +29,7 @@ from dbs_admin.backups.sealing_keys import sealing_keys
 from dbs_admin.backups.sources import private_dir, sweep_leftovers
 from dbs_admin.backups.sources import target as get_target
 from dbs_admin.backups.types import BackupResult
+from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
@@ -98,8 +100,21 @@ def create_backup(
     """Write a sealed backup of ``database`` and its files to ``target`` (or ``output``), verified.
 
     With neither passphrase nor recipients, ``DBS_ADMIN["RECIPIENTS"]`` is used;
-    with none of the three, KeyMissingError. Records a ``Backup`` row.
+    with none of the three, KeyMissingError. Records a ``Backup`` row. Sends
+    ``backup_started``, then ``backup_finished`` or ``backup_failed`` (``dbs_admin.signals``).
     """
+    where = None if output is not None else (target or dbs_settings.DEFAULT_TARGET)
+    with signals.announced(signals.backup_started, signals.backup_finished, signals.backup_failed, Backup,
+                           cancelled=(CancelledError,), kind=kind, target=where, label=label) as outcome:
+        result = _create_backup(kind=kind, target=target, output=output, label=label, passphrase=passphrase,
+                                recipients=recipients, database=database, user=user, progress=progress,
+                                cancel=cancel)
+        outcome.update(result=result, backup=Backup.objects.filter(pk=result.backup_id).first())
+    return result
+
+
+def _create_backup(*, kind, target, output, label, passphrase, recipients, database, user, progress,
+                   cancel) -> BackupResult:
     if kind not in KINDS:
         raise BackupError(f"unknown backup kind {kind!r}; use one of {', '.join(KINDS)}")
     keys = sealing_keys(passphrase, recipients).as_writer_options()
