@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from dbs_admin.drills.report import finish_report, record_check, start_report
 from dbs_admin.drills import system_checks
+from dbs_admin.drills.report import finish_report, record_check, start_report
 from dbs_admin.drills.system_checks import recoverability_check
 from dbs_admin.models import Backup, Job
 
