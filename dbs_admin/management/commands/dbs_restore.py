@@ -38,9 +38,9 @@ class Command(DbsCommand):
             raise CommandError("give a backup FILE or --latest (not both)")
         display = ProgressDisplay(enabled=options["verbosity"] > 0)
         with failures("restore", display):
-            key = read_key(options)
             source = options["file"] or latest_name(options["target"])
             target = options["target"] if (options["latest"] or options["target"]) else None
+            key = read_key(options, source=source, target=target)
             if options["reset"] and not options["dry_run"]:
                 self._confirm_reset(options)
 
