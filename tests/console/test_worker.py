@@ -307,8 +307,8 @@ def test_a_failed_job_fails_its_celery_task_where_monitoring_looks(worker_factor
     """Flower, Sentry's Celery integration and `celery events` see task events: a job that fails records its
     state first, then its task fails too (task-failed, with the job's one-line message); a job that succeeds
     is task-succeeded."""
-    from demo_site.celery import app
     from dbs_admin.jobs import launch
+    from demo_site.celery import app
 
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": []}
     worker = worker_factory(events=True, name="events")
