@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.utils.decorators import method_decorator
@@ -11,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.csrf import csrf_exempt
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
+from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.console.drill_views import run_drill_view
 from dbs_admin.console.error_reports import protect
 from dbs_admin.console.rto_chart import rto_chart
@@ -136,5 +135,5 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
         """GET: the Run drill form. POST: queue a drill of the newest backup of the chosen target."""
         protect(request)
         if not is_console_user(request):
-            raise PermissionDenied
+            return forbidden(request)
         return run_drill_view(request)
