@@ -26,9 +26,9 @@ install: $(STAMP)
 demo: install
 	./scripts/demo.sh
 
-## Run the whole test suite (DATABASE_URL / REDIS_URL select PostgreSQL / Redis).
+## Run the whole test suite (DATABASE_URL / REDIS_URL select PostgreSQL / Redis; never the demo's keys).
 test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+	DBS_DEMO_KEYS=0 $(BIN)/pytest $(PYTEST_ARGS)
 
 ## Ruff, and the layer contracts of DESIGN.md (import-linter, configured in pyproject.toml).
 lint: install

@@ -281,7 +281,7 @@ def main() -> None:
         print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
         # In a separate process, so this parent (whose memory every forked child starts with) stays lean.
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
-                        "--images", str(args.images), "--flush"], check=True, cwd=ROOT)
+                        "--images", str(args.images), "--flush", "--no-history"], check=True, cwd=ROOT)
     work = var / "bench-backup"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

@@ -3,6 +3,7 @@
 - ``DATABASE_URL``: any dj-database-url URL (sqlite://, postgres://, mysql://); default SQLite under ``var/``.
 - ``REDIS_URL``: Celery broker; default the filesystem transport under ``var/``.
 - ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS``, ``DBS_VAR_DIR``.
+- ``DBS_DEMO_KEYS=0``: ignore the demo's keys in ``var/keys`` (the test suite sets it).
 """
 
 import os
@@ -124,6 +125,21 @@ DBS_ADMIN = {
     "PRIVATE_ROOT": str(VAR_DIR / "dbs_private"),
     "HISTORY_ROOT": str(VAR_DIR / "dbs_history"),
 }
+
+# The demo's unattended keys, made once by `make demo` (scripts/demo.sh runs `manage.py dbs_keys init --dir
+# var/keys`): scheduled backups are sealed to the recipient and drills open them with the identity. On a real
+# site these are the lines `dbs_keys init` prints, and the passphrase lives in the worker's environment; here
+# var/keys/drill.env (0600) stands in for that environment, so every process of the demo (web, worker, beat,
+# a shell running manage.py) has it.
+DEMO_KEYS = VAR_DIR / "keys"
+DEMO_KEYS_LOADED = os.environ.get("DBS_DEMO_KEYS", "1") == "1" and (DEMO_KEYS / "drill.identity").is_file()
+if DEMO_KEYS_LOADED:
+    DBS_ADMIN["RECIPIENTS"] = [(DEMO_KEYS / "drill.identity.recipient").read_text().strip()]
+    DBS_ADMIN["DRILL_IDENTITY"] = str(DEMO_KEYS / "drill.identity")
+    for _line in (DEMO_KEYS / "drill.env").read_text().splitlines():
+        _name, _, _value = _line.partition("=")
+        if _name.strip() and _value:
+            os.environ.setdefault(_name.strip(), _value.strip())
 
 LOGGING = {
     "version": 1,

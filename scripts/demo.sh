@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# Runs the demo: migrate, seed once, a superuser with a fresh password, then
-# web + Celery worker + Celery beat in the foreground. Ctrl-C stops all three.
+# Runs the demo: unattended keys once, migrate, seed once, a superuser with a
+# fresh password, then web + Celery worker + Celery beat in the foreground.
+# Ctrl-C stops all three. `scripts/demo.sh --setup-only` stops before starting
+# them (the tests use it to check a fresh demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 PORT="${PORT:-8000}"
 VAR="${DBS_VAR_DIR:-var}"
 mkdir -p "$VAR"
+export DBS_DEMO_KEYS=1
+
+# The recipient key pair and drill identity (manage.py dbs_keys init), before migrate so that migrate
+# creates the daily backup and weekly drill enabled. The identity's passphrase goes to var/keys/drill.env
+# (0600), which stands in for the worker's environment; demo_site/settings.py reads both.
+KEYS="$VAR/keys"
+if [ ! -f "$KEYS/drill.identity" ]; then
+    mkdir -p "$KEYS" && chmod 700 "$KEYS"
+    passphrase="$("$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+    (umask 077 && printf 'DBS_DRILL_IDENTITY_PASSPHRASE=%s\n' "$passphrase" > "$KEYS/drill.env")
+    DBS_DRILL_IDENTITY_PASSPHRASE="$passphrase" "$BIN/python" manage.py dbs_keys init --dir "$KEYS" >/dev/null
+    unset passphrase
+    echo "Demo keys in $KEYS: scheduled backups are sealed to its recipient, drills open them with its identity."
+fi
 
 "$BIN/python" manage.py migrate --no-input -v 0
 if [ ! -f "$VAR/.demo-seeded" ]; then
@@ -14,6 +30,7 @@ if [ ! -f "$VAR/.demo-seeded" ]; then
     touch "$VAR/.demo-seeded"
 fi
 "$BIN/python" manage.py demo_superuser
+[ "${1:-}" = "--setup-only" ] && exit 0
 
 pids=()
 stop_all() {

@@ -11,6 +11,9 @@ from tests import services
 # Playwright's sync API runs an event loop in the test thread; Django's ORM
 # calls made from live-server tests are still synchronous and safe here.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Never the keys `make demo` keeps in var/keys: tests configure their own (this process's settings are
+# cleaned in pytest_sessionstart; commands and workers the tests start inherit this).
+os.environ["DBS_DEMO_KEYS"] = "0"
 
 
 def pytest_sessionstart(session) -> None:
@@ -26,6 +29,12 @@ def pytest_sessionstart(session) -> None:
 
     from django.conf import settings
 
+    if getattr(settings, "DEMO_KEYS_LOADED", False):  # pytest run by hand in a checkout where `make demo` ran
+        for key in ("RECIPIENTS", "DRILL_IDENTITY"):
+            settings.DBS_ADMIN.pop(key, None)
+        from dbs_admin.conf import dbs_settings
+
+        dbs_settings.reload()
     default = settings.DATABASES["default"]
     name = str(default.get("TEST", {}).get("NAME") or "")
     if default["ENGINE"].endswith("sqlite3") and name:

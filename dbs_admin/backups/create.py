@@ -19,6 +19,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from dbs_admin import signals
 from dbs_admin.backups import copies as copies_mod
 from dbs_admin.backups import (
     logical_capture,
@@ -30,7 +31,7 @@ from dbs_admin.backups import (
     native_sqlite,
 )
 from dbs_admin.backups.catalog import record_backup
-from dbs_admin.backups.errors import BackupError, BackupExistsError
+from dbs_admin.backups.errors import BackupError, BackupExistsError, CancelledError
 from dbs_admin.backups.failures import is_out_of_space, out_of_space
 from dbs_admin.backups.pipeline import seal_in_background as seal
 from dbs_admin.backups.progress import Reporter
@@ -39,6 +40,7 @@ from dbs_admin.backups.selection import backed_up_models
 from dbs_admin.backups.sources import private_dir, sweep_leftovers
 from dbs_admin.backups.sources import target as get_target
 from dbs_admin.backups.types import BackupResult
+from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
@@ -133,8 +135,21 @@ def create_backup(
     verified on its own; a failed copy is recorded and returned in
     ``failed``, and only when none could be stored does the backup fail).
     With neither passphrase nor recipients, ``DBS_ADMIN["RECIPIENTS"]`` is used;
-    with none of the three, KeyMissingError. Records a ``Backup`` row.
+    with none of the three, KeyMissingError. Records a ``Backup`` row. Sends
+    ``backup_started``, then ``backup_finished`` or ``backup_failed`` (``dbs_admin.signals``).
     """
+    where = None if output is not None else (target or dbs_settings.DEFAULT_TARGET)
+    with signals.announced(signals.backup_started, signals.backup_finished, signals.backup_failed, Backup,
+                           cancelled=(CancelledError,), kind=kind, target=where, label=label) as outcome:
+        result = _create_backup(kind=kind, target=target, output=output, label=label, passphrase=passphrase,
+                                recipients=recipients, database=database, user=user, progress=progress,
+                                cancel=cancel)
+        outcome.update(result=result, backup=Backup.objects.filter(pk=result.backup_id).first())
+    return result
+
+
+def _create_backup(*, kind, target, output, label, passphrase, recipients, database, user, progress,
+                   cancel) -> BackupResult:
     if kind not in KINDS:
         raise BackupError(f"unknown backup kind {kind!r}; use one of {', '.join(KINDS)}")
     keys = sealing_keys(passphrase, recipients).as_writer_options()

@@ -22,15 +22,17 @@ from typing import Any
 from django.core.management import call_command
 from django.db import DatabaseError, connections
 
+from dbs_admin import signals
 from dbs_admin.backups import manifest as manifest_mod
 from dbs_admin.backups import native, native_mysql, native_postgres, native_sqlite, own_tables
-from dbs_admin.backups.errors import RestoreError
+from dbs_admin.backups.errors import CancelledError, RestoreError
 from dbs_admin.backups.failures import database_errors, first_line, is_out_of_space, out_of_space
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sources import private_dir, readable_copy, sweep_leftovers
 from dbs_admin.backups.types import RestoreResult
 from dbs_admin.conf import dbs_settings
+from dbs_admin.models import Backup
 from dbs_admin.sealed import open_sealed
 
 log = logging.getLogger("dbs_admin.backups")
@@ -76,8 +78,30 @@ def restore_backup(
     Refuses a migration mismatch (MigrationMismatchError) unless allowed.
     ``before_writing`` is called once every check that needs no writing has
     passed (key, kind, migrations; with ``reset`` the whole contents), just
-    before the first write; if it raises, nothing is written.
+    before the first write; if it raises, nothing is written. Sends
+    ``restore_started``, then ``restore_finished`` or ``restore_failed``
+    (``dbs_admin.signals``), unless ``dry_run``.
     """
+    arguments = {"target": target, "passphrase": passphrase, "identity": identity, "database": database,
+                 "models": models, "objects": objects, "dry_run": dry_run, "reset": reset,
+                 "allow_migration_mismatch": allow_migration_mismatch, "progress": progress, "cancel": cancel,
+                 "before_writing": before_writing}
+    if dry_run:
+        return _restore_with_errors_explained(source, **arguments)
+    try:
+        backup = Backup.objects.filter(name=Path(str(source)).name).first()
+    except DatabaseError:  # a bare disaster-recovery database: no records to name
+        backup = None
+    with signals.announced(signals.restore_started, signals.restore_finished, signals.restore_failed, Backup,
+                           cancelled=(CancelledError,), source=str(source), database=database,
+                           backup=backup) as outcome:
+        outcome["result"] = result = _restore_with_errors_explained(source, **arguments)
+    return result
+
+
+def _restore_with_errors_explained(source, *, target, passphrase, identity, database, models, objects, dry_run,
+                                   reset, allow_migration_mismatch, progress, cancel,
+                                   before_writing) -> RestoreResult:
     connection = connections[database]
     stage = {"reset": False}  # set once --reset has rebuilt the schema: the database is no longer as before
     try:

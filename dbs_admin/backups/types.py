@@ -58,3 +58,12 @@ class ValidationResult:
     healing_margin: float | None
     manifest: dict[str, Any] | None  # available when decrypted
     message: str = ""
+    intact: bool = False  # True when no copy of anything was damaged (nothing needed healing)
+
+    @property
+    def exit_code(self) -> int:
+        """The rescue CLI's status (``python -m dbs_admin.sealed verify``): 0 intact, 1 damaged but healed
+        (or healable), 2 unrecoverable or not authentic. A wrong key is 3, raised before a result exists."""
+        if not self.ok:
+            return 2
+        return 0 if self.intact else 1

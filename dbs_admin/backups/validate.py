@@ -103,7 +103,7 @@ def validate_backup(
             return ValidationResult(
                 ok=report.ok, decrypted=False, healed_blocks=healed,
                 unrecoverable_blocks=list(report.unrecoverable_blocks), healing_margin=report.healing_margin,
-                manifest=None, message=report.error or _structure_message(report),
+                manifest=None, message=report.error or _structure_message(report), intact=report.intact,
             )
         summary = None
         try:
@@ -124,6 +124,7 @@ def validate_backup(
             ok=True, decrypted=True, healed_blocks=healed, unrecoverable_blocks=[],
             healing_margin=report.healing_margin, manifest=summary,
             message=f"{_structure_message(report)}; decrypted and checked: {rows} rows, {found['files']} files",
+            intact=report.intact,
         )
 
 

@@ -12,8 +12,8 @@ from functools import wraps
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from dbs_admin.console.error_reports import protect
@@ -24,8 +24,35 @@ def is_console_user(request: HttpRequest) -> bool:
     return bool(user and user.is_active and user.is_superuser)
 
 
+SUPERUSERS_ONLY = ("The backup console is for superusers only. A backup holds every row and file of the site, "
+                   "password hashes included, and a restore replaces them all, so staff permissions are not "
+                   "enough: ask a superuser.")
+
+
+def forbidden(request: HttpRequest) -> HttpResponse:
+    """The 403 a logged-in user who is not a superuser gets: the admin's look, and why, instead of a bare
+    "403 Forbidden" from the project's default handler."""
+    context = {**admin.site.each_context(request), "title": "Superusers only", "explanation": SUPERUSERS_ONLY}
+    return TemplateResponse(request, "dbs_admin/forbidden.html", context, status=403)
+
+
 class SuperuserOnlyAdmin(admin.ModelAdmin):
-    """Base for every console ModelAdmin: visible and usable by superusers only."""
+    """Base for every console ModelAdmin: visible and usable by superusers only (others get :func:`forbidden`)."""
+
+    def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
+        if not is_console_user(request):
+            return forbidden(request)
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None) -> HttpResponse:
+        if not is_console_user(request):
+            return forbidden(request)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id, extra_context=None) -> HttpResponse:
+        if not is_console_user(request):
+            return forbidden(request)
+        return super().history_view(request, object_id, extra_context)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return is_console_user(request)
@@ -44,7 +71,7 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
 
 def console_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous → the admin login (and back); logged in but not a superuser → 403."""
+    """Anonymous → the admin login (and back); logged in but not a superuser → 403 (:func:`forbidden`)."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -52,7 +79,7 @@ def console_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))
         if not is_console_user(request):
-            raise PermissionDenied
+            return forbidden(request)
         return view(request, *args, **kwargs)
 
     return wrapper

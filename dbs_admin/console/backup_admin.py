@@ -8,14 +8,13 @@ that are not lists (Back up now, Restore…, Schedules, downloads) live in
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from dbs_admin.console import audit, dashboard, deletion
-from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
+from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.humanize import human_size
 from dbs_admin.jobs import launch
 from dbs_admin.models import AuditEvent, Backup, Dashboard, Job
@@ -27,7 +26,7 @@ class DashboardAdmin(SuperuserOnlyAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         if not is_console_user(request):
-            raise PermissionDenied
+            return forbidden(request)
         if request.htmx and request.GET.get("partial") == "jobs":  # the jobs card refreshing itself
             return TemplateResponse(request, "dbs_admin/_dashboard_jobs.html", dashboard.jobs_context())
         context = {

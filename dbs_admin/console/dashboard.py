@@ -14,6 +14,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.health import setup_sentence
+from dbs_admin.drills.identity import drill_identity_configured
 from dbs_admin.humanize import human_duration, human_size
 from dbs_admin.jobs import schedules
 from dbs_admin.jobs.reaper import reap_lost_jobs
@@ -117,7 +119,10 @@ def jobs_context() -> dict:
 
 def context() -> dict:
     schedules.ensure_reaper()
+    schedules.enable_ready_schedules()
     return {
+        "setup_missing": setup_sentence(),
+        "drill_key_configured": drill_identity_configured(),
         "rpo": rpo_light(),
         "next_runs": schedules.next_runs(),
         **jobs_context(),

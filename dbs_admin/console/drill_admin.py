@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
-from django.urls import path, reverse
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.csrf import csrf_exempt
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
+from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
+from dbs_admin.console.drill_views import run_drill_view
+from dbs_admin.console.error_reports import protect
 from dbs_admin.console.rto_chart import rto_chart
-from dbs_admin.jobs import launch
+from dbs_admin.drills.identity import drill_identity_configured
 from dbs_admin.models import DrillCheck, DrillReport
 
 
@@ -123,23 +126,14 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         extra = {"rto_chart": rto_chart(), "targets": list(dbs_settings.TARGETS),
-                 "default_target": dbs_settings.DEFAULT_TARGET, **(extra_context or {})}
+                 "default_target": dbs_settings.DEFAULT_TARGET, "drill_key_configured": drill_identity_configured(),
+                 **(extra_context or {})}
         return super().changelist_view(request, extra)
 
+    @method_decorator(csrf_exempt)  # drill_views checks CSRF itself, after installing its upload handler
     def run_view(self, request: HttpRequest) -> HttpResponse:
-        """POST: queue a drill of the newest backup of the chosen target, then show the job's progress."""
+        """GET: the Run drill form. POST: queue a drill of the newest backup of the chosen target."""
+        protect(request)
         if not is_console_user(request):
-            raise PermissionDenied
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        target = request.POST.get("target") or dbs_settings.DEFAULT_TARGET
-        if target not in dbs_settings.TARGETS:
-            messages.error(request, f"Unknown target {target!r}.")
-            return HttpResponseRedirect(reverse("admin:dbs_admin_drillreport_changelist"))
-        try:
-            job = launch.queue_drill(target=target, user=request.user)
-        except launch.QueueUnavailable as exc:
-            messages.error(request, str(exc))
-            return HttpResponseRedirect(reverse("admin:dbs_admin_drillreport_changelist"))
-        messages.success(request, f"Drill of the newest backup on {target!r} queued (job #{job.pk}).")
-        return HttpResponseRedirect(reverse("dbs_admin:job", args=[job.pk]))
+            return forbidden(request)
+        return run_drill_view(request)

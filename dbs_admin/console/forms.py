@@ -6,6 +6,7 @@ from django import forms
 
 from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
 from dbs_admin.conf import dbs_settings
+from dbs_admin.jobs import schedules
 from dbs_admin.models import Backup
 
 MIN_PASSPHRASE = 10
@@ -64,7 +65,7 @@ WEEKDAYS = [("1", "Monday"), ("2", "Tuesday"), ("3", "Wednesday"), ("4", "Thursd
 
 
 class TargetScheduleForm(forms.Form):
-    """Daily backup time and retention of one target."""
+    """Daily backup time and retention of one target; it can be switched on only once it can run."""
 
     enabled = forms.BooleanField(required=False, label="Daily backup")
     at = forms.TimeField(label="at (HH:MM)", widget=forms.TimeInput(format="%H:%M", attrs={"type": "time"}))
@@ -79,8 +80,20 @@ class TargetScheduleForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["copies"].choices = [c for c in target_choices() if c[0] != target]
 
+    def clean_enabled(self) -> bool:
+        enabled = self.cleaned_data["enabled"]
+        if enabled and not schedules.backup_can_run():
+            raise forms.ValidationError(schedules.BACKUP_BLOCKED)
+        return enabled
+
 
 class DrillScheduleForm(forms.Form):
     enabled = forms.BooleanField(required=False, label="Weekly restore drill")
     weekday = forms.ChoiceField(choices=WEEKDAYS, label="on")
     at = forms.TimeField(label="at (HH:MM)", widget=forms.TimeInput(format="%H:%M", attrs={"type": "time"}))
+
+    def clean_enabled(self) -> bool:
+        enabled = self.cleaned_data["enabled"]
+        if enabled and not schedules.drill_can_run():
+            raise forms.ValidationError(schedules.DRILL_BLOCKED)
+        return enabled

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -24,7 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
-from dbs_admin.console.access import SuperuserOnlyAdmin, is_console_user
+from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.history import context
 from dbs_admin.history.collect import model_label
 from dbs_admin.history.diff import diff_documents
@@ -75,7 +74,7 @@ class HistoryAdminMixin:
     def _console_only(self, view: Callable) -> Callable:
         def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not is_console_user(request):
-                raise PermissionDenied
+                return forbidden(request)
             return view(request, *args, **kwargs)
 
         return checked

@@ -38,6 +38,9 @@ PLAN_SALT = "dbs_admin.restore-plan"
 PLAN_TTL = timedelta(minutes=10)
 WRONG_PASSPHRASE = "Wrong passphrase: it opens none of this backup's key slots. Check it and try again."
 WRONG_IDENTITY = "This identity opens none of this backup's key slots: it is not one of the backup's recipients."
+RECIPIENTS_ONLY = ("This backup is sealed to recipient keys only (no passphrase slot): give the identity file of one "
+                   "of its recipients, and the passphrase that unlocks it.")
+PASSPHRASE_ONLY = "This backup has no recipient slot: it opens with its passphrase alone (no identity file)."
 DAMAGED = "This backup is damaged beyond repair and cannot be restored: {detail}"
 
 
@@ -106,21 +109,21 @@ def summarize(manifest: dict, alias: str = "default") -> dict:
     }
 
 
-def _explain(exc: BaseException) -> str:
-    """One clear sentence per failure a user can meet."""
+def explain_key_failure(exc: BaseException) -> str:
+    """One clear sentence per failure a user can meet opening a backup (Restore…, Run drill)."""
     if isinstance(exc, KeyRefused):
         return str(exc)
     if isinstance(exc, WrongIdentityError):
-        return WRONG_IDENTITY
+        return PASSPHRASE_ONLY if exc.no_slot_of_that_kind else WRONG_IDENTITY
     if isinstance(exc, KeySlotError):
-        return WRONG_PASSPHRASE
+        return RECIPIENTS_ONLY if exc.no_slot_of_that_kind else WRONG_PASSPHRASE
     if isinstance(exc, UnrecoverableError):
         return DAMAGED.format(detail=exc)
     if isinstance(exc, NotSealedError):
         return f"This is not a dbs_admin backup (.dbs): {exc}"
     cause = exc.__cause__ or exc.__context__
     if isinstance(cause, SealedError) and cause is not exc:
-        return _explain(cause)
+        return explain_key_failure(cause)
     return str(exc)
 
 
@@ -182,7 +185,7 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
         except SealedError as exc:
             handler.discard()
             audit.record(request, "upload", outcome=AuditEvent.Outcome.DENIED, detail=str(exc))
-            return _render_step1(request, RestoreSourceForm(), _explain(exc), status=400)
+            return _render_step1(request, RestoreSourceForm(), explain_key_failure(exc), status=400)
     copy = stored_copies(backup).first() if backup else None  # the restore falls back to other copies
     source = upload if upload is not None else backup.name
     target = copy.target if copy else None
@@ -193,9 +196,10 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
     except Exception as exc:  # every failure gets one sentence; nothing was changed
         if upload is not None:
             handler.discard()
+        why = explain_key_failure(exc)
         audit.record(request, "restore-check", backup=backup, outcome=AuditEvent.Outcome.DENIED,
-                     detail=_explain(exc), object_repr=backup.name if backup else "upload")
-        return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), _explain(exc), status=400)
+                     detail=why, object_repr=backup.name if backup else "upload")
+        return _render_step1(request, RestoreSourceForm(initial={"backup": backup}), why, status=400)
     identity_text = identity_file.decode("ascii") if identity_file else None
     if request.POST.get("action") == "validate":
         return _queue_content_check(request, backup, target, upload, passphrase, identity_text)

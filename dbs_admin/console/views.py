@@ -11,16 +11,13 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
 from dbs_admin.console import audit
 from dbs_admin.console.access import admin_context, console_view
 from dbs_admin.console.forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
+from dbs_admin.drills.health import setup_sentence
 from dbs_admin.jobs import launch, schedules
 from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.models import Job
-
-NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty: scheduled backups are sealed to recipient keys (no "
-                 "passphrase is stored anywhere), so they will fail until you add one.")
 
 # Stages whose progress counts items (rows, files) rather than bytes.
 COUNTED_STAGES = {"rows", "files"}
@@ -122,7 +119,11 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 
 @console_view
 def schedules_page(request: HttpRequest) -> HttpResponse:
-    """Daily backup time and retention per target, and the weekly drill, over django-celery-beat."""
+    """Daily backup time and retention per target, and the weekly drill, over django-celery-beat.
+
+    A schedule that cannot run (no recipient key, no drill identity) cannot be switched on: its checkbox
+    says why, and the page says in one sentence what to set up.
+    """
     targets = [name for name, _ in target_choices()]
     if request.method == "POST":
         target_forms = [(t, TargetScheduleForm(request.POST, prefix=f"t-{t}", target=t)) for t in targets]
@@ -139,16 +140,15 @@ def schedules_page(request: HttpRequest) -> HttpResponse:
             schedules.ensure_reaper()
             audit.record(request, "schedules", detail="schedules saved")
             messages.success(request, "Schedules saved; Celery beat picks them up without a restart.")
-            if not can_seal_without_passphrase() and any(f.cleaned_data["enabled"] for _, f in target_forms):
-                messages.warning(request, NO_RECIPIENTS)
             return redirect("dbs_admin:schedules")
         status = 400
     else:
+        schedules.enable_ready_schedules()
         target_forms = [(t, TargetScheduleForm(initial=schedules.target_initial(t), prefix=f"t-{t}", target=t))
                         for t in targets]
         drill_form = DrillScheduleForm(initial=schedules.drill_initial(), prefix="drill")
         status = 200
     context = {**admin_context(request, "Schedules"), "target_forms": target_forms, "drill_form": drill_form,
-               "no_recipients": None if can_seal_without_passphrase() else NO_RECIPIENTS,
+               "setup_missing": setup_sentence(), "has_errors": status == 400,
                "next_runs": schedules.next_runs(), "time_zone": timezone.get_current_timezone_name()}
     return render(request, "dbs_admin/schedules.html", context, status=status)

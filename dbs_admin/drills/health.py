@@ -1,8 +1,16 @@
 """Is the site recoverable right now? One answer for the system check, ``dbs_status`` and the status view.
 
-Healthy means: a verified backup exists that is younger than
-``DBS_ADMIN["RPO"]`` (we would lose less than the agreed amount of data), and
-the last finished restore drill passed (the backups we take actually restore).
+Three states, because a new install is not a broken one:
+
+* **failing** (``dbs_status`` exits 1, the status view answers 503): the
+  newest verified backup is older than ``DBS_ADMIN["RPO"]``, backups were
+  attempted and none is verified, or the last finished restore drill failed.
+* **not configured** (a warning; exit 0, 200): what unattended operation
+  still needs: no backup made yet, no ``RECIPIENTS`` (scheduled backups
+  cannot be sealed), no ``DRILL_IDENTITY`` (the weekly drill cannot open
+  them). Monitors must not page anyone for a site that was installed an
+  hour ago; the console and ``manage.py check`` say what to set up.
+* **healthy**: neither.
 """
 
 from __future__ import annotations
@@ -13,9 +21,18 @@ from typing import Any
 
 from django.utils import timezone
 
+from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
 from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.identity import drill_identity_configured
 from dbs_admin.drills.report import failed_checks, latest_drill
-from dbs_admin.models import Backup
+from dbs_admin.models import Backup, Job
+
+HEALTHY, NOT_CONFIGURED, FAILING = "healthy", "not_configured", "failing"
+SETUP_HINT = "`manage.py dbs_keys init` sets up both keys in one step"
+SETUP_LINE = "Unattended backups and drills: " + SETUP_HINT + " and prints the settings to add."
+NO_RECIPIENTS = ("DBS_ADMIN['RECIPIENTS'] is empty, so scheduled backups cannot be sealed (no passphrase is stored "
+                 "anywhere)")
+NO_DRILL_IDENTITY = "DBS_ADMIN['DRILL_IDENTITY'] is not set, so the weekly restore drill cannot open backups"
 
 
 def rpo() -> timedelta:
@@ -31,19 +48,54 @@ def newest_verified_backup() -> Backup | None:
     )
 
 
+def unattended_gaps() -> list[tuple[str, str]]:
+    """``(code, sentence)`` of what scheduled backups and drills still need; empty when both can run."""
+    gaps = []
+    if not can_seal_without_passphrase():
+        gaps.append(("no_recipients", NO_RECIPIENTS))
+    if not drill_identity_configured():
+        gaps.append(("no_drill_identity", NO_DRILL_IDENTITY))
+    return gaps
+
+
+def setup_sentence() -> str | None:
+    """What is missing for unattended operation, in one sentence (Schedules page, dashboard), or None."""
+    gaps = unattended_gaps()
+    if not gaps:
+        return None
+    codes = {code for code, _ in gaps}
+    if codes == {"no_recipients", "no_drill_identity"}:
+        return ("The daily backup and the weekly drill are off until DBS_ADMIN has RECIPIENTS (public keys that "
+                f"seal unattended backups) and a DRILL_IDENTITY (the key drills open them with): {SETUP_HINT}.")
+    if "no_recipients" in codes:
+        return (f"The daily backup is off: {NO_RECIPIENTS}. Add a recipient key to DBS_ADMIN['RECIPIENTS'] "
+                "(`manage.py dbs_keys init` makes one).")
+    return (f"The weekly drill is off: {NO_DRILL_IDENTITY}. Set DRILL_IDENTITY to the identity of one of the "
+            "RECIPIENTS (`manage.py dbs_keys init` makes one); Run drill asks for a key meanwhile.")
+
+
 @dataclass
 class Health:
-    healthy: bool
-    problems: list[str] = field(default_factory=list)
-    codes: list[str] = field(default_factory=list)  # "backup_missing", "backup_too_old", "drill_failed"
+    healthy: bool  # nothing is failing (a site that is only not configured yet is healthy)
+    problems: list[str] = field(default_factory=list)  # failing: "backup_too_old", "backup_failing", "drill_failed"
+    codes: list[str] = field(default_factory=list)
+    state: str = HEALTHY
+    warnings: list[str] = field(default_factory=list)  # not configured: "backup_missing", "no_recipients", ...
+    warning_codes: list[str] = field(default_factory=list)
     checked_at: datetime | None = None
     rpo_seconds: float = 0.0
     newest_backup: dict[str, Any] | None = None
     last_drill: dict[str, Any] | None = None
 
     def add(self, code: str, problem: str) -> None:
+        """Something is failing."""
         self.codes.append(code)
         self.problems.append(problem)
+
+    def warn(self, code: str, warning: str) -> None:
+        """Something is not configured yet."""
+        self.warning_codes.append(code)
+        self.warnings.append(warning)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 strings."""
@@ -71,8 +123,12 @@ def health_status(now: datetime | None = None) -> Health:
     health = Health(healthy=True, checked_at=now, rpo_seconds=limit.total_seconds())
 
     backup = newest_verified_backup()
-    if backup is None:
-        health.add("backup_missing", "No verified backup exists: run `manage.py dbs_backup` or schedule one.")
+    if backup is None and _backups_attempted():
+        health.add("backup_failing", "Backups were attempted but none is verified: see the Jobs page of the "
+                   "Backups console, or run `manage.py dbs_backup` to see why.")
+    elif backup is None:
+        health.warn("backup_missing", "No backup yet: run `manage.py dbs_backup`, Back up now, or enable the "
+                    "daily backup on the Schedules page.")
     else:
         age = (now - backup.created_at).total_seconds()
         health.newest_backup = {
@@ -103,5 +159,14 @@ def health_status(now: datetime | None = None) -> Health:
                 what = (drill.error.strip().splitlines() or ["no check ran"])[0]
             health.add("drill_failed", f"The last restore drill (#{drill.pk}, {drill.backup_name}) failed: {what}.")
 
+    for code, sentence in unattended_gaps():
+        health.warn(code, f"{sentence}.")
     health.healthy = not health.problems
+    health.state = FAILING if health.problems else NOT_CONFIGURED if health.warnings else HEALTHY
     return health
+
+
+def _backups_attempted() -> bool:
+    """A backup exists but is not verified, or a backup job failed: the backups are failing, not missing."""
+    failed = (Job.State.FAILED, Job.State.LOST)
+    return Backup.objects.exists() or Job.objects.filter(kind=Job.Kind.BACKUP, state__in=failed).exists()

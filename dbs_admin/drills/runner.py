@@ -37,6 +37,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.test.utils import override_settings
 from django.utils.dateparse import parse_datetime
 
+from dbs_admin import signals
 from dbs_admin.backups import api, storage_media
 from dbs_admin.backups.errors import CancelledError
 from dbs_admin.backups.files import MEDIA, file_roots
@@ -219,9 +220,10 @@ def _refuse_live_roots(inventory: Inventory) -> None:
 
 def _restore(drill: Drill, scratch: ScratchDatabase, source: str | Path, target: str | None,
              key: dict[str, Any]) -> str:
-    result = api.restore_backup(
-        source, target=target, database=scratch.alias, progress=drill.progress, cancel=drill.cancel, **key,
-    )
+    with signals.muted():  # part of the drill (drill_* signals), not a restore of the site
+        result = api.restore_backup(
+            source, target=target, database=scratch.alias, progress=drill.progress, cancel=drill.cancel, **key,
+        )
     rows = sum(result.rows.values())
     healed = f", healed {result.healed_blocks} block(s)" if result.healed_blocks else ""
     return f"{rows} rows in {len(result.rows)} models, {result.files} files{healed}"
@@ -261,9 +263,11 @@ def run_drill(
         name, source, target = resolve_source(source, target)
     except (DrillError, DbsError) as exc:
         report = start_report(backup_name="(none)", job=job, engine=engine, **smoke)
+        signals.send(signals.drill_started, DrillReport, outcome=signals.STARTED, report=report)
         return _finish(report, str(exc), alert, started)
     backup = Backup.objects.filter(name=name).first()
     report = start_report(backup_name=name, backup=backup, job=job, engine=engine, **smoke)
+    signals.send(signals.drill_started, DrillReport, outcome=signals.STARTED, backup=backup, report=report)
     drill = Drill(report, progress=progress, cancel=cancel, smoke=plan)
     error = ""
     try:
@@ -279,6 +283,8 @@ def run_drill(
         log.warning("drill %s of %s failed at %s", report.pk, name, stop)
     except CancelledError as exc:  # the user asked for it: recorded, not alerted
         finish_report(report, error=str(exc), total_seconds=time.monotonic() - started)
+        signals.send(signals.drill_failed, DrillReport, outcome=signals.CANCELLED, backup=report.backup,
+                     report=report, error=exc, message=str(exc))
         return report
     except (DrillError, DbsError, SealedError) as exc:  # a known condition with a message saying what to do
         log.warning("drill %s of %s could not run: %s", report.pk, name, exc)
@@ -351,5 +357,13 @@ def _finish(report: DrillReport, error: str, alert: bool, started: float) -> Dri
     finish_report(report, error=error, total_seconds=time.monotonic() - started)
     if not report.passed and alert:
         alert_failure(report)
+    if report.passed:
+        signals.send(signals.drill_finished, DrillReport, outcome=signals.SUCCEEDED, backup=report.backup,
+                     report=report)
+    else:
+        failed = [c.name for c in report.checks.all() if not c.passed]
+        message = report.error or ("failed checks: " + ", ".join(failed))
+        signals.send(signals.drill_failed, DrillReport, outcome=signals.FAILED, backup=report.backup, report=report,
+                     error=None, message=message)
     return report
 

@@ -2,11 +2,11 @@
 
 Off unless ``DBS_ADMIN["HISTORY_GIT_REMOTE"]`` names a remote (a URL or a
 path git understands). Then the history root is made a repository on first
-use, every stored version is committed with a message saying what and who,
-and the branch is pushed. The git CLI does the work (no home-made git); one
-``fcntl`` lock on the root serialises commits from several workers. A failed
-push never fails the snapshot: the commit stays local and goes out with the
-next successful push.
+use, every stored version, deletion (``deleted.json``) and recovery is
+committed with a message saying what and who, and the branch is pushed. The
+git CLI does the work (no home-made git); one ``fcntl`` lock on the root
+serialises commits from several workers. A failed push never fails the
+snapshot: the commit stays local and goes out with the next successful push.
 """
 
 from __future__ import annotations
@@ -50,19 +50,31 @@ def ensure_repository(root: Path, remote: str) -> None:
 
 def commit_version(history: ObjectHistory, version_id: str) -> str | None:
     """Commit the object's folder after a new version; push when a remote is configured. Returns the commit id."""
-    remote = dbs_settings.HISTORY_GIT_REMOTE
-    if not remote:
+    if not dbs_settings.HISTORY_GIT_REMOTE:
         return None
+    meta = history.read(version_id).get(META, {})
+    return _commit(history, version_id, meta.get("username") or "")
+
+
+def commit_change(history: ObjectHistory, what: str, username: str = "") -> str | None:
+    """Commit a change of the object's state without a new version: ``deleted`` (deleted.json written) or
+    ``recovered`` (removed), so the remote knows a post is gone, or back, as soon as the site does."""
+    if not dbs_settings.HISTORY_GIT_REMOTE:
+        return None
+    return _commit(history, what, username)
+
+
+def _commit(history: ObjectHistory, what: str, username: str) -> str | None:
+    remote = dbs_settings.HISTORY_GIT_REMOTE
     root = history.root
     try:
         with open(root / ".git-lock", "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             ensure_repository(root, str(remote))
             _git(root, "add", "-A", "--", ".gitignore", history.dir.relative_to(root).as_posix())
-            meta = history.read(version_id).get(META, {})
-            message = f"{history.label}/{history.dir.name}: {version_id}"
-            if meta.get("username"):
-                message += f" by {meta['username']}"
+            message = f"{history.label}/{history.dir.name}: {what}"
+            if username:
+                message += f" by {username}"
             _git(root, "commit", "-q", "--allow-empty", "-m", message)
             commit = _git(root, "rev-parse", "HEAD").strip()
             try:
@@ -72,6 +84,5 @@ def commit_version(history: ObjectHistory, version_id: str) -> str | None:
                                exc_info=True)
             return commit
     except (GitStoreError, OSError, subprocess.SubprocessError):
-        logger.exception("history: git commit of %s %s failed (the version itself is stored)", history.key,
-                         version_id)
+        logger.exception("history: git commit of %s %s failed (the tree itself is written)", history.key, what)
         return None

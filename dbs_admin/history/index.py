@@ -3,6 +3,12 @@
 The admin lists versions and deleted objects from this table (paginated, with
 indexes) instead of walking the disk; ``reindex()`` rebuilds it from the tree,
 which stays the source of truth.
+
+The unique constraint (one row per object folder and version name) must
+never make a version on disk go missing from the index: :func:`record`
+updates a row that is already there (another process got to it first, or a
+stale row) from what is on disk, and :func:`reconcile` adds the row of any
+version on disk that has none (a worker that died between the two writes).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from dbs_admin.history.store import INITIAL, META, ObjectHistory, iter_objects, version_time
@@ -51,10 +57,28 @@ def row_for(history: ObjectHistory, version_id: str, document: dict[str, Any], d
 
 
 def record(history: ObjectHistory, version_id: str, document: dict[str, Any]) -> HistoryVersion:
-    """Add the row of a version just written (a new version id: a plain insert)."""
-    row = row_for(history, version_id, document, deleted=False)
-    row.save(force_insert=True)
-    return row
+    """The row of a version just written: inserted, or the existing row of that name brought up to date."""
+    row = row_for(history, version_id, document, deleted=history.deleted_info() is not None)
+    try:
+        with transaction.atomic():  # a savepoint: PostgreSQL's transaction survives the failed insert
+            row.save(force_insert=True)
+        return row
+    except IntegrityError:
+        pass
+    fields = {f.attname: getattr(row, f.attname) for f in HistoryVersion._meta.concrete_fields if not f.primary_key}
+    HistoryVersion.objects.filter(model_label=row.model_label, object_key=row.object_key,
+                                  version_id=version_id).update(**fields)
+    return HistoryVersion.objects.get(model_label=row.model_label, object_key=row.object_key, version_id=version_id)
+
+
+def reconcile(history: ObjectHistory) -> int:
+    """Add the rows of versions on disk that the index lacks; returns how many (the caller holds the lock)."""
+    known = set(HistoryVersion.objects.filter(model_label=history.label, object_key=history.dir.name)
+                .values_list("version_id", flat=True))
+    missing = [v for v in history.versions() if v not in known]
+    for version_id in missing:
+        record(history, version_id, history.read(version_id))
+    return len(missing)
 
 
 def mark_deleted(history: ObjectHistory, deleted: bool) -> int:
@@ -80,4 +104,4 @@ def reindex(root: Path | str, basenames: dict[str, str], batch_size: int = 500) 
     return len(rows)
 
 
-__all__ = ["INITIAL", "mark_deleted", "record", "reindex", "row_for"]
+__all__ = ["INITIAL", "mark_deleted", "reconcile", "record", "reindex", "row_for"]

@@ -1,9 +1,11 @@
 """The worker side: turn a captured state into a stored version and its index row.
 
-The web process captures the committed state (``collect.capture``) and sends
-it as a plain-JSON payload; here the images are read and hashed, the object's
-folder is locked, the state is compared with the newest version (no change,
-no version), and the version and its index row are written.
+The web process captures the committed state in the saving transaction
+(``signals``) and sends it as a plain-JSON payload with its order key; here
+the images are read and hashed, the object's folder is locked, the state is
+put at its place in commit order and compared with the version before it (no
+change, no version), and the version and its index row are written. The
+object itself is never read here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from typing import Any
 from django.db import models
 
 from dbs_admin.conf import dbs_settings
-from dbs_admin.history import index, markdown
+from dbs_admin.history import index, markdown, ordering
 from dbs_admin.history.collect import (
     ImageFile,
-    capture_m2m,
     collect_images,
     ignored_in_compare,
     model_for_label,
@@ -27,7 +28,7 @@ from dbs_admin.history.collect import (
     options_for,
 )
 from dbs_admin.history.errors import VersionNotFoundError
-from dbs_admin.history.store import INITIAL, META, ObjectHistory, saved_at, update_id, version_time
+from dbs_admin.history.store import INITIAL, META, ObjectHistory, VersionTaken, saved_at, update_id, version_time
 from dbs_admin.models import HistoryVersion
 
 logger = logging.getLogger("dbs_admin.history")
@@ -116,6 +117,8 @@ def summarize(
 
 def describe_summary(summary: dict[str, Any]) -> str:
     """A one-line "what changed" of a version summary (history lists, CLI)."""
+    if summary.get("baseline"):
+        return "original (the state before its first tracked change)"
     parts = ["created"] if summary.get("created") else list(summary.get("fields") or [])
     for name, delta in (summary.get("m2m") or {}).items():
         parts += [f"{name} +{v}" for v in delta.get("added", [])] + [f"{name} -{v}" for v in delta.get("removed", [])]
@@ -135,62 +138,99 @@ def is_unchanged(summary: dict[str, Any]) -> bool:
 
 
 def take_snapshot(payload: dict[str, Any], *, now: dt.datetime | None = None) -> str | None:
-    """Store the payload's state as a version unless it equals the version before it; returns the version id.
+    """Store the payload's state as a version unless it equals a neighbour in order; returns the version id.
 
-    Versions are ordered by commit time (``saved_at``), not by when a worker
-    got to them: with several workers, a snapshot can reach the tree after a
-    later one. It is then inserted at its place (and the next version's
-    summary refreshed), or, for a creation that arrived late, swapped into
-    the first version's place. ``now`` forces the version time (tests).
+    Versions are ordered by their order key (drawn from the database while the
+    saving transaction held the row: commit order; ``saved_at`` for versions
+    written before keys existed), not by when a worker got to them: with
+    several workers, a snapshot can reach the tree after a later one. It is
+    then inserted at its place (and the next version's summary refreshed), or,
+    for a creation that arrived late, swapped into the first version's place.
+    A deletion or a recovery is committed to git like a version. ``now``
+    forces the version time (tests).
     """
     model = model_for_label(payload["model"])
-    options = options_for(model)
-    data = payload["data"]
-    history = resolve_history(model, payload["pk"], data)
-    images = collect_images(model, data)
-    when = _parse_time(payload.get("saved_at")) or dt.datetime.now(dt.UTC)
+    history = resolve_history(model, payload["pk"], payload["data"])
+    images = collect_images(model, payload["data"])
     with history.lock():
-        ids = history.versions()
-        position, documents = _position(history, ids, when)
-        before = documents.get(ids[position - 1]) if position else None
-        inherited = _fill_inherited(model, payload, data, before)
-        summary = summarize(model, before, data, images)
-        if payload.get("restored_from"):
-            summary["restored_from"] = payload["restored_from"]
-        version_id = None
-        if not is_unchanged(summary):
-            meta = {**_meta(history, options, payload, data, summary), "inherited": inherited}
-            if position == len(ids):
-                version_id = _append(history, options, data, images, meta, now or when)
-            elif position == 0:
-                version_id = _swap_initial(history, model, options, data, images, meta, ids, documents)
-            else:
-                version_id = _insert(history, model, options, data, images, meta, ids, position, when)
-        if payload.get("deleted"):
-            history.mark_deleted({"pk": payload["pk"], "deleted_at": payload["saved_at"],
-                                  "user_id": payload.get("user_id"), "username": payload.get("username", "")})
-            index.mark_deleted(history, True)
-        elif history.deleted_info() is not None and position == len(ids):
-            history.clear_deleted()
-            index.mark_deleted(history, False)
+        for attempt in range(PLACE_ATTEMPTS):
+            try:
+                version_id, marked = _place(history, model, payload, images, now)
+                break
+            except VersionTaken:  # another process wrote that name first (no working lock): look again
+                if attempt == PLACE_ATTEMPTS - 1:
+                    raise
+        index.reconcile(history)  # every version on disk has its row, whatever happened before
     if version_id:
         logger.info("history: %s %s -> %s", payload["model"], history.key, version_id)
         _after_write(history, version_id)
+    if marked:
+        _after_mark(history, marked, payload.get("username", ""))
     return version_id
 
 
-def _fill_inherited(model, payload: dict[str, Any], data: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
+PLACE_ATTEMPTS = 5
+
+
+def _place(history: ObjectHistory, model, payload: dict[str, Any], images: list[ImageFile],
+           now: dt.datetime | None) -> tuple[str | None, str | None]:
+    """Write the version at its place in order (unless a neighbour already holds this state); mark a deletion
+    or recovery. Returns ``(version id or None, "deleted" | "recovered" | None)``."""
+    options = options_for(model)
+    data = dict(payload["data"])
+    when = _parse_time(payload.get("saved_at")) or dt.datetime.now(dt.UTC)
+    ids = history.versions()
+    position, documents = _position(history, ids, when, ordering.key(payload))
+    before = documents.get(ids[position - 1]) if position else None
+    inherited = _fill_inherited(payload, data, before)
+    summary = summarize(model, before, data, images)
+    if payload.get("baseline") and before is None:
+        summary["baseline"] = True
+    if payload.get("restored_from"):
+        summary["restored_from"] = payload["restored_from"]
+    following = documents.get(ids[position]) if position < len(ids) else None
+    version_id = marked = None
+    if not is_unchanged(summary) and not _already_next(model, following, data, images):
+        meta = {**_meta(history, options, payload, data, summary), "inherited": inherited}
+        if position == len(ids):
+            version_id = _append(history, options, data, images, meta, now or when)
+        elif position == 0:
+            version_id = _swap_initial(history, model, options, data, images, meta, ids, documents)
+        else:
+            version_id = _insert(history, model, options, data, images, meta, ids, position, when)
+    if payload.get("deleted"):
+        history.mark_deleted({"pk": payload["pk"], "deleted_at": payload["saved_at"],
+                              "user_id": payload.get("user_id"), "username": payload.get("username", "")})
+        index.mark_deleted(history, True)
+        marked = "deleted"
+    elif history.deleted_info() is not None and position == len(ids):
+        history.clear_deleted()
+        index.mark_deleted(history, False)
+        marked = "recovered"
+    return version_id, marked
+
+
+def _already_next(model, following: dict[str, Any] | None, data: dict[str, Any], images: list[ImageFile]) -> bool:
+    """The version right after this one holds the same state: nothing to insert (a late duplicate, or a
+    baseline that reached the worker after the first version it equals)."""
+    if following is None:
+        return False
+    return is_unchanged(summarize(model, following, data, images))
+
+
+def _fill_inherited(payload: dict[str, Any], data: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
     """Many-to-many fields the transaction did not touch: the same as in the version before (in commit order).
 
-    Without a version before (the first snapshot of an object that existed
-    before it was tracked), they are read from the database.
+    Without a version before (the tree lost the object's folder), they are recorded as empty: the object is
+    never read here, so a version holds only what its transaction committed.
     """
     names = [n for n in payload.get("inherit") or [] if n not in data]
     if not names:
         return []
     if before is None:
-        current = capture_m2m(model, payload["pk"])
-        data.update({n: current[n] for n in names if n in current})
+        logger.warning("history: %s %s has no version to take %s from; stored empty", payload["model"],
+                       payload["pk"], ", ".join(names))
+        data.update({n: [] for n in names})
         return []
     for name in names:
         data[name] = list(before.get(name) or [])
@@ -204,15 +244,24 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def _position(history: ObjectHistory, ids: list[str], when: dt.datetime) -> tuple[int, dict[str, dict]]:
-    """Where a state committed at ``when`` belongs: after every version committed no later (newest first)."""
+def _belongs_after(document: dict[str, Any], when: dt.datetime, order: tuple[int, int] | None) -> bool:
+    """Does the stored version come after a state with this order key (or, without keys, this commit time)?"""
+    stored_order = ordering.key(document.get(META) or {})
+    if stored_order is not None and order is not None:
+        return stored_order > order
+    stored = saved_at(document)
+    return stored is not None and stored > when
+
+
+def _position(history: ObjectHistory, ids: list[str], when: dt.datetime,
+              order: tuple[int, int] | None = None) -> tuple[int, dict[str, dict]]:
+    """Where a state belongs: after every version that does not come after it (newest first)."""
     documents: dict[str, dict] = {}
     position = len(ids)
     while position > 0:
         document = history.read(ids[position - 1])
         documents[ids[position - 1]] = document
-        stored = saved_at(document)
-        if stored is None or stored <= when:
+        if not _belongs_after(document, when, order):
             break
         position -= 1
     return position, documents
@@ -223,6 +272,7 @@ def _meta(history, options, payload, data, summary) -> dict[str, Any]:
         "model": payload["model"], "pk": payload["pk"], "key": history.key, "key_field": options.key_field,
         "title": str(data.get("title") or data.get(options.key_field) or payload["pk"])[:300],
         "saved_at": payload["saved_at"], "written_at": dt.datetime.now(dt.UTC).isoformat(),
+        "order": payload.get("order"),
         "user_id": payload.get("user_id"), "username": payload.get("username", ""), "summary": summary,
     }
 
@@ -236,12 +286,15 @@ def _append(history, options, data, images, meta, when) -> str:
 
 
 def _free_id_between(history: ObjectHistory, when: dt.datetime, after: str | None, before: str | None) -> str | None:
-    """An update name at ``when`` (bumped by microseconds) that sorts after ``after`` and before ``before``."""
+    """An update name that sorts after ``after`` and before ``before``: at ``when`` if that lies between them,
+    else just after ``after`` (a clock that was off must not move a version out of its order)."""
     low = version_time(after) if after else None
+    high = version_time(before) if before else None
     candidate = when if low is None or when > low else low + dt.timedelta(microseconds=1)
+    if high is not None and candidate >= high:
+        candidate = low + dt.timedelta(microseconds=1) if low is not None else high - dt.timedelta(microseconds=1)
     while history.version_dir(update_id(candidate)).exists():
         candidate += dt.timedelta(microseconds=1)
-    high = version_time(before) if before else None
     return update_id(candidate) if high is None or candidate < high else None
 
 
@@ -314,3 +367,10 @@ def _after_write(history: ObjectHistory, version_id: str) -> None:
     from dbs_admin.history import gitstore
 
     gitstore.commit_version(history, version_id)
+
+
+def _after_mark(history: ObjectHistory, what: str, username: str) -> None:
+    """Commit a deletion (``deleted.json``) or a recovery (its removal) to git like a version."""
+    from dbs_admin.history import gitstore
+
+    gitstore.commit_change(history, what, username)

@@ -23,8 +23,14 @@ Why it is shaped like this:
   (processes) on the same host never interleave; version names carry
   microseconds and are bumped past the newest existing one, so two saves in
   the same second, or the same microsecond, get two versions. Versions are
-  named by commit time; one that reaches the worker late is inserted at its
+  put in commit order; one that reaches the worker late is inserted at its
   place (see ``snapshot.take_snapshot``).
+* Without a working lock (hosts sharing a tree on a file system whose
+  ``flock`` does not reach across them) two writers still never overwrite
+  each other: the first version is published with ``link(2)``, which fails
+  when the name exists, and an update with a folder rename, which fails onto
+  a folder that has files; the loser gets :class:`VersionTaken` and places
+  its version again.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -45,7 +52,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dbs_admin.history.collect import HASH_CHUNK, ImageFile
-from dbs_admin.history.errors import CorruptVersionError, UnsafePathError, VersionNotFoundError
+from dbs_admin.history.errors import CorruptVersionError, HistoryError, UnsafePathError, VersionNotFoundError
 from dbs_admin.sealed.atomic import fsync_directory
 
 FORMAT = 1
@@ -54,6 +61,10 @@ UPDATE_PREFIX = "update_"
 TIME_FORMAT = "%Y-%m-%d_%H-%M-%S_%f"
 META = "_history"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class VersionTaken(HistoryError):
+    """Another process published a version under the name this one was about to use; place it again."""
 
 
 def folder_name(key: str) -> str:
@@ -240,15 +251,21 @@ class ObjectHistory:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _clean_leftovers(self) -> None:
+        """Remove what crashed writers left, once it is older than any write takes (LEFTOVER_AGE): a younger
+        temporary folder may be another process's write in progress (several hosts, no shared lock)."""
+        self._complete_initial()
         for item in self.dir.glob(".tmp-*"):
-            shutil.rmtree(item, ignore_errors=True)
+            if _older_than(item, LEFTOVER_AGE):
+                shutil.rmtree(item, ignore_errors=True)
         if not self.exists():  # a crash before the first json landed: drop its partial files
             for name in ("images", f"{self.basename}.md"):
                 target = self.dir / name
+                if not _older_than(target, LEFTOVER_AGE):
+                    continue
                 if target.is_dir():
-                    shutil.rmtree(target)
+                    shutil.rmtree(target, ignore_errors=True)
                 elif target.exists():
-                    target.unlink()
+                    target.unlink(missing_ok=True)
 
     def next_version_id(self, now: dt.datetime) -> str:
         """``initial`` for the first version, else an update name later than every existing one."""
@@ -279,7 +296,7 @@ class ObjectHistory:
         version_id = version_id or self.next_version_id(now)
         final_dir = self.version_dir(version_id)
         if (final_dir / self.json_name).exists():
-            raise FileExistsError(f"version {version_id} of {self.dir} already exists")
+            raise VersionTaken(f"version {version_id} of {self.dir} already exists")
         tmp = self.dir / f".tmp-{uuid.uuid4().hex}"
         (tmp / "images").mkdir(parents=True)
         prefix = "" if version_id == INITIAL else f"updates/{version_id}/"
@@ -295,16 +312,51 @@ class ObjectHistory:
         if not any((tmp / "images").iterdir()):
             (tmp / "images").rmdir()
         if version_id == INITIAL:
-            for name in ("images", f"{self.basename}.md", self.json_name):  # the json last: it marks completion
-                if (tmp / name).exists():
-                    os.replace(tmp / name, self.dir / name)
-            tmp.rmdir()
+            self._publish_initial(tmp)
         else:
             final_dir.parent.mkdir(exist_ok=True)
-            os.rename(tmp, final_dir)
+            try:
+                os.rename(tmp, final_dir)  # fails onto an existing folder with files: never overwrites
+            except OSError as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if (final_dir / self.json_name).exists():
+                    raise VersionTaken(f"{final_dir} was written by another process") from None
+                raise exc
             fsync_directory(final_dir.parent, best_effort=False)
         fsync_directory(self.dir, best_effort=False)
         return version_id, entries
+
+    def _publish_initial(self, tmp: Path) -> None:
+        """Move a first version in: images (content-addressed names), then the json by ``link(2)``, which
+        fails if another process published a first version meanwhile; then its markdown.
+
+        A crash after the link leaves the markdown in ``tmp``; :meth:`_complete_initial` moves it in (the
+        two jsons are one file, hard-linked, so it is the right one).
+        """
+        if (tmp / "images").is_dir():
+            (self.dir / "images").mkdir(exist_ok=True)
+            for item in (tmp / "images").iterdir():
+                os.replace(item, self.dir / "images" / item.name)
+        try:
+            os.link(tmp / self.json_name, self.dir / self.json_name)
+        except FileExistsError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise VersionTaken(f"{self.dir} got its first version from another process") from None
+        os.replace(tmp / f"{self.basename}.md", self.dir / f"{self.basename}.md")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def _complete_initial(self) -> None:
+        """The markdown of a first version whose writer died between publishing its json and its markdown."""
+        published = self.dir / self.json_name
+        if not published.exists() or (self.dir / f"{self.basename}.md").exists():
+            return
+        for tmp in self.dir.glob(".tmp-*"):
+            try:
+                if os.path.samefile(tmp / self.json_name, published) and (tmp / f"{self.basename}.md").exists():
+                    os.replace(tmp / f"{self.basename}.md", self.dir / f"{self.basename}.md")
+                    return
+            except OSError:
+                continue
 
     def _store_image(
         self, image: ImageFile, tmp: Path, prefix: str, known: dict[str, list[str]], copied: dict[str, str]
@@ -385,6 +437,16 @@ class ObjectHistory:
 
     def clear_deleted(self) -> None:
         (self.dir / "deleted.json").unlink(missing_ok=True)
+
+
+LEFTOVER_AGE = 600.0  # seconds: far longer than writing one version takes
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _sha256_path(path: Path) -> str | None:

@@ -47,7 +47,7 @@ from dbs_admin.models import HandoffSecret
 
 DEFAULT_TTL = timedelta(minutes=5)
 # What a hand-off is for (bound into its encryption: one sealed for a backup cannot open a restore).
-BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE = "backup", "restore", "validate"
+BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE, DRILL_PURPOSE = "backup", "restore", "validate", "drill"
 _INFO = b"dbs_admin handoff v1"
 _SALT, _NONCE = 32, 12
 

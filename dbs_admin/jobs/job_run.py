@@ -13,6 +13,11 @@ Why these pieces:
   reaper already declared lost.
 - Unattended jobs (the schedule's) that fail are mailed to ADMINS where they
   end (``unattended_alerts.py``): nobody watches them.
+- While a job runs, ``dbs_admin.signals`` knows it (``set_current_job``), so
+  the services' ``backup_*``/``restore_*``/``drill_*`` signals carry it.
+- A job that fails fails its Celery task too (:class:`JobFailed`, raised by
+  the tasks once the job's state is recorded), so Flower, Sentry's Celery
+  integration and ``celery events`` see the failure.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from django.db import connection
 from django.utils import timezone
 
+from dbs_admin import signals
 from dbs_admin.jobs import locks
 from dbs_admin.jobs import unattended_alerts as alerts
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
@@ -35,6 +41,14 @@ log = logging.getLogger("dbs_admin.jobs")
 WRITE_INTERVAL = 0.5  # seconds between progress writes (at most two a second)
 CANCEL_POLL_INTERVAL = 0.5
 HEARTBEAT_INTERVAL = 3.0
+
+
+class JobFailed(Exception):
+    """Raised by a task after its job was recorded as failed: the Celery task fails with the job's message."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"{job.get_kind_display()} job #{job.pk} failed: {job.message}")
+        self.job_id = job.pk
 
 
 class JobRun:
@@ -62,6 +76,7 @@ class JobRun:
         self._stop = threading.Event()
         self._wake = threading.Event()  # write now, not at the next interval
         self._thread: threading.Thread | None = None
+        self._signals_token = None
 
     # -- lifecycle ---------------------------------------------------------
     def claim(self) -> bool:
@@ -73,6 +88,7 @@ class JobRun:
         )
         if claimed:
             self.job.refresh_from_db()
+            self._signals_token = signals.set_current_job(self.job)
             self._touch_alive()
             self._thread = threading.Thread(target=self._companion, name=f"dbs-job-{self.job.pk}", daemon=True)
             self._thread.start()
@@ -98,6 +114,12 @@ class JobRun:
         Job.objects.filter(pk=self.job.pk).update(partial_files=[])
         alive_file(self.job).unlink(missing_ok=True)
         locks.release_all(self.job)
+        if self._signals_token is not None:
+            try:
+                signals.reset_current_job(self._signals_token)
+            except ValueError:  # finished from another context than it was claimed in: forget it there
+                signals.set_current_job(None)
+            self._signals_token = None
         self.job.refresh_from_db()
         if ended and state == Job.State.FAILED:  # not when the reaper had already declared it lost
             alerts.alert_if_unattended(self.job)

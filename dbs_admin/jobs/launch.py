@@ -76,8 +76,18 @@ def queue_validate(*, user: Any, backup: Backup | None, params: dict | None = No
     return job
 
 
-def queue_drill(*, target: str | None = None, user: Any = None) -> Job:
-    """A drill job of the newest backup on ``target`` (beat calls the task directly, without a Job)."""
-    job = Job.objects.create(kind=Job.Kind.DRILL, created_by=user, params={"target": target})
-    send(run_drill_task, job, target=target)
+@sensitive_variables("passphrase", "identity_file")
+def queue_drill(*, target: str | None = None, user: Any = None, passphrase: str | None = None,
+                identity_file: str | None = None) -> Job:
+    """A drill job of the newest backup on ``target`` (beat calls the task directly, without a Job).
+
+    Without a key the worker uses the configured drill identity; with one (the Run drill form, when no
+    identity is configured) the key is sealed for the worker exactly as for a restore.
+    """
+    ref = None
+    if passphrase is not None:
+        ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file, purpose=handoff.DRILL_PURPOSE)
+    job = Job.objects.create(kind=Job.Kind.DRILL, created_by=user,
+                             params={"target": target, **({"key": "handed"} if ref else {})})
+    send(run_drill_task, job, target=target, secret_ref=ref)
     return job

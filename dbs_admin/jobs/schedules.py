@@ -6,6 +6,13 @@ CrontabSchedule rows (with the site's TIME_ZONE, so 02:30 means 02:30 local
 time all year), and django-celery-beat's change tracking makes a running
 beat pick them up without a restart. The raw PeriodicTask admin stays for
 anything fancier.
+
+``migrate`` creates the daily backup of the default target and the weekly
+drill, each *disabled* until it can run (the backup needs ``RECIPIENTS``,
+the drill also a ``DRILL_IDENTITY``), marked as waiting; the next
+``migrate``, or a visit to the dashboard or the Schedules page, turns a
+waiting schedule on once its keys are configured. A schedule the user
+switched off stays off.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
 from dbs_admin.conf import dbs_settings
+from dbs_admin.drills.identity import drill_identity_configured
 
 BACKUP_TASK = "dbs_admin.scheduled_backup"
 DRILL_TASK = "dbs_admin.drill"  # tasks.run_drill_task
@@ -32,6 +41,25 @@ def backup_task_name(target: str) -> str:
 
 
 DRILL_NAME = "dbs_admin: weekly restore drill"
+BY_PAGE = "Created by the Schedules page of the backup console."
+BY_MIGRATE = "Created by migrate (dbs_admin)."
+WAITING = "Created by migrate (dbs_admin), off until its keys are configured; it turns on by itself then."
+
+
+def backup_can_run() -> bool:
+    """Scheduled backups are sealed to RECIPIENTS: no passphrase is stored anywhere."""
+    return can_seal_without_passphrase()
+
+
+def drill_can_run() -> bool:
+    """The weekly drill opens the scheduled backups with DRILL_IDENTITY (its passphrase: the worker's environment)."""
+    return backup_can_run() and drill_identity_configured()
+
+
+BACKUP_BLOCKED = ("The daily backup cannot run: DBS_ADMIN['RECIPIENTS'] is empty (scheduled backups are sealed to "
+                  "recipient keys; `manage.py dbs_keys init` makes one).")
+DRILL_BLOCKED = ("The weekly drill cannot run: it needs DBS_ADMIN['RECIPIENTS'] and a DRILL_IDENTITY to open the "
+                 "backups (`manage.py dbs_keys init` sets up both).")
 
 
 def _crontab(minute: int, hour: int, day_of_week: str = "*") -> CrontabSchedule:
@@ -78,6 +106,7 @@ def drill_initial() -> dict:
 @transaction.atomic
 def save_target(
     target: str, *, enabled: bool, at: time, retention: dict, copies: list[str] | None = None,
+    description: str = BY_PAGE,
 ) -> PeriodicTask:
     """The daily backup of ``target``, with a copy on each of ``copies`` (each pruned by its own retention)."""
     kwargs = {"target": target, "retention": retention, **({"copies": list(copies)} if copies else {})}
@@ -86,35 +115,60 @@ def save_target(
         defaults={
             "task": BACKUP_TASK, "crontab": _crontab(at.minute, at.hour), "interval": None,
             "kwargs": json.dumps(kwargs), "enabled": enabled,
-            "description": "Created by the Schedules page of the backup console.",
+            "description": description,
         },
     )
     return task
 
 
 @transaction.atomic
-def save_drill(*, enabled: bool, weekday: str, at: time) -> PeriodicTask:
+def save_drill(*, enabled: bool, weekday: str, at: time, description: str = BY_PAGE) -> PeriodicTask:
     task, _ = PeriodicTask.objects.update_or_create(
         name=DRILL_NAME,
         defaults={"task": DRILL_TASK, "crontab": _crontab(at.minute, at.hour, weekday), "interval": None,
-                  "kwargs": "{}", "enabled": enabled,
-                  "description": "Created by the Schedules page of the backup console."},
+                  "kwargs": "{}", "enabled": enabled, "description": description},
     )
     return task
 
 
 DEFAULT_DRILL_WEEKDAY = "0"  # Sunday, in the site's TIME_ZONE
 DEFAULT_DRILL_AT = time(4, 0)
+DEFAULT_BACKUP_AT = time(2, 0)
+
+
+def _state(can_run: bool) -> dict:
+    return {"enabled": can_run, "description": BY_MIGRATE if can_run else WAITING}
 
 
 def ensure_default_schedules(using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Create the weekly drill's PeriodicTask unless one exists; True when it was created."""
-    if PeriodicTask.objects.using(using).filter(name=DRILL_NAME).exists():
-        return False
+    """Create the daily backup of the default target and the weekly drill unless they exist; True when one was.
+
+    Each is created enabled only if it can run now; otherwise disabled and
+    waiting (:func:`enable_ready_schedules` turns it on later).
+    """
     if using != DEFAULT_DB_ALIAS:
         return False
-    save_drill(enabled=True, weekday=DEFAULT_DRILL_WEEKDAY, at=DEFAULT_DRILL_AT)
-    return True
+    created = False
+    target = dbs_settings.DEFAULT_TARGET
+    if target in dbs_settings.TARGETS and not PeriodicTask.objects.filter(name=backup_task_name(target)).exists():
+        save_target(target, at=DEFAULT_BACKUP_AT, retention=retention_for(target), **_state(backup_can_run()))
+        created = True
+    if not PeriodicTask.objects.filter(name=DRILL_NAME).exists():
+        save_drill(weekday=DEFAULT_DRILL_WEEKDAY, at=DEFAULT_DRILL_AT, **_state(drill_can_run()))
+        created = True
+    enable_ready_schedules()
+    return created
+
+
+def enable_ready_schedules() -> list[str]:
+    """Turn on the waiting default schedules that can run now; returns their names."""
+    waiting = PeriodicTask.objects.filter(description=WAITING, enabled=False)
+    ready = [t for t in waiting.only("pk", "name", "task")
+             if (t.task == BACKUP_TASK and backup_can_run()) or (t.task == DRILL_TASK and drill_can_run())]
+    for task in ready:  # save(): django-celery-beat's change tracking tells a running beat
+        task.enabled, task.description = True, BY_MIGRATE
+        task.save(update_fields=["enabled", "description"])
+    return [t.name for t in ready]
 
 
 def ensure_reaper() -> None:

@@ -8,7 +8,8 @@ task (``snapshot_object``) that the history service reaches through the hook
 Every task receives a Job id and, when a passphrase is needed, only the
 reference of a sealed hand-off (``handoff``), never the secret. Retries with
 backoff are for transport errors (``TargetError``: an SFTP server away) only;
-anything else fails the job with the service's own message.
+anything else fails the job with the service's own message, and then the
+task itself (``JobFailed``), so Celery's own monitoring sees the failure.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from dbs_admin.drills.runner import run_drill
 from dbs_admin.errors import DbsError
 from dbs_admin.jobs import handoff, locks
 from dbs_admin.jobs import unattended_alerts as alerts
-from dbs_admin.jobs.handed_keys import HandedKey
-from dbs_admin.jobs.handoff import BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
-from dbs_admin.jobs.job_run import JobRun
+from dbs_admin.jobs.handed_keys import HandedKey, KeyRefused
+from dbs_admin.jobs.handoff import BACKUP_PURPOSE, DRILL_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
+from dbs_admin.jobs.job_run import JobFailed, JobRun
 from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.jobs.workspace import job_dir, private_root, remote_entry
 from dbs_admin.models import Backup, Job
@@ -214,12 +215,14 @@ def _run(task, run: JobRun, body, *, retry_kwargs, attempt: int = 0) -> None:
             kwargs = {**retry_kwargs(), "transport_attempt": attempt + 1}  # counted apart from lock waits
             raise task.retry(kwargs=kwargs, countdown=countdown, exc=exc, max_retries=None) from None
         run.finish(Job.State.FAILED, str(exc))
+        raise JobFailed(run.job) from exc
     except BaseException as exc:
         if not isinstance(exc, (DbsError, SealedError, handoff.HandoffError, SoftTimeLimitExceeded)):
             log.exception("job %s failed", run.job.pk)
         run.finish(Job.State.FAILED, _fail_message(exc))
         if not isinstance(exc, Exception):
             raise
+        raise JobFailed(run.job) from exc  # recorded first; now Celery (Flower, Sentry, events) sees it too
     else:
         run.finish(Job.State.SUCCEEDED, message, **fields)
 
@@ -301,7 +304,7 @@ def run_backup(self, job_id: int, secret_ref: str | None = None, on_busy: str = 
         return {**kwargs, "secret_ref": handoff.put(p, purpose=BACKUP_PURPOSE) if p else None}
 
     _run(self, run, body, retry_kwargs=retry_kwargs, attempt=transport_attempt)
-    _queue_prune_after(run.job)
+    _queue_prune_after(run.job)  # only after success (_run raised otherwise)
 
 
 @shared_task(name="dbs_admin.scheduled_backup", **_job_task)
@@ -507,7 +510,10 @@ def drill_summary(report) -> str:
 
 @shared_task(name=DRILL_TASK_NAME, bind=True, acks_late=True, ignore_result=True, soft_time_limit=6 * 3600,
              time_limit=6 * 3600 + 300)
-def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None) -> None:
+def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None,
+                   secret_ref: str | None = None) -> None:
+    """A drill of ``source`` (default: the newest backup of ``target``), with the handed key or the configured
+    drill identity."""
     close_old_connections()
     if job_id is None:  # from beat: the job is created here so the console shows scheduled drills too
         job = Job.objects.create(kind=Job.Kind.DRILL, params={"target": target, "source": source})
@@ -515,24 +521,35 @@ def run_drill_task(self, job_id: int | None = None, target: str | None = None, s
         job = Job.objects.filter(pk=job_id).first()
         if job is None:
             log.warning("drill job %s does not exist; nothing to do", job_id)
+            handoff.discard(secret_ref)
             return
     run = JobRun(job, task_id=self.request.id or "")
     if not run.claim():
+        handoff.discard(secret_ref)
         return
     try:
-        report = run_drill(source, target=target, job=job, progress=run.progress, cancel=run.cancel_requested)
+        try:
+            passphrase, identity = HandedKey(secret_ref, DRILL_PURPOSE).open()
+        except (handoff.HandoffError, KeyRefused) as exc:
+            run.finish(Job.State.FAILED, str(exc))
+            raise JobFailed(run.job) from None
+        report = run_drill(source, target=target, job=job, progress=run.progress, cancel=run.cancel_requested,
+                           passphrase=None if identity is not None else passphrase, identity=identity)
+    except JobFailed:
+        raise
     except BaseException as exc:
         log.exception("drill job %s crashed", job.pk)
         run.finish(Job.State.FAILED, f"Internal error ({type(exc).__name__}); see the worker log.")
         if not isinstance(exc, Exception):
             raise
-        return
+        raise JobFailed(run.job) from exc
     if run.cancel_requested() and not report.passed:
         run.finish(Job.State.CANCELLED, "Cancelled; the scratch database was dropped.")
     elif report.passed:
         run.finish(Job.State.SUCCEEDED, drill_summary(report), backup=report.backup)
     else:
         run.finish(Job.State.FAILED, drill_summary(report), backup=report.backup)
+        raise JobFailed(run.job)
 
 
 @worker_ready.connect

@@ -1,25 +1,60 @@
-"""What the backup commands share: key options, the progress display, one clear line on failure.
+"""What the commands share: a base class, key options, the progress display, one clear line on failure.
 
 Why: ``dbs_backup``, ``dbs_restore`` and ``dbs_validate`` must read keys in
 the same order, never prompt when unattended, draw the same progress bar on
 a terminal (quiet lines in logs), and turn every failure into a non-zero
-exit with a single line saying what failed.
+exit with a single line saying what failed. Every ``dbs_*`` command is a
+:class:`DbsCommand`: it accepts ``--no-input``/``--noinput`` like Django's own
+commands, and skips dbs_admin's recoverability check (W001-W003), which is
+about what these commands do or report themselves.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
-from django.core.management import CommandError, CommandParser
+from django.core import checks
+from django.core.management import BaseCommand, CommandError, CommandParser
 
 from dbs_admin.backups.errors import KeyMissingError
 from dbs_admin.errors import DbsError
-from dbs_admin.management.passphrases import get_passphrase
+from dbs_admin.management.passphrases import can_prompt, get_passphrase
 from dbs_admin.sealed import SealedError, load_identity
-from dbs_admin.sealed.errors import KeySlotError
+from dbs_admin.sealed.errors import KeySlotError, WrongIdentityError, WrongPassphraseError
+
+NO_INPUT_FLAGS = ("--no-input", "--noinput")
+NO_INPUT_HELP = "Never prompt: fail at once when something must be typed (a key, a confirmation)."
+RECOVERABILITY_TAG = "dbs_admin"  # drills.system_checks.TAG (W001-W003)
+
+
+class DbsCommand(BaseCommand):
+    """Base of every ``dbs_*`` command: ``--no-input``/``--noinput`` everywhere, no recoverability warnings."""
+
+    @property
+    def requires_system_checks(self) -> list[str]:  # every registered check but ours (read at execute())
+        return [tag for tag in checks.registry.registry.tags_available() if tag != RECOVERABILITY_TAG]
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        add_no_input(parser)
+        return parser
+
+
+def add_no_input(parser: CommandParser) -> None:
+    """``--no-input``/``--noinput`` on the parser and on each sub-command's, unless it has it already."""
+    if "--no-input" not in parser._option_string_actions:
+        parser.add_argument(*NO_INPUT_FLAGS, action="store_true", dest="no_input", help=NO_INPUT_HELP)
+    for action in parser._actions:
+        for sub in (getattr(action, "choices", None) or {}).values() if action.nargs == "A..." else ():
+            if "--no-input" not in sub._option_string_actions:
+                # SUPPRESS: a sub-command must not reset a --no-input given before it.
+                sub.add_argument(*NO_INPUT_FLAGS, action="store_true", dest="no_input", default=argparse.SUPPRESS,
+                                 help=NO_INPUT_HELP)
 
 
 def add_key_arguments(parser: CommandParser, *, identity: bool) -> None:
@@ -27,21 +62,63 @@ def add_key_arguments(parser: CommandParser, *, identity: bool) -> None:
                         "else a prompt on a terminal).")
     if identity:
         parser.add_argument("--identity", help="An X25519 identity file (its own passphrase is read the same way).")
-    parser.add_argument("--no-input", "--noinput", action="store_true", dest="no_input",
-                        help="Never prompt: fail at once when a key is missing.")
+    parser.add_argument(*NO_INPUT_FLAGS, action="store_true", dest="no_input", help=NO_INPUT_HELP)
 
 
-def read_key(options: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
-    """``{"passphrase": ..., "identity": ...}`` for reading a backup, from the options and the environment."""
-    passphrase = get_passphrase(passphrase_file=options.get("passphrase_file"), no_input=options["no_input"],
-                                required=required and not options.get("identity"))
-    identity = None
+PASSPHRASE_FLAGS = "--passphrase-file FILE or $DBS_PASSPHRASE"
+IDENTITY_FLAGS = "--identity FILE (its passphrase from --passphrase-file FILE or $DBS_PASSPHRASE)"
+
+
+def key_kinds(source: str | None, target: str | None) -> set[str] | None:
+    """The kinds of key slot of a backup (``passphrase``, ``recipient``), when its header can be read here
+    without downloading it (a path, or a local target); None when it cannot be known cheaply."""
+    from dbs_admin.sealed import info
+    from dbs_admin.targets import get_target
+
+    if not source:
+        return None
+    try:
+        path = Path(source)
+        if not (target is None and (path.exists() or path.name != str(source))):  # a name on a target
+            path = get_target(target).local_path(path.name)  # None: a remote target (not fetched for a hint)
+        if path is None or not path.is_file():
+            return None
+        return {slot["type"] for slot in info(path)["key_slots"]}
+    except Exception:  # noqa: BLE001 - a hint only: the restore itself says what is wrong with the file
+        return None
+
+
+def key_flags(kinds: set[str] | None) -> str:
+    """The flags that give the key this backup's slots take."""
+    if kinds == {"recipient"}:
+        return f"{IDENTITY_FLAGS}: the backup is sealed to recipient keys only"
+    if kinds == {"passphrase"}:
+        return f"{PASSPHRASE_FLAGS}: the backup is sealed with a passphrase only"
+    return f"{PASSPHRASE_FLAGS} (a passphrase slot), or {IDENTITY_FLAGS} (a recipient slot)"
+
+
+def read_key(options: dict[str, Any], *, required: bool = True, source: str | None = None,
+             target: str | None = None) -> dict[str, Any]:
+    """``{"passphrase": ..., "identity": ...}`` for reading a backup, from the options and the environment.
+
+    Without ``--identity``: the passphrase from the file or the environment, else a prompt, unless the
+    backup is recipient-only (a passphrase could not open it); a missing key names the flags that fit
+    the backup's key slots (``source``/``target`` say which backup).
+    """
+    no_input = options["no_input"]
     if options.get("identity"):
+        passphrase = get_passphrase(passphrase_file=options.get("passphrase_file"), no_input=no_input)
+        return {"passphrase": None, "identity": load_identity(options["identity"], passphrase)}
+    passphrase = get_passphrase(passphrase_file=options.get("passphrase_file"), no_input=True, required=False)
+    if passphrase is None and required:
+        kinds = key_kinds(source, target)
+        if kinds != {"recipient"}:  # a prompt for a passphrase that could not open it helps nobody
+            passphrase = get_passphrase(no_input=no_input, required=False)
         if passphrase is None:
-            passphrase = get_passphrase(passphrase_file=options.get("passphrase_file"), no_input=options["no_input"])
-        identity = load_identity(options["identity"], passphrase)
-        passphrase = None
-    return {"passphrase": passphrase, "identity": identity}
+            raise KeyMissingError(f"no key to open the backup: give {key_flags(kinds)}"
+                                  + ("" if can_prompt(no_input) else " (no prompt without a terminal or with "
+                                                                     "--no-input)"))
+    return {"passphrase": passphrase, "identity": None}
 
 
 class ProgressDisplay:
@@ -86,7 +163,7 @@ def failures(what: str, display: ProgressDisplay | None = None) -> Iterator[None
         if display is not None:
             display.end()
         code = 3 if isinstance(exc, (KeySlotError, KeyMissingError)) else 1
-        raise CommandError(f"{what} failed: {_one_line(exc)}", returncode=code) from exc
+        raise CommandError(f"{what} failed: {_one_line(exc)}{_other_kind_of_key(exc)}", returncode=code) from exc
     finally:
         if display is not None:
             display.end()
@@ -94,6 +171,15 @@ def failures(what: str, display: ProgressDisplay | None = None) -> Iterator[None
 
 def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or exc.__class__.__name__
+
+
+def _other_kind_of_key(exc: Exception) -> str:
+    """The flag to use instead, when the key given is of a kind the backup has no slot for at all."""
+    if isinstance(exc, WrongPassphraseError) and exc.no_slot_of_that_kind:
+        return f" (use {IDENTITY_FLAGS})"
+    if isinstance(exc, WrongIdentityError) and exc.no_slot_of_that_kind:
+        return f" (leave out --identity: {PASSPHRASE_FLAGS})"
+    return ""
 
 
 Callback = Callable[[str, int, "int | None"], None]

@@ -9,10 +9,10 @@ from dbs_admin.models.backup import Backup, BackupCopy
 from dbs_admin.models.console import HandoffSecret, TargetLock
 from dbs_admin.models.dashboard import Dashboard
 from dbs_admin.models.drill import DrillCheck, DrillReport
-from dbs_admin.models.history import HistoryVersion
+from dbs_admin.models.history import HistoryTick, HistoryVersion
 from dbs_admin.models.job import Job
 
 __all__ = [
-    "AuditEvent", "Backup", "BackupCopy", "Dashboard", "DrillCheck", "DrillReport", "HistoryVersion", "Job",
-    "HandoffSecret", "TargetLock",
+    "AuditEvent", "Backup", "BackupCopy", "Dashboard", "DrillCheck", "DrillReport", "HistoryTick", "HistoryVersion",
+    "Job", "HandoffSecret", "TargetLock",
 ]

@@ -33,7 +33,30 @@ class HistoryVersion(models.Model):
                 fields=["model_label", "object_key", "version_id"], name="dbs_historyversion_unique"
             )
         ]
-        indexes = [models.Index(fields=["model_label", "object_key", "-created_at"], name="dbs_hist_obj_recent")]
+        indexes = [
+            models.Index(fields=["model_label", "object_key", "-created_at"], name="dbs_hist_obj_recent"),
+            # "does this object have a version yet?", asked before the first tracked save of each object
+            models.Index(fields=["model_label", "object_pk"], name="dbs_hist_obj_pk"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_label}/{self.object_key}@{self.version_id}"
+
+
+class HistoryTick(models.Model):
+    """The source of version order keys: one id per tracked change, taken inside the saving transaction.
+
+    Why a table: the key must come from the database, not a host's clock, and be taken while the
+    saving transaction holds the object's row, so concurrent saves of one object are numbered in
+    commit order on every host. PostgreSQL draws ``nextval`` of this table's sequence (no row is
+    written); other engines insert a row and delete it again (SQLite's AUTOINCREMENT never reuses an
+    id). See ``history.ordering``.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+
+    class Meta:
+        verbose_name = "history order tick"
+
+    def __str__(self) -> str:
+        return f"tick {self.pk}"

@@ -1,8 +1,10 @@
 """The rescue CLI: ``python -m dbs_admin.sealed {seal,verify,decrypt,heal,info,keygen}``.
 
 Works without Django. Exit status: 0 intact; 1 damaged but fully healed (the
-data produced is exact); 2 unrecoverable, not authentic, not a sealed file or
-wrong key (nothing is written to OUTPUT); 64 usage error. Human-readable
+data produced is exact; ``verify`` reports it, ``heal`` writes a fresh copy); 2
+unrecoverable, not authentic or not a sealed file; 3 wrong or missing key
+(nothing is written to OUTPUT after 2 or 3); 64 usage error. ``manage.py
+dbs_validate`` uses the same statuses. Human-readable
 messages go to stderr; ``--json`` prints a machine-readable report on stdout.
 Passphrase: ``--passphrase-file F``, else ``$DBS_PASSPHRASE``, else a prompt
 (only when stdin is a terminal).
@@ -23,6 +25,7 @@ from dbs_admin.sealed.errors import KeySlotError, SealedError, UnrecoverableErro
 EXIT_OK = 0
 EXIT_HEALED = 1
 EXIT_FAILED = 2
+EXIT_KEY = 3
 EXIT_USAGE = 64
 
 
@@ -192,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Seal, check, heal and open dbs_admin sealed backups (.dbs). Works without Django.",
         epilog=(
             "exit status: 0 intact; 1 damaged but fully healed (output exact); 2 unrecoverable, "
-            "not authentic, not a sealed file or wrong key (nothing written to OUTPUT); 64 usage error.\n"
+            "not authentic or not a sealed file; 3 wrong or missing key (nothing written to OUTPUT after 2 or 3); "
+            "64 usage error.\n"
             "passphrase: --passphrase-file F, else $DBS_PASSPHRASE, else a prompt (terminal only).\n"
             "file format: docs/FORMAT.md"
         ),
@@ -272,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "error": str(exc), "kind": type(exc).__name__}, indent=2))
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_KEY if isinstance(exc, KeySlotError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted; nothing was published", file=sys.stderr)
         return 130

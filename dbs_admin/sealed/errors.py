@@ -22,7 +22,15 @@ class UnsupportedVersionError(SealedError):
 
 
 class KeySlotError(SealedError):
-    """Base for key problems: no key given, or the given one opens no slot."""
+    """Base for key problems: no key given, or the given one opens no slot.
+
+    ``no_slot_of_that_kind`` is True when the file has no slot of the kind of key given at all (a passphrase
+    for a recipient-only file, an identity for a passphrase-only one): callers then name the other kind.
+    """
+
+    def __init__(self, message: str = "", *, no_slot_of_that_kind: bool = False):
+        super().__init__(message)
+        self.no_slot_of_that_kind = no_slot_of_that_kind
 
 
 class NoKeyError(KeySlotError):

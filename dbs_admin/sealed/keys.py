@@ -552,8 +552,10 @@ def unwrap_key_slots(
             f"this file's key slots; the file has {summary}"
         )
     if passphrase is not None:
-        raise WrongPassphraseError(f"this file has no passphrase slot: it has {summary}; give an identity")
-    raise WrongIdentityError(f"this file has no recipient slot: it has {summary}; give the passphrase")
+        raise WrongPassphraseError(f"this file has no passphrase slot: it has {summary}; give an identity",
+                                   no_slot_of_that_kind=True)
+    raise WrongIdentityError(f"this file has no recipient slot: it has {summary}; give the passphrase",
+                             no_slot_of_that_kind=True)
 
 
 # --- Identity files

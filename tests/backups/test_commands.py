@@ -279,6 +279,7 @@ def test_a_terminal_gets_a_progress_bar_and_a_log_gets_quiet_lines(identity, tmp
 
 
 def test_dbs_validate_says_ok_healed_or_what_failed(media_root, tmp_path):
+    """The rescue CLI's statuses: 0 intact, 1 damaged but healed, 2 unrecoverable, 3 wrong key."""
     import io
 
     build_site("sq_a", posts=6, images=1)
@@ -286,26 +287,35 @@ def test_dbs_validate_says_ok_healed_or_what_failed(media_root, tmp_path):
     (tmp_path / "pw").write_text(PASSPHRASE + "\n")
     (tmp_path / "wrong").write_text("not it\n")
 
-    def validate(path, *extra) -> str:
+    def validate(path, *extra, status: int = 0) -> str:
         out = io.StringIO()
-        call_command("dbs_validate", str(path), "--no-input", *extra, stdout=out)
+        try:
+            call_command("dbs_validate", str(path), "--no-input", *extra, stdout=out)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        assert code == status, out.getvalue()
         return out.getvalue()
 
     assert validate(good).startswith("OK: intact: every block of both copies verified")
     decrypted = validate(good, "--decrypt", "--passphrase-file", str(tmp_path / "pw"))
     assert "decrypted and checked: " in decrypted and " 1 files" in decrypted
+    assert "decrypted and checked" in validate(good, "--passphrase-file", str(tmp_path / "pw"))  # a key: decrypt
 
     data = bytearray(good.read_bytes())
     for i in range(len(data) // 3, len(data) // 3 + 4096):  # one copy torn: healed, still OK
         data[i] ^= 0xFF
     (tmp_path / "torn.dbs").write_bytes(bytes(data))
-    torn = validate(tmp_path / "torn.dbs", "--decrypt", "--passphrase-file", str(tmp_path / "pw"))
+    torn = validate(tmp_path / "torn.dbs", "--decrypt", "--passphrase-file", str(tmp_path / "pw"), status=1)
     assert "damaged block(s) recoverable" in torn and "decrypted and checked" in torn
 
     (tmp_path / "half.dbs").write_bytes(good.read_bytes()[: len(data) // 2])  # copy A is whole: still readable
-    half = validate(tmp_path / "half.dbs")
+    half = validate(tmp_path / "half.dbs", status=1)
     assert half.startswith("OK: healed: ") and "end is missing (truncated?)" in half and "margin 0.5" in half
-    assert "truncated" not in validate(tmp_path / "torn.dbs")  # torn inside: said as damage, not as a cut
+    assert "truncated" not in validate(tmp_path / "torn.dbs", status=1)  # torn inside: damage, not a cut
+    rescue = subprocess.run([sys.executable, "-m", "dbs_admin.sealed", "verify", str(tmp_path / "torn.dbs")],
+                            capture_output=True, cwd=ROOT)
+    assert rescue.returncode == 1  # the same status as the rescue CLI's
     (tmp_path / "short.dbs").write_bytes(good.read_bytes()[: len(data) // 3])
     (tmp_path / "foreign.dbs").write_bytes(os.urandom(200_000))
     for bad in ("short.dbs", "foreign.dbs"):
@@ -315,3 +325,50 @@ def test_dbs_validate_says_ok_healed_or_what_failed(media_root, tmp_path):
     with pytest.raises(CommandError, match="wrong passphrase") as caught:
         validate(good, "--decrypt", "--passphrase-file", str(tmp_path / "wrong"))
     assert caught.value.returncode == 3
+
+
+def test_key_errors_name_the_flag_that_fits_the_backups_slots(media_root, identity, tmp_path, monkeypatch):
+    """A recipient-only backup (a scheduled one) without a key points to --identity, never to a passphrase; an
+    identity given for a passphrase-only backup is told to leave it out; --identity implies decryption."""
+    from dbs_admin.sealed import Argon2Params, generate_identity
+
+    build_site("sq_a", posts=3, images=0)
+    sealed_to_recipient = create_backup(database="sq_a", recipients=[identity.recipient],
+                                        output=tmp_path / "r.dbs").path
+    with_passphrase = create_backup(database="sq_a", passphrase=PASSPHRASE, output=tmp_path / "p.dbs").path
+    monkeypatch.delenv("DBS_PASSPHRASE", raising=False)
+    for command in ("dbs_restore", "dbs_validate"):
+        extra = ["--decrypt"] if command == "dbs_validate" else ["--database", "sq_b"]
+        with pytest.raises(CommandError) as caught:
+            call_command(command, str(sealed_to_recipient), "--noinput", *extra)
+        assert caught.value.returncode == 3 and "--identity FILE" in str(caught.value)
+        assert "recipient keys only" in str(caught.value)
+        with pytest.raises(CommandError) as caught:
+            call_command(command, str(with_passphrase), "--noinput", *extra)
+        assert "--passphrase-file FILE or $DBS_PASSPHRASE: the backup is sealed with a passphrase only" in str(
+            caught.value)
+    monkeypatch.setenv("DBS_PASSPHRASE", PASSPHRASE)
+    with pytest.raises(CommandError) as caught:  # a passphrase for a recipient-only backup
+        call_command("dbs_restore", str(sealed_to_recipient), "--noinput", "--database", "sq_b")
+    assert caught.value.returncode == 3 and "no passphrase slot" in str(caught.value)
+    assert "(use --identity FILE" in str(caught.value)
+    other = generate_identity(tmp_path / "other.identity", PASSPHRASE, argon2=Argon2Params(1, 1024, 1),
+                              allow_weak=True)
+    assert other.recipient != identity.recipient
+    with pytest.raises(CommandError) as caught:  # an identity for a passphrase-only backup; it implies --decrypt
+        call_command("dbs_validate", str(with_passphrase), "--noinput", "--identity", str(tmp_path / "other.identity"))
+    assert caught.value.returncode == 3 and "leave out --identity" in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["dbs_backup", "dbs_restore", "dbs_validate", "dbs_list", "dbs_prune",
+                                     "dbs_drill", "dbs_status", "dbs_history", "dbs_keys"])
+def test_every_command_accepts_no_input_both_ways(command):
+    from django.core.management import load_command_class
+
+    parser = load_command_class("dbs_admin", command).create_parser("manage.py", command)
+    subcommand = {"dbs_history": ["reindex"], "dbs_keys": ["init"], "dbs_validate": ["b.dbs"]}.get(command, [])
+    for flag in ("--no-input", "--noinput"):
+        assert parser.parse_args([*subcommand, flag]).no_input is True
+        if subcommand:  # before the sub-command too
+            assert parser.parse_args([flag, *subcommand]).no_input is True
+    assert parser.parse_args(subcommand).no_input is False

@@ -102,7 +102,7 @@ def _crafted_file_backup(backed_up, identity, path: Path, name: str, data: bytes
     sha = hashlib.sha256(data).hexdigest()
     frames = [
         (payload.HEAD, json.dumps({"format": 1, "kind": "logical"}).encode()),
-        (payload.REFS, b"{}"),
+        (payload.REFS, json.dumps({"contenttypes": [], "permissions": []}).encode()),  # what readers require
         (payload.FILE, json.dumps({"root": "media", "name": name, "ref": name}).encode()),
         (payload.DATA, data),
         (payload.END_DATA, json.dumps({"size": len(data), "sha256": sha}).encode()),

@@ -100,7 +100,7 @@ def worker_var(settings, tmp_path) -> Path:
 
 
 def start_worker(url: str, log_path: Path, *, concurrency: int = 1, pool: str = "solo",
-                 include: str = "", name: str = "console", var: Path | None = None) -> Worker:
+                 include: str = "", name: str = "console", var: Path | None = None, events: bool = False) -> Worker:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_MEDIA_ROOT"}}
     env.update(REDIS_URL=url, DATABASE_URL=database_url(), DBS_LOG_LEVEL="DEBUG")
     if var is not None:
@@ -110,6 +110,8 @@ def start_worker(url: str, log_path: Path, *, concurrency: int = 1, pool: str = 
            "--without-heartbeat", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
     if include:
         cmd += ["-I", include]
+    if events:  # task events, as Flower and `celery events` ask for
+        cmd += ["-E"]
     log = open(log_path, "ab")
     process = subprocess.Popen(cmd, cwd=services.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                preexec_fn=_own_group_and_die_with_parent)

@@ -76,6 +76,11 @@ def test_staff_without_superuser_gets_403(objects, staff_client):
     app_index, *urls = get_urls(objects)
     for url in urls + [reverse("dbs_admin:download", args=["x:y:z"])]:
         assert staff_client.get(url).status_code == 403, url
+    for url in urls[:-1] + [reverse("admin:dbs_admin_drillreport_changelist"),
+                            reverse("admin:dbs_admin_drillreport_run")]:
+        page = staff_client.get(url).content.decode()  # the admin's look, and why: not a bare "403 Forbidden"
+        assert 'id="dbs-forbidden"' in page and "superusers only" in page and "password hashes" in page, url
+        assert 'id="site-name"' in page, url
     assert staff_client.get(app_index).status_code == 404  # Django's admin hides apps a user may not see
     for url in post_urls(objects):
         assert staff_client.post(url).status_code == 403, url

@@ -8,11 +8,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 from django_celery_beat.models import PeriodicTask
 
 from dbs_admin.jobs import schedules
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def keys(settings):
+    """What `dbs_keys init` prints: a recipient seals scheduled backups, the drill identity opens them."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"],
+                          "DRILL_IDENTITY": "/srv/keys/drill.identity"}
 
 
 def form_data(**over):
@@ -25,7 +33,7 @@ def form_data(**over):
     return data
 
 
-def test_saving_creates_crontabs_in_the_site_time_zone(su_client, settings):
+def test_saving_creates_crontabs_in_the_site_time_zone(su_client, settings, keys):
     settings.TIME_ZONE = "Europe/Berlin"
     response = su_client.post(reverse("dbs_admin:schedules"), form_data())
     assert response.status_code == 302
@@ -45,7 +53,7 @@ def test_saving_creates_crontabs_in_the_site_time_zone(su_client, settings):
     assert run.at > datetime.now(ZoneInfo("UTC"))
 
 
-def test_saving_again_updates_instead_of_duplicating(su_client):
+def test_saving_again_updates_instead_of_duplicating(su_client, keys):
     su_client.post(reverse("dbs_admin:schedules"), form_data())
     su_client.post(reverse("dbs_admin:schedules"), form_data(**{"t-local-at": "03:45", "t-local-enabled": ""}))
     (task,) = PeriodicTask.objects.filter(task="dbs_admin.scheduled_backup")
@@ -54,16 +62,34 @@ def test_saving_again_updates_instead_of_duplicating(su_client):
     assert 'value="03:45"' in page
 
 
-def test_page_warns_when_scheduled_backups_have_no_recipient(su_client, settings):
-    assert b"dbs-no-recipients" in su_client.get(reverse("dbs_admin:schedules")).content
-    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"]}
-    assert b"dbs-no-recipients" not in su_client.get(reverse("dbs_admin:schedules")).content
-
-
-def test_invalid_time_is_refused(su_client):
-    response = su_client.post(reverse("dbs_admin:schedules"), form_data(**{"t-local-at": "25:99"}))
+def test_page_says_in_one_sentence_what_is_missing_and_refuses_what_cannot_run(su_client, settings):
+    page = su_client.get(reverse("dbs_admin:schedules")).content.decode()
+    assert page.count('id="dbs-setup-missing"') == 1 and "dbs_keys init" in page
+    response = su_client.post(reverse("dbs_admin:schedules"), form_data())
+    page = response.content.decode()
     assert response.status_code == 400
-    assert not PeriodicTask.objects.filter(task="dbs_admin.scheduled_backup").exists()
+    assert escape(schedules.BACKUP_BLOCKED) in page and escape(schedules.DRILL_BLOCKED) in page
+    assert not PeriodicTask.objects.filter(task=schedules.BACKUP_TASK, enabled=True).exists()
+    # off, the times and retention can still be saved
+    response = su_client.post(reverse("dbs_admin:schedules"), form_data(**{"t-local-enabled": "", "drill-enabled": ""}))
+    assert response.status_code == 302
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"]}
+    page = su_client.get(reverse("dbs_admin:schedules")).content.decode()
+    assert "DRILL_IDENTITY" in page and "The daily backup is off" not in page
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "DRILL_IDENTITY": "/srv/keys/drill.identity"}
+    assert b"dbs-setup-missing" not in su_client.get(reverse("dbs_admin:schedules")).content
+    response = su_client.post(reverse("dbs_admin:schedules"), form_data(), follow=True)
+    assert response.content.decode().count("RECIPIENTS") == 0  # no warning after saving, and never twice
+
+
+def test_every_invalid_field_says_why_and_nothing_is_saved(su_client, keys):
+    before = list(PeriodicTask.objects.values_list("name", "enabled", "kwargs"))
+    response = su_client.post(reverse("dbs_admin:schedules"),
+                              form_data(**{"t-local-at": "25:99", "t-local-keep_last": "-3", "drill-at": ""}))
+    page = response.content.decode()
+    assert response.status_code == 400 and 'id="dbs-schedule-errors"' in page
+    assert "Enter a valid time." in page and "greater than or equal to 1" in page and "This field is required." in page
+    assert list(PeriodicTask.objects.values_list("name", "enabled", "kwargs")) == before
 
 
 def test_migrate_schedules_the_lost_job_reaper_every_minute():

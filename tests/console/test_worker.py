@@ -301,3 +301,46 @@ def test_lock_is_taken_by_exactly_one_of_many_racers():
     Job.objects.filter(pk=winners[0]).update(state=Job.State.SUCCEEDED)
     other = next(j for j in jobs if j.pk != winners[0])
     assert locks.acquire("race-target", other) is None
+
+
+def test_a_failed_job_fails_its_celery_task_where_monitoring_looks(worker_factory, superuser, settings):
+    """Flower, Sentry's Celery integration and `celery events` see task events: a job that fails records its
+    state first, then its task fails too (task-failed, with the job's one-line message); a job that succeeds
+    is task-succeeded."""
+    from dbs_admin.jobs import launch
+    from demo_site.celery import app
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": []}
+    worker = worker_factory(events=True, name="events")
+    seen: dict[str, dict] = {}
+    listening = threading.Event()
+
+    def listen():
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={
+                "task-failed": lambda e: seen.setdefault(e["uuid"], e),
+                "task-succeeded": lambda e: seen.setdefault(e["uuid"], e),
+                "worker-online": lambda e: None,
+            })
+            listen.receiver = receiver
+            listening.set()
+            receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert listening.wait(10)
+    try:
+        failing = launch.queue_backup(user=superuser, kind="logical", target="local", label="", passphrase=None)
+        failing = wait_job(failing.pk, states=(Job.State.FAILED,), worker=worker)  # recorded first
+        event = wait_for(lambda: seen.get(failing.celery_task_id), 30, 0.2, "the task-failed event", worker)
+        assert event["type"] == "task-failed" and f"job #{failing.pk} failed" in event["exception"]
+        assert "recipient" in failing.message and "JobFailed" in event["exception"]
+        working = launch.queue_backup(user=superuser, kind="logical", target="local", label="",
+                                      passphrase="a passphrase for monitoring")
+        working = wait_job(working.pk, worker=worker)
+        event = wait_for(lambda: seen.get(working.celery_task_id), 30, 0.2, "the task-succeeded event", worker)
+        assert event["type"] == "task-succeeded"
+        assert "a passphrase for monitoring" not in worker.log()
+    finally:
+        listen.receiver.should_stop = True
+        thread.join(5)

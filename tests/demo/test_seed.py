@@ -24,7 +24,7 @@ def fingerprint(media: Path) -> str:
 
 
 def test_seed_creates_requested_content(media_root):
-    call_command("demo_seed", posts=120, images=8, seed=3)
+    call_command("demo_seed", posts=120, images=8, seed=3, no_history=True)
     assert Post.objects.count() == 120
     assert Attachment.objects.count() == 8 and Category.objects.count() >= 10 and Tag.objects.count() > 20
     assert Post.tags.through.objects.count() > 120
@@ -36,22 +36,36 @@ def test_seed_creates_requested_content(media_root):
 
 
 def test_seeded_html_matches_what_save_renders(media_root):
-    call_command("demo_seed", posts=60, images=4, seed=5)
+    call_command("demo_seed", posts=60, images=4, seed=5, no_history=True)
     for post in Post.objects.all():
         assert post.content_html == render_markdown(post.content_md), post.slug
 
 
 def test_same_seed_same_content(media_root):
-    call_command("demo_seed", posts=40, images=3, seed=9)
+    call_command("demo_seed", posts=40, images=3, seed=9, no_history=True)
     first = fingerprint(media_root)
-    call_command("demo_seed", posts=40, images=3, seed=9, flush=True)
+    call_command("demo_seed", posts=40, images=3, seed=9, flush=True, no_history=True)
     assert fingerprint(media_root) == first
-    call_command("demo_seed", posts=40, images=3, seed=10, flush=True)
+    call_command("demo_seed", posts=40, images=3, seed=10, flush=True, no_history=True)
     assert fingerprint(media_root) != first
 
 
 def test_seed_refuses_to_mix_with_existing_content(media_root):
-    call_command("demo_seed", posts=5, images=0)
+    call_command("demo_seed", posts=5, images=0, no_history=True)
     with pytest.raises(CommandError, match="--flush"):
-        call_command("demo_seed", posts=5, images=0)
+        call_command("demo_seed", posts=5, images=0, no_history=True)
     assert Post.objects.count() == 5
+
+
+def test_seed_ends_with_the_history_baseline(media_root, settings, tmp_path, capsys):
+    """Every seeded post has its first version, so its original text survives its first edit."""
+    from dbs_admin.history.snapshot import object_history
+    from dbs_admin.models import HistoryVersion
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "HISTORY_ROOT": str(tmp_path / "history")}
+    call_command("demo_seed", posts=12, images=2, seed=4)
+    assert "History: a first version of 12 posts" in capsys.readouterr().out
+    assert HistoryVersion.objects.filter(version_id="initial").count() == 12
+    post = Post.objects.filter(content_html__contains="<img").first()
+    version = object_history(Post, post.slug).read("initial")
+    assert version["content_md"] == post.content_md and version["images"] and version["images"][0]["stored"]

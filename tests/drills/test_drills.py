@@ -101,7 +101,25 @@ def test_drill_without_a_key_is_a_failed_report_not_a_crash(seeded, settings, ma
     settings.DBS_ADMIN = {**settings.DBS_ADMIN, "DRILL_IDENTITY": None}
     report = run_drill(target="local")
     assert report.passed is False and "DRILL_IDENTITY" in report.error
+    assert "--" not in report.error  # the service's sentence names no command-line flag (the console shows it)
     assert len(mailoutbox) == 1
+
+
+@pytest.mark.django_db
+def test_dbs_drill_without_any_key_says_which_flags_and_records_nothing(seeded, settings, monkeypatch):
+    """Nothing ran: no failed drill is recorded (it would turn health red and mail ADMINS for a typo)."""
+    from django.core.management import CommandError, call_command
+
+    from dbs_admin.models import DrillReport
+
+    create_backup(kind="logical", target="local")
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "DRILL_IDENTITY": None}
+    monkeypatch.delenv("DBS_PASSPHRASE", raising=False)
+    for flag in ("--no-input", "--noinput"):
+        with pytest.raises(CommandError, match="--passphrase-file.*--identity.*dbs_keys init") as error:
+            call_command("dbs_drill", "--latest", flag)
+        assert error.value.returncode == 3
+    assert not DrillReport.objects.exists()
 
 
 @pytest.mark.django_db

@@ -11,9 +11,10 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from dbs_admin.drills import system_checks
 from dbs_admin.drills.report import finish_report, record_check, start_report
 from dbs_admin.drills.system_checks import recoverability_check
-from dbs_admin.models import Backup
+from dbs_admin.models import Backup, Job
 
 TOKEN = "s3cret-monitoring-token-0123456789"
 
@@ -36,32 +37,65 @@ def healthy(db):
 
 
 def ids() -> list[str]:
+    system_checks.reset()  # once per process: each reading here is a fresh "process"
     return [m.id for m in recoverability_check()]
 
 
+@pytest.fixture
+def keys_configured(settings, tmp_path):
+    """RECIPIENTS and a DRILL_IDENTITY, as `dbs_keys init` prints them (health reads the settings only)."""
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"],
+                          "DRILL_IDENTITY": str(tmp_path / "drill.identity")}
+
+
 @pytest.mark.django_db
-def test_system_check_fires_for_an_old_backup_and_a_failed_drill(settings):
-    assert ids() == ["dbs_admin.W001"]  # no verified backup at all
+def test_a_new_install_is_not_configured_yet_not_failing(keys_configured, settings):
+    """No backup yet is a warning (W003), never W001: monitors must not page for a site installed an hour ago."""
+    system_checks.reset()
+    [warning] = recoverability_check()
+    assert warning.id == "dbs_admin.W003" and "No backup yet" in warning.msg and "RECIPIENTS" not in warning.msg
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": [], "DRILL_IDENTITY": None}
+    system_checks.reset()
+    [warning] = recoverability_check()
+    assert "RECIPIENTS" in warning.msg and "DRILL_IDENTITY" in warning.msg and "dbs_keys init" in warning.hint
+
+
+@pytest.mark.django_db
+def test_system_check_fires_for_an_old_backup_failing_backups_and_a_failed_drill(keys_configured, settings):
+    Job.objects.create(kind=Job.Kind.BACKUP, state=Job.State.FAILED, message="target unreachable")
+    assert ids() == ["dbs_admin.W001"]  # attempted, none verified: failing, not "not yet"
     verified_backup(timedelta(hours=30))  # default RPO: 26 h
+    system_checks.reset()
     [warning] = recoverability_check()
     assert warning.id == "dbs_admin.W001" and "older than the RPO" in warning.msg
     assert isinstance(warning, checks.Warning)
     verified_backup(timedelta(hours=2))
     assert ids() == []
     drill(False)
+    system_checks.reset()
     [warning] = recoverability_check()
     assert warning.id == "dbs_admin.W002" and "row counts" in warning.msg
     drill(True)
     assert ids() == []
-    settings.DBS_ADMIN = {"RPO": timedelta(minutes=30)}
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RPO": timedelta(minutes=30)}
     assert ids() == ["dbs_admin.W001"]
 
 
 @pytest.mark.django_db
-def test_system_check_is_registered_and_runs_with_manage_check(capsys):
+def test_system_check_speaks_once_per_process_and_never_in_dbs_commands(keys_configured, capsys, settings,
+                                                                        tmp_path, monkeypatch, media_root):
     verified_backup(timedelta(days=5))
+    system_checks.reset()
     call_command("check")
-    assert "dbs_admin.W001" in capsys.readouterr().err
+    call_command("check")
+    assert capsys.readouterr().err.count("dbs_admin.W001") == 1
+    system_checks.reset()
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "ARGON2": {"time_cost": 1, "memory_kib": 1024, "parallelism": 1,
+                                                             "allow_weak": True}}
+    monkeypatch.setenv("DBS_PASSPHRASE", "a passphrase for this test")
+    call_command("dbs_backup", "--no-input", "--output", str(tmp_path / "b.dbs"), skip_checks=False)
+    assert (tmp_path / "b.dbs").is_file()
+    assert "dbs_admin.W" not in capsys.readouterr().err  # dbs_backup is the fix for W001: it never says it
 
 
 def run_status(*args) -> tuple[int, str]:
@@ -77,11 +111,21 @@ def run_status(*args) -> tuple[int, str]:
 
 
 @pytest.mark.django_db
-def test_dbs_status_exit_codes():
+def test_dbs_status_exit_codes(keys_configured, settings):
     code, out = run_status()
-    assert code == 1 and "UNHEALTHY" in out and "No verified backup" in out
+    assert code == 0 and "not set up yet: No backup yet" in out and "UNHEALTHY" not in out
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": []}
+    code, out = run_status()
+    assert code == 0 and "RECIPIENTS" in out and "dbs_keys init" in out
+    code, out = run_status("--json")
+    assert json.loads(out)["state"] == "not_configured" and "no_recipients" in json.loads(out)["warning_codes"]
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"]}
+    verified_backup(timedelta(days=2))
+    code, out = run_status()
+    assert code == 1 and "UNHEALTHY" in out and "older than the RPO" in out
     verified_backup(timedelta(hours=1))
-    assert run_status()[0] == 0
+    code, out = run_status()
+    assert code == 0 and out.strip().endswith("healthy")
     drill(False)
     code, out = run_status("--json")
     data = json.loads(out)
@@ -89,7 +133,7 @@ def test_dbs_status_exit_codes():
     assert data["last_drill"]["failed_checks"] == ["row counts"]
     drill(True)
     code, out = run_status("--json")
-    assert code == 0 and json.loads(out)["healthy"] is True
+    assert code == 0 and json.loads(out)["healthy"] is True and json.loads(out)["state"] == "healthy"
 
 
 @pytest.mark.django_db
@@ -114,31 +158,47 @@ def test_status_view_access_rules(client, superuser, staff_user, settings, healt
 
 
 @pytest.mark.django_db
-def test_status_view_answers_503_when_unhealthy(client, superuser):
-    verified_backup(timedelta(days=3))
+def test_status_view_answers_200_while_not_configured_and_503_when_failing(client, superuser):
     client.force_login(superuser)
+    fresh = client.get(reverse("dbs_admin:status"))
+    assert fresh.status_code == 200 and fresh.json()["state"] == "not_configured"
+    assert fresh.json()["codes"] == [] and "backup_missing" in fresh.json()["warning_codes"]
+    verified_backup(timedelta(days=3))
     response = client.get(reverse("dbs_admin:status"))
     assert response.status_code == 503
-    assert response.json()["codes"] == ["backup_too_old"]
+    assert response.json()["codes"] == ["backup_too_old"] and response.json()["state"] == "failing"
 
 
 @pytest.mark.django_db
-def test_weekly_drill_schedule_exists_after_migrate_and_is_not_overwritten():
+def test_default_schedules_wait_disabled_until_they_can_run(settings):
+    """migrate makes the daily backup and the weekly drill; without keys they are off, and turn on once
+    the keys are configured, unless the user switched them off."""
     from django_celery_beat.models import PeriodicTask
 
     from dbs_admin.jobs import schedules
-    from dbs_admin.jobs.schedules import ensure_default_schedules
+    from dbs_admin.jobs.schedules import enable_ready_schedules, ensure_default_schedules
     from dbs_admin.jobs.tasks import DRILL_TASK_NAME as TASK_NAME
 
-    task = PeriodicTask.objects.get(name=schedules.DRILL_NAME)  # made by post_migrate of the test database
-    assert task.task == TASK_NAME == schedules.DRILL_TASK and task.enabled
-    assert task.crontab.day_of_week == "0" and (task.crontab.hour, task.crontab.minute) == ("4", "0")
-    PeriodicTask.objects.filter(pk=task.pk).update(enabled=False)
-    assert ensure_default_schedules() is False
-    assert PeriodicTask.objects.get(pk=task.pk).enabled is False  # the user's choice stands
-    PeriodicTask.objects.filter(pk=task.pk).delete()
+    drill_task = PeriodicTask.objects.get(name=schedules.DRILL_NAME)  # made by post_migrate of the test database
+    backup_task = PeriodicTask.objects.get(name=schedules.backup_task_name("local"))
+    assert drill_task.task == TASK_NAME == schedules.DRILL_TASK and backup_task.task == schedules.BACKUP_TASK
+    assert not drill_task.enabled and not backup_task.enabled  # the test settings have no keys
+    assert drill_task.crontab.day_of_week == "0" and (drill_task.crontab.hour, drill_task.crontab.minute) == ("4", "0")
+    assert (backup_task.crontab.hour, backup_task.crontab.minute) == ("2", "0")
+    assert schedules.next_runs() == []
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": ["dbs1-some-recipient"]}
+    assert enable_ready_schedules() == [backup_task.name]  # the drill still lacks its identity
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "DRILL_IDENTITY": "/srv/keys/drill.identity"}
+    assert enable_ready_schedules() == [drill_task.name]
+    assert {r.name for r in schedules.next_runs()} == {drill_task.name, backup_task.name}
+
+    PeriodicTask.objects.filter(pk=drill_task.pk).update(enabled=False, description=schedules.BY_PAGE)
+    assert ensure_default_schedules() is False and enable_ready_schedules() == []
+    assert PeriodicTask.objects.get(pk=drill_task.pk).enabled is False  # the user's choice stands
+    PeriodicTask.objects.filter(pk=drill_task.pk).delete()
     assert ensure_default_schedules() is True
-    assert PeriodicTask.objects.filter(name=schedules.DRILL_NAME).count() == 1
+    assert PeriodicTask.objects.get(name=schedules.DRILL_NAME).enabled  # it can run now: made enabled
 
 
 @pytest.mark.django_db

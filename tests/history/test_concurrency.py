@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
+import time
 
 import pytest
 
@@ -56,11 +58,14 @@ def test_a_crash_mid_write_leaves_no_half_version(tmp_path):
     leftover = history.dir / ".tmp-deadbeef"
     (leftover / "images").mkdir(parents=True)
     (leftover / "post.json").write_text('{"title": "half"}')
+    young = history.dir / ".tmp-in-progress"  # maybe another host's write under way: left alone while young
+    young.mkdir()
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))  # the crash was an hour ago
     assert history.versions() == ["initial"]
     with history.lock():
         history.write_version({"title": "two"}, [], {}, "two\n", now=SAME_MOMENT)
     assert [history.read(v)["title"] for v in history.versions()] == ["one", "two"]
-    assert not leftover.exists()
+    assert not leftover.exists() and young.exists()
 
 
 def _payload(post, title: str, when: dt.datetime, tags=()):

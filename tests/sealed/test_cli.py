@@ -93,12 +93,14 @@ def test_unrecoverable_exit_2_and_no_output(sealed, tmp_path):
     assert not (tmp_path / "h.dbs").exists()
 
 
-def test_wrong_passphrase_exit_2_and_no_output(sealed, tmp_path):
+def test_wrong_passphrase_exit_3_and_no_output(sealed, tmp_path):
+    """A wrong key is not damage: its own status (3), the one dbs_validate uses too."""
     d, _ = sealed
     out = tmp_path / "out.bin"
     r = run("decrypt", str(d / "f.dbs"), str(out), env={"DBS_PASSPHRASE": "wrong"})
-    assert r.returncode == 2 and b"passphrase" in r.stderr
+    assert r.returncode == 3 and b"passphrase" in r.stderr
     assert not out.exists()
+    assert run("verify", "--decrypt", str(d / "f.dbs"), env={"DBS_PASSPHRASE": "wrong"}).returncode == 3
 
 
 def test_not_sealed_and_empty_exit_2(tmp_path):

@@ -1,4 +1,9 @@
-"""``manage.py demo_seed --posts N --images M [--seed S] [--flush]``: realistic demo content."""
+"""``manage.py demo_seed --posts N --images M [--seed S] [--flush]``: realistic demo content.
+
+It ends with ``dbs_history snapshot``: every seeded post gets its first version, so its original text is
+there to compare with and restore after its first edit (``--no-history`` skips it, e.g. for the
+benchmarks' 20,000-post workload).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from blog import seeding
 from blog.models import Attachment, Category, Post, Tag
+from dbs_admin.history.api import take_baseline
 from dbs_admin.suspend import history_suspended
 
 
@@ -19,8 +25,10 @@ class Command(BaseCommand):
         parser.add_argument("--images", type=int, default=40)
         parser.add_argument("--seed", type=int, default=1, help="Same seed, same content.")
         parser.add_argument("--flush", action="store_true", help="Delete existing blog content first.")
+        parser.add_argument("--no-history", action="store_true",
+                            help="Do not take the history baseline of the new posts (dbs_history snapshot).")
 
-    def handle(self, *args, posts: int, images: int, seed: int, flush: bool, **options):
+    def handle(self, *args, posts: int, images: int, seed: int, flush: bool, no_history: bool = False, **options):
         if posts < 0 or images < 0:
             raise CommandError("--posts and --images must be zero or more.")
         if flush:
@@ -37,3 +45,8 @@ class Command(BaseCommand):
             f"Seeded {result.posts} posts, {result.images} images, {result.tags} tags, "
             f"{result.categories} categories in {time.perf_counter() - started:.1f}s."
         )
+        if not no_history:
+            started = time.perf_counter()
+            written = take_baseline([Post])
+            self.stdout.write(f"History: a first version of {sum(written.values())} posts "
+                              f"in {time.perf_counter() - started:.1f}s.")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management import BaseCommand, CommandError, CommandParser
+from django.core.management import CommandError, CommandParser
 
 from dbs_admin.backups.create import create_backup
 from dbs_admin.backups.errors import KeyMissingError
 from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
-from dbs_admin.management.cli import ProgressDisplay, add_key_arguments, failures
+from dbs_admin.management.cli import DbsCommand, ProgressDisplay, add_key_arguments, failures
 from dbs_admin.management.passphrases import get_passphrase
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Back up the database and media into a sealed, encrypted, self-healing .dbs file."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,7 +2,8 @@
 
 Exit status 0 only when every check passed; 1 when the drill ran and a
 check failed (each check is printed, the failing ones with their detail);
-2 when the command was used wrongly.
+2 when the command was used wrongly; 3 when there is no key to open the
+backup (nothing ran, and no failed drill is recorded).
 
 Smoke checks sample the restored objects within ``SMOKE_BUDGET_SECONDS``
 (``--smoke-budget``); the seed is printed, and ``--smoke-seed N`` on the same
@@ -11,10 +12,11 @@ backup checks the same objects again. ``--full-smoke`` checks every object.
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from dbs_admin.conf import dbs_settings
 from dbs_admin.drills.runner import run_drill
+from dbs_admin.management.cli import DbsCommand
 from dbs_admin.management.passphrases import get_passphrase
 
 
@@ -42,7 +44,7 @@ def age(value: float | None) -> str:
     return f"{value / 3600:.1f} h" if value < 3 * 86400 else f"{value / 86400:.1f} days"
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Restore a backup into a throw-away database, check it, and record the drill (exit 0 = passed)."
 
     def add_arguments(self, parser) -> None:
@@ -54,7 +56,6 @@ class Command(BaseCommand):
             "--identity", help="Identity file for recipient-sealed backups (its passphrase in "
             "$DBS_DRILL_IDENTITY_PASSPHRASE); default DBS_ADMIN['DRILL_IDENTITY'].",
         )
-        parser.add_argument("--no-input", action="store_true", help="Never prompt for a passphrase.")
         parser.add_argument("--no-mail", action="store_true", help="Do not mail ADMINS when the drill fails.")
         smoke = parser.add_mutually_exclusive_group()
         smoke.add_argument(
@@ -77,6 +78,14 @@ class Command(BaseCommand):
         identity = options["identity"]
         if passphrase is None and identity is None and not dbs_settings.DRILL_IDENTITY:
             passphrase = get_passphrase(no_input=options["no_input"], required=False)
+            if passphrase is None:  # not a failed drill: nothing ran, nothing is recorded
+                env = dbs_settings.DRILL_IDENTITY_PASSPHRASE_ENV
+                raise CommandError(
+                    "drill failed: no key to open the backup: give --passphrase-file FILE or $DBS_PASSPHRASE (a "
+                    f"backup sealed with a passphrase), --identity FILE with its passphrase in ${env} (a backup "
+                    "sealed to recipients), or set DBS_ADMIN['DRILL_IDENTITY'] (`manage.py dbs_keys init`)",
+                    returncode=3,
+                )
         target = options["target"] if (options["latest"] or options["target"]) else None
         if options["latest"] and target is None:
             target = dbs_settings.DEFAULT_TARGET

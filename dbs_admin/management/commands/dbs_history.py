@@ -1,25 +1,28 @@
-"""``manage.py dbs_history``: list, show, diff, restore, import and reindex per-object history."""
+"""``manage.py dbs_history``: list, show, diff, restore, import, reindex and snapshot per-object history."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbs_admin.history import diff as history_diff
 from dbs_admin.history import importer, index
+from dbs_admin.history.api import take_baseline
 from dbs_admin.history.collect import model_for_label, model_label
 from dbs_admin.history.errors import HistoryError
 from dbs_admin.history.revert import find_history, restore
 from dbs_admin.history.snapshot import describe_summary, history_root
 from dbs_admin.history.store import META
+from dbs_admin.management.cli import DbsCommand
 from dbs_admin.models import HistoryVersion
 from dbs_admin.registry import registry
 
 
-class Command(BaseCommand):
-    help = "Per-object version history: list, show, diff, restore (--dry-run), import PATH, reindex."
+class Command(DbsCommand):
+    help = ("Per-object version history: list, show, diff, restore (--dry-run), import PATH, reindex, snapshot "
+            "(a first version of every object that has none).")
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -44,6 +47,10 @@ class Command(BaseCommand):
         p.add_argument("path")
         p.add_argument("--model", help="app_label.Model the tree belongs to (needed when several are tracked)")
         sub.add_parser("reindex", help="rebuild the history index from the tree")
+        p = sub.add_parser("snapshot", help="a first version of every existing object that has none (a baseline, "
+                                            "like django-reversion's createinitialrevisions)")
+        p.add_argument("--model", action="append", help="only this app_label.Model (repeatable; default: every "
+                                                        "tracked model)")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
         try:
@@ -98,6 +105,11 @@ class Command(BaseCommand):
         report = importer.import_tree(path, model_cls)
         for line in report.lines():
             self.stdout.write(line)
+
+    def do_snapshot(self, model: list[str] | None = None, **_: Any) -> None:
+        models_ = [model_for_label(m) for m in model] if model else None
+        for label, count in take_baseline(models_).items():
+            self.stdout.write(f"{label}: {count} object(s) without a version got their first one")
 
     def do_reindex(self, **_: Any) -> None:
         basenames = {model_label(m): m._meta.model_name for m in registry.history}

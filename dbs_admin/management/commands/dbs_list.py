@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbs_admin.errors import DbsError
+from dbs_admin.management.cli import DbsCommand
 from dbs_admin.models import Backup
 from dbs_admin.targets import Target, get_target, iter_targets
 from dbs_admin.targets.naming import parse_backup_file_name
@@ -44,7 +45,7 @@ def _human_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "List the sealed backups held by one target (--target) or by every configured target."
 
     def add_arguments(self, parser: CommandParser) -> None:

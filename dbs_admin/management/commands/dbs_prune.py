@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from dbs_admin.backups.retention import prune
 from dbs_admin.conf import dbs_settings
 from dbs_admin.errors import DbsError
+from dbs_admin.management.cli import DbsCommand
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Delete old backups by the retention policy (keep last N + daily/weekly/monthly)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management import BaseCommand, CommandError, CommandParser
+from django.core.management import CommandError, CommandParser
 
 from dbs_admin.backups.restore import restore_backup
 from dbs_admin.backups.safety import back_up_before_restore
 from dbs_admin.backups.sources import latest_name
-from dbs_admin.management.cli import ProgressDisplay, add_key_arguments, failures, read_key
+from dbs_admin.management.cli import DbsCommand, ProgressDisplay, add_key_arguments, failures, read_key
 from dbs_admin.management.passphrases import can_prompt
 
 
-class Command(BaseCommand):
+class Command(DbsCommand):
     help = "Restore a sealed backup into a database (all or nothing)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,9 +38,9 @@ class Command(BaseCommand):
             raise CommandError("give a backup FILE or --latest (not both)")
         display = ProgressDisplay(enabled=options["verbosity"] > 0)
         with failures("restore", display):
-            key = read_key(options)
             source = options["file"] or latest_name(options["target"])
             target = options["target"] if (options["latest"] or options["target"]) else None
+            key = read_key(options, source=source, target=target)
             if options["reset"] and not options["dry_run"]:
                 self._confirm_reset(options)
 

@@ -1,16 +1,20 @@
-"""``manage.py dbs_status [--json]``: is the site recoverable? Exit 0 healthy, 1 not (for cron and monitors)."""
+"""``manage.py dbs_status [--json]``: is the site recoverable? For cron and monitors.
+
+Exit 0 when nothing is failing (healthy, or only not set up yet: the warnings
+say what is missing), 1 when something is failing (see ``drills.health``).
+"""
 
 from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand
+from dbs_admin.drills.health import NOT_CONFIGURED, SETUP_LINE, health_status
+from dbs_admin.management.cli import DbsCommand
 
-from dbs_admin.drills.health import health_status
 
-
-class Command(BaseCommand):
-    help = "Age of the newest verified backup against the RPO, and the last restore drill (exit 1 when unhealthy)."
+class Command(DbsCommand):
+    help = ("Age of the newest verified backup against the RPO, and the last restore drill (exit 1 when failing; "
+            "not set up yet is a warning).")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the status as JSON.")
@@ -40,4 +44,13 @@ class Command(BaseCommand):
             out.write("last drill: none yet")
         for problem in health.problems:
             out.write(self.style.ERROR(f"problem: {problem}"))
-        out.write(self.style.SUCCESS("healthy") if health.healthy else self.style.ERROR("UNHEALTHY"))
+        for warning in health.warnings:
+            out.write(self.style.WARNING(f"not set up yet: {warning}"))
+        if not health.healthy:
+            out.write(self.style.ERROR("UNHEALTHY"))
+        elif health.state == NOT_CONFIGURED:
+            out.write(self.style.WARNING(f"not set up yet (nothing is failing). {SETUP_LINE}"
+                                         if any(c != "backup_missing" for c in health.warning_codes)
+                                         else "not set up yet (nothing is failing)"))
+        else:
+            out.write(self.style.SUCCESS("healthy"))
