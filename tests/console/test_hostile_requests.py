@@ -107,6 +107,7 @@ def handoff_table_gone():
         c.execute(f"ALTER TABLE {hidden} RENAME TO {table}")
 
 
+@pytest.mark.django_db(transaction=True)  # the rename is undone by the fixture, on every engine
 @pytest.mark.parametrize("debug", [True, False])
 def test_an_error_page_never_shows_the_passphrase(debug, handoff_table_gone, client_500, settings):
     settings.DEBUG = debug
