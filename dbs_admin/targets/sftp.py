@@ -422,31 +422,18 @@ class SftpTarget:
         return self._retrying("listing", attempt)
 
     def open(self, name: str) -> BinaryIO:
-        remote = self._remote(name)
-
-        def attempt(n: int) -> BinaryIO:
-            client = self._client()
-            try:
-                sftp = client.open_sftp()
-                sftp.get_channel().settimeout(self.timeout)
-                handle = sftp.open(remote, "rb")
-            except FileNotFoundError:
-                client.close()
-                raise StoredFileMissingError(f"target {self.name!r} has no file {name!r}") from None
-            except BaseException:
-                client.close()
-                raise
-            reader = _RemoteReader(handle, on_close=client.close, what=f"{name} on {self.url}")
-            return io.BufferedReader(reader, buffer_size=CHUNK)
-
-        return self._retrying(f"opening {name}", attempt)
+        return io.BufferedReader(self._open_reader(name, READ_WINDOW), buffer_size=CHUNK)
 
     def open_ranged(self, name: str) -> BinaryIO:
         """A seekable reader that fetches only the regions read (8 KiB after each seek, growing while reading
         on): what reading a backup's metadata needs, without downloading the file."""
+        return self._open_reader(name, RANGED_WINDOW)
+
+    def _open_reader(self, name: str, window: int) -> _RemoteReader:
+        """A reader of ``name`` on its own connection (closed with the reader), opened with retries."""
         remote = self._remote(name)
 
-        def attempt(n: int) -> BinaryIO:
+        def attempt(n: int) -> _RemoteReader:
             client = self._client()
             try:
                 sftp = client.open_sftp()
@@ -458,7 +445,7 @@ class SftpTarget:
             except BaseException:
                 client.close()
                 raise
-            return _RemoteReader(handle, on_close=client.close, what=f"{name} on {self.url}", window=RANGED_WINDOW)
+            return _RemoteReader(handle, on_close=client.close, what=f"{name} on {self.url}", window=window)
 
         return self._retrying(f"opening {name}", attempt)
 
