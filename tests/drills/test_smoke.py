@@ -135,10 +135,6 @@ def test_a_drill_samples_the_demo_check_and_records_the_seed_and_the_posts(big_b
 @pytest.mark.django_db
 def test_a_failure_on_a_sampled_post_names_it_and_the_recorded_seed_reproduces_it(big_blog, settings, capsys):
     """Every post but the first and the last lost its slug's shape: the first random pick fails, named."""
-    from django.db import connection
-
-    if connection.vendor == "mysql":  # known, not hidden: see the session note
-        pytest.xfail("on MariaDB the rerun's recorded sample compares unequal to the first run's; to investigate")
     smoke_settings(settings, sample_size=10)
     order = list(published().values_list("pk", flat=True))
     Post.objects.filter(pk__in=order[1:-1]).update(
@@ -176,8 +172,16 @@ def test_a_failure_on_a_sampled_post_names_it_and_the_recorded_seed_reproduces_i
     assert f"blog.Post pk={post.pk} ({post.title[:80]!r}): django.urls.exceptions.NoReverseMatch" in out
     assert f"blog.Post pks checked: {', '.join(map(str, pks))}" in out  # -v 2 prints the sample
 
-    other = run_drill(target="local", smoke_seed=(report.smoke_seed + 1) % 1_000_000, alert=False)
-    assert checked(other)[:2] == pks[:2] and checked(other) != pks  # another seed samples other posts
+    # Another seed samples other posts. The check stops at the first failing random pick, the smallest of the
+    # ten sampled positions, which two seeds share about one time in twenty: one of a few seeds must differ.
+    others = []
+    for step in range(1, 5):
+        other = run_drill(target="local", smoke_seed=(report.smoke_seed + step) % 1_000_000, alert=False)
+        assert checked(other)[:2] == pks[:2]
+        others.append(checked(other))
+        if others[-1] != pks:
+            break
+    assert others[-1] != pks, f"four other seeds all sampled {pks}"
 
 
 @pytest.mark.django_db
