@@ -8,6 +8,8 @@ override a single key with ``override_settings(DBS_ADMIN={...})``.
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -75,10 +77,20 @@ def _defaults() -> dict[str, Any]:
         "BATCH_SIZE": 2000,
         # Seconds without a heartbeat after which a running job counts as lost (worker died).
         "JOB_HEARTBEAT_TIMEOUT": 60,
-        # Seconds a job may wait in the queue before it is failed as never started (its broker
-        # message was lost, or no worker ran for that long); a late message then runs nothing.
-        # Never while another job is running: a job waiting behind a long one is not lost.
-        "JOB_QUEUE_TIMEOUT": 6 * 3600,
+        # Seconds a queued job may go without a sign of life (a worker taking it, or its wait for a busy
+        # target) before the reaper sends it again: its message went with a dead worker or a broker
+        # restart. After a second such loss, while no job is running, it is failed as never started
+        # (a job waiting behind a long one is not lost). A late duplicate message runs nothing.
+        "JOB_QUEUE_TIMEOUT": 300,
+        # Seconds a job waiting for a busy target keeps waiting once the job holding the target has
+        # stopped giving signs of life and the reaper has not freed it (normally it does within
+        # JOB_HEARTBEAT_TIMEOUT, and the waiting job then starts). A live holder is waited for as long
+        # as it runs.
+        "LOCK_WAIT_AFTER_LOST": 300,
+        # This host's name, recorded with workers, jobs, drills and copies on a per-host (local)
+        # target, so a copy on one host's disk is never looked for on another. Default: the
+        # DBS_HOST_NAME environment variable, else the machine's host name.
+        "HOST_NAME": os.environ.get("DBS_HOST_NAME") or socket.gethostname(),
     }
 
 

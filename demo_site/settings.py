@@ -98,6 +98,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("DBS_CELERY_QUEUE", "celery")
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    # Redis gives an unacknowledged message to another worker only after this long; it must outlast the
+    # longest job (dbs_admin's hard time limit is 6 h 5 min), or a running backup would start twice. A
+    # message held by a worker that died is sent again sooner by dbs_admin's reaper (JOB_QUEUE_TIMEOUT).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("DBS_VISIBILITY_TIMEOUT", 7 * 3600))}
 else:
     _broker = VAR_DIR / "broker"
     for _sub in ("queue", "processed", "control"):
@@ -118,6 +122,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Long jobs (README, "Celery for long jobs"): a message is acknowledged when its task ends and given back when
+# the worker process dies; a worker reserves no message beyond the one it runs, so a queued job never waits
+# behind a busy (or dead) worker while another is free; a broker away for a while is waited for, not fatal.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 
 # --- dbs_admin --------------------------------------------------------------
 DBS_ADMIN = {

@@ -13,6 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from dbs_admin.backups.host_disks import copy_host
 from dbs_admin.models import Backup, BackupCopy
 
 LISTS_KEPT_IN_THE_FILE = ("file_sha256",)
@@ -30,7 +31,8 @@ def record_backup(
     """
     now = timezone.now()
     manifest = {k: v for k, v in manifest.items() if k not in LISTS_KEPT_IN_THE_FILE}
-    rows = [BackupCopy(backup=None, target=t, path=p, stored_at=now, verified_at=now) for t, p in copies]
+    rows = [BackupCopy(backup=None, target=t, path=p, stored_at=now, verified_at=now, host=copy_host(t))
+            for t, p in copies]
     rows += [BackupCopy(backup=None, target=t, path=name, stored_at=now, state=BackupCopy.State.FAILED,
                         detail=why[:500]) for t, why in (failed or {}).items()]
     with transaction.atomic():

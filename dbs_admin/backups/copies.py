@@ -98,7 +98,11 @@ def _store_one(store: Target, source: Path, name: str, sha256: str, size: int, r
         # A local folder takes the verified file itself (a hard link, no copy): nothing new to re-read.
         stored = adopt(source, name, sha256)
     else:
-        stored = store.put(source, name, progress=lambda done, total: reporter.report(stage, done, total))
+        extra = {}
+        if getattr(store, "reports_verification", False):
+            check = f"verifying on {store.name}"
+            extra["verify_progress"] = lambda done, total: reporter.report(check, done, total)
+        stored = store.put(source, name, progress=lambda done, total: reporter.report(stage, done, total), **extra)
         if not getattr(store, "verifies_on_put", False):
             # Re-read through the target (sidecar and hash) rather than trusting the upload step alone.
             stored = store.verify(name)

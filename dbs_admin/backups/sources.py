@@ -131,7 +131,7 @@ def fetch_verified(name: str, preferred: str | None, folder: Path) -> tuple[Path
     for t in targets:
         try:
             if not t.exists(name):
-                problems.append(f"target {t.name!r} holds no backup named {name!r}")
+                problems.append(elsewhere(name, t.name) or f"target {t.name!r} holds no backup named {name!r}")
                 continue
             local = t.local_path(name)
             if local is not None:
@@ -142,6 +142,21 @@ def fetch_verified(name: str, preferred: str | None, folder: Path) -> tuple[Path
     if len(targets) == 1 and problems[0].endswith(f"holds no backup named {name!r}"):
         raise BackupError(f"{problems[0]}; see manage.py dbs_list")
     raise BackupError(f"no copy of {name} could be read: " + "; ".join(problems))
+
+
+def elsewhere(name: str, target: str) -> str | None:
+    """The one line saying ``name``'s copy on ``target`` is on another host's own disk, or None."""
+    from dbs_admin.backups.host_disks import OnAnotherHostError, refuse_if_elsewhere
+    from dbs_admin.models import BackupCopy
+
+    copy = BackupCopy.objects.select_related("backup").filter(backup__name=name, target=target).first()
+    if copy is None:
+        return None
+    try:
+        refuse_if_elsewhere(copy)
+    except OnAnotherHostError as exc:
+        return str(exc)
+    return None
 
 
 def latest_name(target_name: str | None) -> str:

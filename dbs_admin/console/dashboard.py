@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from dbs_admin.backups.host_disks import per_host_warnings
 from dbs_admin.conf import dbs_settings
 from dbs_admin.drills.health import setup_sentence
 from dbs_admin.drills.identity import drill_identity_configured
@@ -122,6 +123,7 @@ def context() -> dict:
     schedules.enable_ready_schedules()
     return {
         "setup_missing": setup_sentence(),
+        "per_host_warnings": per_host_warnings(),
         "drill_key_configured": drill_identity_configured(),
         "rpo": rpo_light(),
         "next_runs": schedules.next_runs(),

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 
 from dbs_admin.backups.catalog import stored_copies
+from dbs_admin.backups.host_disks import OnAnotherHostError, refuse_if_elsewhere
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console import audit
 from dbs_admin.console.access import console_view
@@ -61,7 +62,13 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         return _refuse(request, 403, f"link issued to user id {data.get('u')}", backup)
     if backup is None:
         raise Http404("This backup no longer exists.")
+    elsewhere = []
     for copy in stored_copies(backup):  # the first copy that opens; the audit says which
+        try:
+            refuse_if_elsewhere(copy)
+        except OnAnotherHostError as exc:
+            elsewhere.append(str(exc))
+            continue
         try:
             target = get_target(copy.target)
             stream = target.open(backup.name)
@@ -75,4 +82,7 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         if "Content-Length" not in response and backup.size:
             response["Content-Length"] = str(backup.size)
         return response
+    if elsewhere:
+        audit.record(request, "download", backup=backup, outcome=AuditEvent.Outcome.FAILED, detail=elsewhere[0])
+        return HttpResponse(elsewhere[0], status=404, content_type="text/plain")  # the one line, as it is
     raise Http404("No target holds a readable copy of this backup.")

@@ -51,6 +51,7 @@ from dbs_admin.drills.report import finish_report, mark_interrupted, record_chec
 from dbs_admin.drills.scratch import ScratchDatabase, base_vendor, cleanup_orphans, drills_root, scratch_database
 from dbs_admin.drills.smoke import SmokePlan
 from dbs_admin.errors import DbsError
+from dbs_admin.hosts import this_host
 from dbs_admin.models import Backup, DrillReport, Job
 from dbs_admin.sealed import SealedError, verify
 from dbs_admin.targets import get_target
@@ -114,8 +115,15 @@ def _one_line(exc: BaseException) -> str:
 # --- choosing the backup --------------------------------------------------------------
 
 
-def resolve_source(source: str | Path | None, target: str | None) -> tuple[str, str | Path, str | None]:
-    """``(name, source, target)``: a local path, or a name on a target (the newest when source is None)."""
+def resolve_source(source: str | Path | None, target: str | None,
+                   key: tuple[str | None, Any] | None = None) -> tuple[str, str | Path, str | None]:
+    """``(name, source, target)``: a local path, or a name on a target.
+
+    With no source, the newest backup of the target that ``key`` (passphrase, identity) can open, as the
+    catalogue records its key slots: a drill with the drill identity skips the newest backup when it was
+    sealed with a passphrase only (a manual one), instead of failing on it. Files the catalogue does not
+    know are tried as they are.
+    """
     if source is not None and target is None:
         path = Path(source)
         if not path.is_file():
@@ -126,8 +134,40 @@ def resolve_source(source: str | Path | None, target: str | None) -> tuple[str, 
         files = t.list()
         if not files:
             raise NoBackupToDrill(f"target {t.name!r} holds no backup yet; run `manage.py dbs_backup` first")
-        source = files[0].name
+        opens = [f.name for f in files if _key_opens(key, f.name)]
+        if not opens:
+            raise NoBackupToDrill(
+                f"none of the {len(files)} backup(s) on target {t.name!r} is sealed to the drill's key "
+                f"({_key_words(key)}); drill one by name with the key that opens it, or seal backups to RECIPIENTS")
+        source = opens[0]
     return str(source), str(source), t.name
+
+
+def _key_opens(key: tuple[str | None, Any] | None, name: str) -> bool:
+    """False only when the catalogue's key slots of ``name`` show ``key`` cannot open it."""
+    if key is None:
+        return True
+    slots = Backup.objects.filter(name=name).values_list("key_slots", flat=True).first()
+    if not slots:
+        return True
+    passphrase, identity = key
+    if identity is not None:
+        return any(s.get("type") == "recipient" and s.get("fingerprint") == identity.fingerprint for s in slots)
+    return any(s.get("type") == "passphrase" for s in slots) if passphrase else True
+
+
+def _key_words(key: tuple[str | None, Any] | None) -> str:
+    passphrase, identity = key or (None, None)
+    return f"identity {identity.recipient[:20]}…" if identity is not None else "a passphrase"
+
+
+def _drill_key(passphrase: str | None, identity: Any) -> tuple[str | None, Any] | None:
+    """The drill's key if it can be had now; None leaves the choice of backup unfiltered (the key error, if
+    any, is reported where the drill opens the backup)."""
+    try:
+        return resolve_key(passphrase, identity)
+    except (DrillError, DbsError, SealedError, OSError):
+        return None
 
 
 def _local_copy(report: DrillReport, source: str | Path, target: str | None, holder: dict[str, Any]) -> str:
@@ -260,13 +300,19 @@ def run_drill(
     plan = SmokePlan.from_settings(seed=smoke_seed, full=full_smoke, budget=smoke_budget)
     smoke = {"smoke_seed": plan.seed, "smoke_full": plan.full}
     try:
-        name, source, target = resolve_source(source, target)
+        key = _drill_key(passphrase, identity) if source is None else None
+        if key is not None:
+            passphrase, identity = key
+        name, source, target = resolve_source(source, target, key)
     except (DrillError, DbsError) as exc:
         report = start_report(backup_name="(none)", job=job, engine=engine, **smoke)
         signals.send(signals.drill_started, DrillReport, outcome=signals.STARTED, report=report)
         return _finish(report, str(exc), alert, started)
     backup = Backup.objects.filter(name=name).first()
     report = start_report(backup_name=name, backup=backup, job=job, engine=engine, **smoke)
+    worker = (job.worker if job is not None and job.worker else "") or this_host()
+    DrillReport.objects.filter(pk=report.pk).update(worker=worker[:255])
+    report.worker = worker
     signals.send(signals.drill_started, DrillReport, outcome=signals.STARTED, backup=backup, report=report)
     drill = Drill(report, progress=progress, cancel=cancel, smoke=plan)
     error = ""

@@ -51,3 +51,18 @@ def recoverability_check(app_configs=None, **kwargs) -> list[Warning]:
     if health.warnings:
         found.append(Warning("Not set up yet: " + " ".join(health.warnings), hint=SETUP_LINE, id=NOT_CONFIGURED))
     return found
+
+
+PER_HOST = "dbs_admin.W004"
+PER_HOST_HINT = "See README, \"Several hosts\"."
+
+
+@register(TAG)
+def per_host_disks_check(app_configs=None, **kwargs) -> list[Warning]:
+    """W004: workers on several hosts write one per-host folder (a local target, HISTORY_ROOT) to their own disks."""
+    from dbs_admin.backups.host_disks import per_host_warnings
+
+    try:
+        return [Warning(text, hint=PER_HOST_HINT, id=PER_HOST) for text in per_host_warnings()]
+    except (DatabaseError, RuntimeError):  # not migrated, unreachable, or DB access blocked (tests)
+        return []

@@ -180,5 +180,22 @@ class JobRun:
 
 def send(task, job: Job, **kwargs) -> None:
     """Send ``task`` for ``job`` and record the Celery task id on the job (shown on its page, used to revoke)."""
-    result = task.apply_async(kwargs={"job_id": job.pk, **kwargs})
-    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+    kwargs = {"job_id": job.pk, **kwargs}
+    result = task.apply_async(kwargs=kwargs)
+    Job.objects.filter(pk=job.pk).update(celery_task_id=result.id or "", touched_at=timezone.now(),
+                                         dispatch={"task": task.name, "kwargs": kwargs})
+
+
+def resend(job: Job) -> bool:
+    """Send a queued job's recorded message again (the reaper: the first went with a dead worker or broker).
+
+    A duplicate delivery is harmless: only one worker can claim a QUEUED job. False when nothing is recorded.
+    """
+    from celery import current_app
+
+    task_name, kwargs = job.dispatch.get("task"), job.dispatch.get("kwargs")
+    if not task_name or not isinstance(kwargs, dict):
+        return False
+    result = current_app.send_task(task_name, kwargs=kwargs)
+    Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(celery_task_id=result.id or "")
+    return True

@@ -5,11 +5,13 @@ Why:
   failed: :func:`reap_lost_jobs` turns RUNNING jobs whose heartbeat is older
   than ``DBS_ADMIN["JOB_HEARTBEAT_TIMEOUT"]`` into LOST, removes their
   partial files and releases their target locks.
-- A job whose broker message is lost (a broker restarted without its data)
-  would show "Queued" forever. The same reaper fails QUEUED jobs older than
-  ``DBS_ADMIN["JOB_QUEUE_TIMEOUT"]`` once no job is running, saying why, so
-  the console never claims that work is pending when it is not, nor fails
-  a job that is only waiting behind a long one.
+- A job whose broker message is lost (held by a worker killed with it, or
+  a broker restarted without its data) would show "Queued" forever. The
+  same reaper sends a QUEUED job with no sign of life for
+  ``DBS_ADMIN["JOB_QUEUE_TIMEOUT"]`` again, and fails it after a second
+  loss once no job is running, saying why, so the console never claims
+  that work is pending when it is not, nor fails a job that is only
+  waiting behind a long one.
 - Beat runs it every minute (``schedules.ensure_reaper``); the dashboard and
   job pages run it too, so a site without beat still sees the truth.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db.models import F, Q
 from django.utils import timezone
 
 from dbs_admin.backups.sources import sweep_leftovers
@@ -26,6 +29,7 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.humanize import human_duration
 from dbs_admin.jobs import handoff, locks, uploads
 from dbs_admin.jobs import unattended_alerts as alerts
+from dbs_admin.jobs.job_run import resend
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
 from dbs_admin.models import Job
 
@@ -55,30 +59,62 @@ def queue_is_moving(grace: float | None = None) -> bool:
     return ended.exists()
 
 
-def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
-    """Fail QUEUED jobs no worker has started within ``timeout`` seconds; returns their ids.
+def _last_sign_of_life(timeout: float):
+    """Queued jobs with no sign of life (sent, sent again, a wait for a busy target) within ``timeout`` s."""
+    cutoff = timezone.now() - timedelta(seconds=timeout)
+    return Job.objects.filter(state=Job.State.QUEUED).filter(
+        Q(touched_at__lt=cutoff) | Q(touched_at__isnull=True, created_at__lt=cutoff))
 
-    Not while the queue is moving (:func:`queue_is_moving`): then they may be waiting their turn, and they
-    are judged once the queue stops. ``claim`` only starts a QUEUED job, so if the message does turn up
-    later it runs nothing.
+
+def fail_stale_queued_jobs(timeout: float | None = None) -> list[int]:
+    """Send queued jobs that no worker took within ``timeout`` s again, or fail them; returns the failed ids.
+
+    A queued job with no sign of life for ``JOB_QUEUE_TIMEOUT`` lost its message: it went with a worker
+    killed while holding it (prefetched, or waiting for a busy target) or with a broker restarted without
+    its data. The first time, the reaper sends it again (what was sent is recorded on the job; a duplicate
+    delivery runs nothing, since only a QUEUED job can be claimed). Lost again, it is failed, but not while
+    the queue is moving (:func:`queue_is_moving`): a job queued behind a long one is waiting its turn,
+    and is sent again once per timeout instead.
     """
     timeout = dbs_settings.JOB_QUEUE_TIMEOUT if timeout is None else timeout
     waited = timedelta(seconds=timeout)
-    cutoff = timezone.now() - waited
-    stale = list(Job.objects.filter(state=Job.State.QUEUED, created_at__lt=cutoff).values_list("pk", flat=True))
-    if not stale or queue_is_moving():
+    stale = list(_last_sign_of_life(timeout).only("pk", "dispatch", "resends", "touched_at", "created_at"))
+    if not stale:
         return []
+    moving = queue_is_moving()
     failed = []
-    for pk in stale:
-        if Job.objects.filter(pk=pk, state=Job.State.QUEUED, created_at__lt=cutoff).update(
+    for job in stale:
+        if job.dispatch and (job.resends == 0 or moving):
+            if _resend(job):
+                continue
+        if moving:
+            continue
+        again = f" (sent {job.resends + 1} times)" if job.resends else ""
+        if _last_sign_of_life(timeout).filter(pk=job.pk).update(
             state=Job.State.FAILED, finished_at=timezone.now(),
-            message=(f"Never started: no worker took this job within {human_duration(waited)}. Check that a "
+            message=(f"Never started: no worker took this job within {human_duration(waited)}{again}. Check that a "
                      "Celery worker is running and reaches the broker (`manage.py dbs_status`), then start it again."),
         ):
-            log.warning("job %s never started within %s; failed", pk, human_duration(waited))
-            failed.append(pk)
-            alerts.alert_if_unattended(Job.objects.get(pk=pk))
+            log.warning("job %s never started within %s; failed", job.pk, human_duration(waited))
+            failed.append(job.pk)
+            alerts.alert_if_unattended(Job.objects.get(pk=job.pk))
     return failed
+
+
+def _resend(job: Job) -> bool:
+    """Send ``job``'s recorded message again; False when the broker refused (the job is judged as lost)."""
+    if not Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+            resends=F("resends") + 1, touched_at=timezone.now()):
+        return True  # taken meanwhile: nothing to do
+    try:
+        sent = resend(job)
+    except Exception as exc:  # noqa: BLE001 - the broker is down: say so, judge the job next time
+        log.warning("could not send queued job %s again: %s", job.pk, exc)
+        return True
+    if sent:
+        log.warning("queued job %s showed no sign of life for %s s; sent it again", job.pk,
+                    dbs_settings.JOB_QUEUE_TIMEOUT)
+    return sent
 
 
 def reap_lost_jobs(timeout: float | None = None) -> list[int]:

@@ -30,11 +30,12 @@ from dbs_admin.backups.sources import sweep_leftovers
 from dbs_admin.conf import dbs_settings
 from dbs_admin.drills.runner import run_drill
 from dbs_admin.errors import DbsError
-from dbs_admin.jobs import handoff, locks
+from dbs_admin.hosts import this_host
+from dbs_admin.jobs import handoff, locks, ticks
 from dbs_admin.jobs import unattended_alerts as alerts
 from dbs_admin.jobs.handed_keys import HandedKey, KeyRefused
 from dbs_admin.jobs.handoff import BACKUP_PURPOSE, DRILL_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
-from dbs_admin.jobs.job_run import JobFailed, JobRun
+from dbs_admin.jobs.job_run import JobFailed, JobRun, send
 from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.jobs.workspace import job_dir, private_root, remote_entry
 from dbs_admin.models import Backup, Job
@@ -46,12 +47,16 @@ log = logging.getLogger("dbs_admin.jobs")
 SOFT_TIME_LIMIT = 6 * 3600
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
 TRANSPORT_RETRIES = 3
-LOCK_WAIT_SECONDS = 5
-LOCK_WAIT_RETRIES = 720  # an hour of waiting for the target to be free
+LOCK_WAIT_SECONDS = 5  # a waiting job looks again this often; it waits as long as the holder lives
 
+# Long jobs: the message is acknowledged only when the task ends, and given back to the broker when the worker
+# process running it dies (so another worker can take it); waits for a busy target retry without limit
+# (``max_retries=None``: ``retry(max_retries=None)`` would mean "the task's default, 3").
 _job_task = {
     "bind": True,
     "acks_late": True,
+    "reject_on_worker_lost": True,
+    "max_retries": None,
     "soft_time_limit": SOFT_TIME_LIMIT,
     "time_limit": HARD_TIME_LIMIT,
     "ignore_result": True,
@@ -213,7 +218,9 @@ def _run(task, run: JobRun, body, *, retry_kwargs, attempt: int = 0) -> None:
             countdown = _backoff(attempt)
             run.finish(Job.State.QUEUED, f"{exc} — retrying in {countdown} s.", finished_at=None)
             kwargs = {**retry_kwargs(), "transport_attempt": attempt + 1}  # counted apart from lock waits
-            raise task.retry(kwargs=kwargs, countdown=countdown, exc=exc, max_retries=None) from None
+            Job.objects.filter(pk=run.job.pk).update(dispatch={"task": task.name, "kwargs": kwargs},
+                                                     touched_at=timezone.now())
+            raise task.retry(kwargs=kwargs, countdown=countdown, exc=exc) from None
         run.finish(Job.State.FAILED, str(exc))
         raise JobFailed(run.job) from exc
     except BaseException as exc:
@@ -227,19 +234,47 @@ def _run(task, run: JobRun, body, *, retry_kwargs, attempt: int = 0) -> None:
         run.finish(Job.State.SUCCEEDED, message, **fields)
 
 
+def _holder_lost_for(holder: Job) -> float:
+    """Seconds since a running holder should have been declared lost (0 while it shows life)."""
+    if holder.state != Job.State.RUNNING or holder.heartbeat_at is None:
+        return 0.0
+    silent = (timezone.now() - holder.heartbeat_at).total_seconds()
+    return max(0.0, silent - dbs_settings.JOB_HEARTBEAT_TIMEOUT)
+
+
 def _wait_or_refuse(task, job: Job, holder: Job, target: str, on_busy: str, kwargs: dict, purpose: str) -> None:
+    """Skip (scheduled runs) or wait for ``holder`` to free ``target``: as long as it lives, a few seconds apart.
+
+    Each wait is a new message a few seconds later (``task.retry``; the task allows unlimited retries, and
+    transport failures are counted apart), and touches the queued job so the reaper sees it is alive. A
+    holder that stopped beating is reaped here too (a site without beat frees its lock all the same); only
+    if it then stays unreaped for ``LOCK_WAIT_AFTER_LOST`` does the waiting job fail, saying why.
+    """
     text = f"Target {target!r} is busy with {holder.get_kind_display().lower()} job #{holder.pk}"
-    if on_busy == "skip" or task.request.retries >= LOCK_WAIT_RETRIES:
+    lost_for = _holder_lost_for(holder)
+    if lost_for > 0:
+        reap_lost_jobs()
+    give_up = lost_for > dbs_settings.LOCK_WAIT_AFTER_LOST
+    if on_busy == "skip" or give_up:
         handoff.discard(kwargs.get("secret_ref"))
+        why = ("; this run was skipped." if not give_up else
+               f", whose worker stopped answering {int(lost_for + dbs_settings.JOB_HEARTBEAT_TIMEOUT)} s ago "
+               f"without being freed; gave up waiting after LOCK_WAIT_AFTER_LOST "
+               f"({dbs_settings.LOCK_WAIT_AFTER_LOST} s).")
+        state = Job.State.CANCELLED if not give_up else Job.State.FAILED
         if Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
-            state=Job.State.CANCELLED, finished_at=timezone.now(), message=f"{text}; this run was skipped."
+            state=state, finished_at=timezone.now(), message=f"{text}{why}"
         ):
             job.refresh_from_db()
             alerts.alert_if_unattended(job)
         return
-    Job.objects.filter(pk=job.pk).update(message=f"{text}; waiting for it to finish.")
     kwargs = {**kwargs, "secret_ref": _reseal(kwargs.get("secret_ref"), purpose)}
-    raise task.retry(kwargs=kwargs, countdown=LOCK_WAIT_SECONDS, max_retries=None)
+    Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(
+        message=f"Waiting for {target!r}, busy with #{holder.pk} ({holder.get_kind_display().lower()}).",
+        touched_at=timezone.now(), dispatch={"task": task.name, "kwargs": kwargs},
+    )
+    countdown = 1 if holder.finished else LOCK_WAIT_SECONDS
+    raise task.retry(kwargs=kwargs, countdown=countdown)
 
 
 @shared_task(name="dbs_admin.backup", **_job_task)
@@ -316,13 +351,17 @@ def scheduled_backup(self, target: str | None = None, kind: str = "logical", ret
     copy is pruned: the schedule's target with ``retention`` (from the Schedules page), the others by
     ``DBS_ADMIN["RETENTION"]``.
     """
+    tick = ticks.claim(self.request, worker=this_host())
+    if tick is False:
+        return  # another beat's message for the same tick made the Job
     target = target or dbs_settings.DEFAULT_TARGET
     job = Job.objects.create(
         kind=Job.Kind.BACKUP,
         params={"target": target, "copies": list(copies or []), "kind": kind, "label": "scheduled",
                 "scheduled": True, "retention": retention},
     )
-    run_backup.apply_async(kwargs={"job_id": job.pk, "on_busy": "skip"})
+    ticks.link(tick, job)
+    send(run_backup, job, on_busy="skip")
 
 
 @shared_task(name="dbs_admin.prune", **_job_task)
@@ -358,7 +397,7 @@ def _queue_prune_after(job: Job) -> None:
             continue
         prune_job = Job.objects.create(kind=Job.Kind.PRUNE, params={
             "target": target, "retention": job.params.get("retention") if target == first else None})
-        run_prune.apply_async(kwargs={"job_id": prune_job.pk})
+        send(run_prune, prune_job)
 
 
 @shared_task(name="dbs_admin.restore", **_job_task)
@@ -508,22 +547,25 @@ def drill_summary(report) -> str:
     return f"Drill #{report.pk} of {report.backup_name} FAILED ({why})."
 
 
-@shared_task(name=DRILL_TASK_NAME, bind=True, acks_late=True, ignore_result=True, soft_time_limit=6 * 3600,
-             time_limit=6 * 3600 + 300)
+@shared_task(name=DRILL_TASK_NAME, **_job_task)
 def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None,
                    secret_ref: str | None = None) -> None:
     """A drill of ``source`` (default: the newest backup of ``target``), with the handed key or the configured
     drill identity."""
     close_old_connections()
     if job_id is None:  # from beat: the job is created here so the console shows scheduled drills too
+        tick = ticks.claim(self.request, worker=this_host())
+        if tick is False:
+            return  # another beat's message for the same tick made the Job
         job = Job.objects.create(kind=Job.Kind.DRILL, params={"target": target, "source": source})
+        ticks.link(tick, job)
     else:
         job = Job.objects.filter(pk=job_id).first()
         if job is None:
             log.warning("drill job %s does not exist; nothing to do", job_id)
             handoff.discard(secret_ref)
             return
-    run = JobRun(job, task_id=self.request.id or "")
+    run = JobRun(job, task_id=self.request.id or "", worker=self.request.hostname or "")
     if not run.claim():
         handoff.discard(secret_ref)
         return
@@ -554,7 +596,16 @@ def run_drill_task(self, job_id: int | None = None, target: str | None = None, s
 
 @worker_ready.connect
 def sweep_on_start(**kwargs) -> None:
-    """A worker starting on a host removes what killed backups and restores left there (``backups.leftovers``)."""
+    """A worker starting on a host registers it (``backups.host_disks``: which folders are its own disk) and
+    removes what killed backups and restores left there (``backups.leftovers``)."""
+    from dbs_admin.backups.host_disks import register_this_host
+
+    try:
+        register_this_host()
+    except Exception:  # noqa: BLE001 - registration must never keep a worker from starting
+        log.warning("could not register this host's folders", exc_info=True)
+    finally:
+        close_old_connections()
     try:
         removed = sweep_leftovers()
     except Exception:  # noqa: BLE001 - a sweep must never keep a worker from starting

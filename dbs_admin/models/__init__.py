@@ -10,9 +10,9 @@ from dbs_admin.models.console import HandoffSecret, TargetLock
 from dbs_admin.models.dashboard import Dashboard
 from dbs_admin.models.drill import DrillCheck, DrillReport
 from dbs_admin.models.history import HistoryTick, HistoryVersion
-from dbs_admin.models.job import Job
+from dbs_admin.models.job import Job, ScheduleTick, WorkerHost
 
 __all__ = [
     "AuditEvent", "Backup", "BackupCopy", "Dashboard", "DrillCheck", "DrillReport", "HistoryTick", "HistoryVersion",
-    "Job", "HandoffSecret", "TargetLock",
+    "Job", "HandoffSecret", "ScheduleTick", "TargetLock", "WorkerHost",
 ]

@@ -66,6 +66,9 @@ class BackupCopy(models.Model):
     verified_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.STORED)
     detail = models.CharField(max_length=500, blank=True, help_text="Why the copy failed, or how it was verified.")
+    host = models.CharField(
+        max_length=255, blank=True,
+        help_text="Host whose own disk holds the copy (a per-host local target); blank when any host reaches it.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["backup", "target"], name="dbs_backupcopy_one_per_target")]

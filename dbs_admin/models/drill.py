@@ -17,6 +17,7 @@ class DrillReport(models.Model):
     passed = models.BooleanField(null=True, help_text="None while running.")
     engine = models.CharField(max_length=40, blank=True)
     scratch_database = models.CharField(max_length=255, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="Worker (host) that ran the drill.")
     restore_seconds = models.FloatField(null=True, blank=True, help_text="Measured RTO.")
     backup_age_seconds = models.FloatField(null=True, blank=True, help_text="RPO at drill time.")
     total_seconds = models.FloatField(null=True, blank=True, help_text="The whole drill, start to finish.")

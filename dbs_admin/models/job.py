@@ -45,6 +45,12 @@ class Job(models.Model):
     worker = models.CharField(max_length=255, blank=True)
     cancel_requested = models.BooleanField(default=False)
     partial_files = models.JSONField(default=list, blank=True, help_text="Files to remove if the job dies.")
+    # What was sent to the broker (task name and non-secret arguments: a hand-off is only referenced), so the
+    # reaper can send a queued job again when its message went with a dead worker or a broker restart.
+    dispatch = models.JSONField(default=dict, blank=True, help_text="Task name and arguments sent (no secrets).")
+    resends = models.PositiveSmallIntegerField(default=0, help_text="Times the reaper sent this queued job again.")
+    touched_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign that a queued job is alive (sent again, or waiting its turn).")
 
     class Meta:
         ordering = ["-created_at"]
@@ -55,3 +61,38 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in {self.State.SUCCEEDED, self.State.FAILED, self.State.CANCELLED, self.State.LOST}
+
+
+class ScheduleTick(models.Model):
+    """One due time of one schedule, claimed once: beats that fire it twice make one Job, not two.
+
+    Why a row: a second beat (a deploy that starts one more) or a re-delivered
+    message fires the same tick again; inserting this row is atomic on every
+    database, so exactly one of them goes on to create the Job.
+    """
+
+    schedule = models.CharField(max_length=200, help_text="The PeriodicTask's name.")
+    due_at = models.DateTimeField(help_text="The tick's due time (the schedule's own, not the beat's clock).")
+    claimed_at = models.DateTimeField(default=timezone.now)
+    claimed_by = models.CharField(max_length=255, blank=True, help_text="Worker (host) that claimed it.")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "due_at"], name="dbs_scheduletick_once")]
+        ordering = ["-due_at"]
+
+    def __str__(self) -> str:
+        return f"{self.schedule} at {self.due_at:%Y-%m-%d %H:%M}"
+
+
+class WorkerHost(models.Model):
+    """A host that runs workers, and what it holds on its own disk (so per-host state is never silent)."""
+
+    name = models.CharField(max_length=255, primary_key=True, help_text="DBS_ADMIN['HOST_NAME'] of the worker.")
+    seen_at = models.DateTimeField(default=timezone.now)
+    local_targets = models.JSONField(default=dict, blank=True, help_text="Local targets: name → folder.")
+    history_root = models.CharField(max_length=1024, blank=True)
+    shared = models.JSONField(default=list, blank=True, help_text="Local targets this host declares shared.")
+
+    def __str__(self) -> str:
+        return self.name

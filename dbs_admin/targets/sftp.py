@@ -7,8 +7,9 @@ key is refused, never learned (paramiko's RejectPolicy), because accepting it
 would hand backups to whoever sits in the middle.
 
 Integrity: an upload goes to a hidden temporary name, is re-read from the
-server and hashed (what the server stored, not what we meant to send), and
-only then renamed to its final name, followed by a ``.sha256`` sidecar. The
+server once and hashed (what the server stored, not what we meant to send),
+and only then renamed to its final name, followed by a ``.sha256`` sidecar.
+That one read is the verification: the caller does not read it again. The
 plain SFTP rename is used rather than ``posix-rename@openssh.com``: the
 protocol specifies that it fails when the new name exists (OpenSSH implements
 it with ``link``), so a name that appears concurrently is never overwritten.
@@ -122,6 +123,8 @@ class SftpTarget:
     """Sealed files in one folder of an SFTP server; see the module docstring."""
 
     kind = "sftp"
+    verifies_on_put = True  # put() re-reads the uploaded file once and hashes it: no second read is needed
+    reports_verification = True  # put() takes verify_progress
 
     def __init__(
         self,
@@ -281,11 +284,16 @@ class SftpTarget:
             elif not stat.S_ISDIR(attrs.st_mode or 0):
                 raise TargetError(f"target {self.name!r}: {current} on {self.host} is not a folder")
 
-    def _remote_hash(self, sftp: paramiko.SFTPClient, path: str) -> tuple[int, str]:
+    def _remote_hash(self, sftp: paramiko.SFTPClient, path: str,
+                     progress: Progress | None = None) -> tuple[int, str]:
         digest = hashlib.sha256()
+        done = 0
         with _RemoteReader(sftp.open(path, "rb"), on_close=None, what=f"{path} on {self.url}") as reader:
             while block := reader.read(CHUNK):
                 digest.update(block)
+                done += len(block)
+                if progress is not None:
+                    progress(done, reader.size)
             return reader.size, digest.hexdigest()
 
     def _read_sidecar(self, sftp: paramiko.SFTPClient, name: str) -> str | None:
@@ -319,7 +327,13 @@ class SftpTarget:
 
     # -- Target protocol ----------------------------------------------------------------------------------
 
-    def put(self, local_path: Path, name: str, *, progress: Progress | None = None) -> StoredFile:
+    def put(self, local_path: Path, name: str, *, progress: Progress | None = None,
+            verify_progress: Progress | None = None) -> StoredFile:
+        """Upload to a temporary name, read it back once from the server and hash it, then rename it into place.
+
+        The read-back is the verification (``verifies_on_put``): the file crosses the network once each
+        way, not once up and twice down. ``verify_progress(done, total)`` follows that read.
+        """
         final = self._remote(name)
         source = Path(local_path)
         if not source.is_file():
@@ -340,14 +354,15 @@ class SftpTarget:
                     )
                 if n > 0:
                     self._remove_leftovers(sftp, name)
-                size, sha256 = self._upload(sftp, source, final, progress, sent)
+                size, sha256 = self._upload(sftp, source, final, progress, sent, verify_progress)
                 self._write_sidecar(sftp, name, sha256)
                 return self._stored(name, sftp.stat(final), sha256)
 
         return self._retrying(f"upload of {name}", attempt)
 
     def _upload(
-        self, sftp: paramiko.SFTPClient, source: Path, final: str, progress: Progress | None, sent: dict[str, Any]
+        self, sftp: paramiko.SFTPClient, source: Path, final: str, progress: Progress | None, sent: dict[str, Any],
+        verify_progress: Progress | None = None,
     ) -> tuple[int, str]:
         """Upload to a temporary name, verify by re-reading, rename; ``sent`` records size and hash before the
         rename, so that a retry after a connection lost during the rename recognises the finished file."""
@@ -373,7 +388,7 @@ class SftpTarget:
                     f"{source} changed while it was uploaded ({done} bytes read, {total} expected); "
                     "nothing was stored — run the backup again"
                 )
-            stored_size, stored_sha = self._remote_hash(sftp, tmp)
+            stored_size, stored_sha = self._remote_hash(sftp, tmp, verify_progress)
             if (stored_size, stored_sha) != (done, sha256):
                 raise TargetError(
                     f"target {self.name!r}: the uploaded copy of {posixpath.basename(final)} differs from its source "

@@ -36,7 +36,7 @@ LAYERS = [
 # Outside the layers: the records and settings every layer reads (they import no layer: a contract says so),
 # and the entry points Django and Celery look for by name (admin.py, tasks.py, urls.py, apps.py).
 FOUNDATIONS = {"models", "migrations", "conf", "registry", "notify", "suspend", "humanize", "errors", "version",
-               "signals"}
+               "signals", "hosts"}
 ENTRY_POINTS = {"admin", "tasks", "urls", "apps", "templates", "static"}
 SERVICES = ["backups", "history", "drills", "targets"]
 WEB_OR_CLI = ("django.http", "django.shortcuts", "django.views", "django.contrib.admin", "django.template.response",
