@@ -120,7 +120,7 @@ def redis_url_for(db: int) -> str:
 
 
 @contextmanager
-def celery_on_redis(db: int) -> Iterator[str]:
+def celery_on_redis(db: int, url: str | None = None) -> Iterator[str]:
     """Point this process's Celery app at Redis database ``db`` and this run's own queue, emptied before and after.
 
     Tests that hand work to a real worker subprocess send through the same
@@ -132,7 +132,7 @@ def celery_on_redis(db: int) -> Iterator[str]:
 
     from demo_site.celery import app
 
-    url = redis_url_for(db)
+    url = url or redis_url_for(db)
     client = redis.Redis.from_url(url)
 
     def empty_our_queue() -> None:  # never flushdb: another run may be using this database

@@ -22,7 +22,7 @@ not deduplicated.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
@@ -58,7 +58,7 @@ def crontab_due(crontab, now: datetime, tz) -> datetime | None:
             for h in hours:
                 for m in minutes:
                     if (h, m) <= limit:
-                        return datetime.combine(day, dtime(h, m), tzinfo=tz).astimezone(timezone.utc)
+                        return datetime.combine(day, dtime(h, m), tzinfo=tz).astimezone(UTC)
         day -= timedelta(days=1)
     return None
 
@@ -66,7 +66,7 @@ def crontab_due(crontab, now: datetime, tz) -> datetime | None:
 def interval_due(every: timedelta, now: datetime) -> datetime:
     seconds = max(1, int(every.total_seconds()))
     epoch = int(now.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % seconds, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
 
 
 def due_time(name: str, now: datetime | None = None) -> datetime | None:

@@ -100,14 +100,17 @@ def worker_var(settings, tmp_path) -> Path:
 
 
 def start_worker(url: str, log_path: Path, *, concurrency: int = 1, pool: str = "solo",
-                 include: str = "", name: str = "console", var: Path | None = None, events: bool = False) -> Worker:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_MEDIA_ROOT"}}
-    env.update(REDIS_URL=url, DATABASE_URL=database_url(), DBS_LOG_LEVEL="DEBUG")
+                 include: str = "", name: str = "console", var: Path | None = None, events: bool = False,
+                 env: dict | None = None, plain: bool = False) -> Worker:
+    """A real worker on ``url``; ``plain`` runs it as production would (gossip, mingle and heartbeats on)."""
+    extra, env = env or {}, {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DJANGO_MEDIA_ROOT"}}
+    env.update(REDIS_URL=url, DATABASE_URL=database_url(), DBS_LOG_LEVEL="DEBUG", **extra)
     if var is not None:
         env["DBS_VAR_DIR"] = str(var)
     cmd = [sys.executable, "-m", "celery", "-A", "demo_site", "worker", "--pool", pool,
-           "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-           "--without-heartbeat", "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
+           "--concurrency", str(concurrency), "--loglevel", "INFO",
+           *([] if plain else ["--without-gossip", "--without-mingle", "--without-heartbeat"]),
+           "-n", f"{name}-{os.getpid()}-{time.monotonic_ns()}@%h"]
     if include:
         cmd += ["-I", include]
     if events:  # task events, as Flower and `celery events` ask for

@@ -250,7 +250,7 @@ def test_one_backup_per_target_however_many_workers(su_client, superuser, worker
         states = {j.pk: Job.objects.get(pk=j.pk) for j in jobs}
         running = [j for j in states.values() if j.state == Job.State.RUNNING]
         assert len(running) <= 1, "two backups of one target ran at once"
-        seen_waiting |= any("waiting for it to finish" in j.message for j in states.values())
+        seen_waiting |= any("busy with #" in j.message for j in states.values())
         if all(j.finished for j in states.values()):
             break
         time.sleep(0.05)
