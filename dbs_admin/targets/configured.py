@@ -54,7 +54,7 @@ def _storage_target(*args: Any, **kwargs: Any) -> Target:
 
 # kind -> (constructor, required keys, optional keys)
 _KINDS: dict[str, tuple[Callable[..., Target], set[str], set[str]]] = {
-    "local": (LocalTarget, {"path"}, set()),
+    "local": (LocalTarget, {"path"}, {"shared"}),
     "sftp": (
         _sftp_target,
         {"host", "path", "username", "key_filename", "known_hosts"},

@@ -42,9 +42,10 @@ class LocalTarget:
 
     kind = "local"
 
-    def __init__(self, name: str, path: str | os.PathLike[str]) -> None:
+    def __init__(self, name: str, path: str | os.PathLike[str], shared: bool = False) -> None:
         self.name = name
         self.path = Path(path).expanduser()
+        self.shared = bool(shared)  # every host mounts it (backups.host_disks); else it is this host's own disk
 
     def __repr__(self) -> str:
         return f"<LocalTarget {self.name!r} {self.path}>"
