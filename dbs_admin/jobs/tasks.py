@@ -21,11 +21,12 @@ from pathlib import Path
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_ready
-from django.db import close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from dbs_admin.backups.catalog import stored_copies
 from dbs_admin.backups.errors import BackupError, CancelledError
+from dbs_admin.backups.failures import first_line
 from dbs_admin.backups.sources import sweep_leftovers
 from dbs_admin.conf import dbs_settings
 from dbs_admin.drills.runner import run_drill
@@ -199,6 +200,11 @@ def _fail_message(exc: BaseException) -> str:
         return f"Stopped: the job ran longer than {SOFT_TIME_LIMIT // 3600} hours."
     if isinstance(exc, (DbsError, SealedError, handoff.HandoffError)):
         return str(exc)
+    if isinstance(exc, (OperationalError, InterfaceError)):  # a restart, a DBA's kill, the network
+        return (f"The database connection was lost during the job ({first_line(exc)}); nothing it started was "
+                "kept. Run it again once the database is back.")
+    if isinstance(exc, DatabaseError):
+        return f"The database refused the job: {first_line(exc)}"
     return f"Internal error ({type(exc).__name__}); see the worker log."
 
 

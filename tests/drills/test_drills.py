@@ -198,3 +198,26 @@ def test_the_scheduled_task_creates_its_job_and_records_the_drill(seeded):
     assert job.state == Job.State.SUCCEEDED and job.created_by is None
     assert report.passed and f"Drill #{report.pk}" in job.message and "passed" in job.message
     assert job.backup_id == report.backup_id
+
+
+@pytest.mark.django_db
+def test_the_newest_backup_the_drill_key_opens_is_drilled_and_the_worker_recorded(seeded, settings):
+    """A manual backup sealed with a passphrase only is newer than the scheduled one: the unattended drill
+    (identity) drills the scheduled one instead of failing on a backup it was never meant to open."""
+    scheduled = create_backup(kind="logical", target="local")  # sealed to RECIPIENTS
+    create_backup(kind="logical", target="local", passphrase="a manual backup's passphrase")
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "HOST_NAME": "drill-host"}
+    report = run_drill(target="local", alert=False)
+    assert report.passed, report.error
+    assert report.backup_name == scheduled.name and report.worker == "drill-host"
+
+    report = run_drill(target="local", passphrase="a manual backup's passphrase", alert=False)
+    assert report.passed and report.backup_name != scheduled.name  # a passphrase opens the newest
+
+
+@pytest.mark.django_db
+def test_a_drill_key_that_opens_no_backup_says_so(seeded, settings, tmp_path):
+    create_backup(kind="logical", target="local", passphrase="a manual backup's passphrase")
+    report = run_drill(target="local", alert=False)
+    assert not report.passed and report.backup_name == "(none)"
+    assert "none of the 1 backup(s) on target 'local' is sealed to the drill's key" in report.error
