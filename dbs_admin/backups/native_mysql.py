@@ -286,6 +286,31 @@ def _scratch_names(alias: str) -> tuple[str, str]:
     return f"{SCRATCH_PREFIX}{tag}_{unique}", f"{SCRATCH_PREFIX}{tag}_{unique}_old"
 
 
+def sweep_orphan_scratch(alias: str) -> list[str]:
+    """Drop the scratch databases a killed native restore of ``alias`` left; returns their names.
+
+    A restore holds a MariaDB named lock called after its scratch database for as long as it runs, on its own
+    connection, which the server releases when that connection dies (a killed worker included). A scratch
+    database (or its ``_old`` partner) whose lock nobody holds belongs to no live restore.
+    """
+    live = str(connections[alias].settings_dict["NAME"])
+    tag = hashlib.blake2b(live.encode(), digest_size=3).hexdigest()
+    dropped = []
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
+                       [f"{SCRATCH_PREFIX}{tag}_".replace("_", "\\_") + "%"])
+        names = [name for (name,) in cursor.fetchall()]
+        for name in names:
+            cursor.execute("SELECT IS_USED_LOCK(%s)", [name.removesuffix("_old")])
+            if cursor.fetchone()[0] is None:
+                dropped.append(name)
+    _drop(alias, dropped)
+    if dropped:
+        log.warning("dropped %d scratch database(s) left by a killed native restore: %s", len(dropped),
+                    ", ".join(dropped))
+    return dropped
+
+
 def _base_tables(cursor, schema: str) -> list[str]:
     cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                    "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", [schema])
@@ -349,9 +374,12 @@ def restore(dump: Path, alias: str) -> None:
     if connection.in_atomic_block:
         raise RestoreError("a native MariaDB restore cannot run inside a transaction (its DDL would commit it)")
     live = str(connection.settings_dict["NAME"])
+    sweep_orphan_scratch(alias)
     scratch, old = _scratch_names(alias)
     charset = _charset(alias)
     created: list[str] = []
+    with connection.cursor() as cursor:  # held while this restore lives: sweep_orphan_scratch leaves it alone
+        cursor.execute("SELECT GET_LOCK(%s, 0)", [scratch])
     try:
         with connection.cursor() as cursor:
             for name in (scratch, old):
@@ -378,6 +406,11 @@ def restore(dump: Path, alias: str) -> None:
                     from exc
     finally:
         _drop(alias, created)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT RELEASE_LOCK(%s)", [scratch])
+        except DatabaseError:  # the connection is gone: the server released the lock with it
+            pass
 
 
 def _charset(alias: str) -> str:

@@ -48,7 +48,7 @@ log = logging.getLogger("dbs_admin.jobs")
 SOFT_TIME_LIMIT = 6 * 3600
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 300
 TRANSPORT_RETRIES = 3
-LOCK_WAIT_SECONDS = 2  # a waiting job looks again this often (a message each time); it waits as long as the holder lives
+LOCK_WAIT_SECONDS = 2  # a waiting job looks again this often; it waits as long as the holder lives
 
 # Long jobs: the message is acknowledged only when the task ends, and given back to the broker when the worker
 # process running it dies (so another worker can take it); waits for a busy target retry without limit

@@ -423,3 +423,35 @@ def test_a_dump_that_fails_half_way_says_why_and_leaves_no_backup(identity, monk
         create_backup(kind="native", database="my_a", recipients=[identity.recipient], output=tmp_path / "n.dbs")
 
     assert not list(tmp_path.glob("n.dbs*")) and not list(tmp_path.glob(".n.dbs*"))
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "my_a", "my_b"])
+def test_scratch_databases_of_a_killed_native_restore_are_dropped_and_a_live_ones_kept(media_root, identity):
+    """A killed restore's scratch databases go at the next restore (or sweep); one whose restore still holds its
+    named lock, on a connection of its own, stays."""
+    import hashlib
+
+    import MySQLdb
+
+    from dbs_admin.backups.native_mysql import SCRATCH_PREFIX, sweep_orphan_scratch
+
+    s = connections["my_b"].settings_dict
+    tag = hashlib.blake2b(str(s["NAME"]).encode(), digest_size=3).hexdigest()
+    dead, live = f"{SCRATCH_PREFIX}{tag}_dead000000", f"{SCRATCH_PREFIX}{tag}_live000000"
+    with connections["my_b"].cursor() as cursor:
+        for name in (dead, f"{dead}_old", live, f"{live}_old"):
+            cursor.execute(f"CREATE DATABASE `{name}`")
+    other = MySQLdb.connect(host=s["HOST"] or "127.0.0.1", port=int(s["PORT"] or 3306), user=s["USER"],
+                            password=s.get("PASSWORD") or "")
+    try:
+        cur = other.cursor()
+        cur.execute("SELECT GET_LOCK(%s, 0)", [live])
+        assert cur.fetchone()[0] == 1
+        assert sorted(sweep_orphan_scratch("my_b")) == [dead, f"{dead}_old"]
+        assert sorted(n for n in _scratch_databases() if tag in n) == [live, f"{live}_old"]
+    finally:
+        other.close()  # the "restore" dies: its lock goes with its connection
+    build_site("my_a", posts=4, images=1)
+    result = create_backup(kind="native", database="my_a", recipients=[identity.recipient])
+    restore_backup(result.path, identity=identity, database="my_b")
+    assert [n for n in _scratch_databases() if tag in n] == []
