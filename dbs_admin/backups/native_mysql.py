@@ -311,6 +311,20 @@ def sweep_orphan_scratch(alias: str) -> list[str]:
     return dropped
 
 
+def sweep_default_scratch() -> list[str]:
+    """:func:`sweep_orphan_scratch` of the default database when it is MariaDB/MySQL (the worker's start and
+    the reaper call it); a failure is logged, never raised: the next sweep tries again."""
+    from django.db import DEFAULT_DB_ALIAS
+
+    if connections[DEFAULT_DB_ALIAS].vendor != "mysql":
+        return []
+    try:
+        return sweep_orphan_scratch(DEFAULT_DB_ALIAS)
+    except DatabaseError as exc:
+        log.warning("could not look for scratch databases of killed restores: %s", exc)
+        return []
+
+
 def _base_tables(cursor, schema: str) -> list[str]:
     cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
                    "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", [schema])

@@ -13,7 +13,6 @@ copy was used.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -40,7 +39,6 @@ def private_dir(purpose: str) -> Path:
     return d
 
 
-log = logging.getLogger("dbs_admin.backups")
 WORK_PURPOSES = ("create", "native", "fetch", "reset", "restore")
 
 
@@ -55,23 +53,7 @@ def sweep_leftovers() -> list[Path]:
     if root.is_dir():
         for purpose in WORK_PURPOSES:
             removed += leftovers.sweep(root, f"{purpose}-*")
-    removed += Staging.sweep_orphans(file_roots().values())
-    _sweep_native_scratch()
-    return removed
-
-
-def _sweep_native_scratch() -> None:
-    """The scratch databases of killed native MariaDB restores of the default database (``native_mysql``)."""
-    from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-
-    if connections[DEFAULT_DB_ALIAS].vendor != "mysql":
-        return
-    from dbs_admin.backups.native_mysql import sweep_orphan_scratch
-
-    try:
-        sweep_orphan_scratch(DEFAULT_DB_ALIAS)
-    except DatabaseError as exc:  # no rights on information_schema, the server away: the next sweep tries again
-        log.warning("could not look for scratch databases of killed restores: %s", exc)
+    return removed + Staging.sweep_orphans(file_roots().values())
 
 
 def target(name: str | None) -> Target:

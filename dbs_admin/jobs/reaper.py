@@ -147,4 +147,7 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     handoff.purge_expired()
     uploads.purge_abandoned()
     sweep_leftovers()  # work and staging folders of backups and restores killed on this host
+    from dbs_admin.backups.native_mysql import sweep_default_scratch  # MariaDB sites only need it
+
+    sweep_default_scratch()  # scratch databases of killed native MariaDB restores
     return lost
