@@ -147,8 +147,16 @@ def _workspace(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cached
 
 
+def _byte_workspace(m: int) -> np.ndarray:
+    """A per-thread (K, m) uint8 buffer for the interleaved messages of a batch, reused across calls."""
+    cached = getattr(_local, "bytes", None)
+    if cached is None or cached.shape[1] != m:
+        cached = _local.bytes = np.empty((K, m), dtype=np.uint8)
+    return cached
+
+
 def _encode_index(index: np.ndarray) -> np.ndarray:
-    """Parity for message bytes already widened to intp, shape (k, m); returns (NSYM, m) uint8 (a copy)."""
+    """Parity for message bytes (intp, or uint8 as they are), shape (k, m); returns (NSYM, m) uint8 (a copy)."""
     k, m = index.shape
     table = _tables()[K - k :]
     _, acc, tmp = _workspace(m)
@@ -182,7 +190,8 @@ def pieces_parity(buf: bytes | bytearray | memoryview, count: int) -> list[bytes
     length = len(flat) // count
     flat = flat.reshape(count, length)
     n = codewords_for(length)
-    index = _workspace(count * n)[0]
+    # Bytes stay bytes: np.take widens each row as it gathers, cheaper than widening the whole batch up front.
+    index = _byte_workspace(count * n)
     cube = index.reshape(K, count, n)  # cube[p, b, c] = byte p*n + c of piece b
     full_rows, rest = divmod(length, n)
     cube[:full_rows] = flat[:, : full_rows * n].reshape(count, full_rows, n).transpose(1, 0, 2)

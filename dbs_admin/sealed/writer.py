@@ -235,7 +235,7 @@ def seal(
             state["error"] = exc
             handoff.failed.set()
 
-    with atomic_output(destination, overwrite=overwrite, check=check) as f:
+    with atomic_output(destination, overwrite=overwrite, check=check, check_while_syncing=True) as f:
         consumer = threading.Thread(target=encrypt_and_write, args=(f,), name="dbs-seal-writer", daemon=True)
         consumer.start()
         try:
