@@ -31,6 +31,8 @@ from functools import lru_cache
 import numpy as np
 import reedsolo
 
+from dbs_admin.sealed.rs_params import FCR, GENERATOR, NSYM, PRIM, K, N, codewords_for, parity_size
+
 __all__ = [
     "PRIM",
     "GENERATOR",
@@ -48,24 +50,6 @@ __all__ = [
     "RepairResult",
     "repair_piece",
 ]
-
-PRIM = 0x11D  # x^8 + x^4 + x^3 + x^2 + 1, reedsolo's default
-GENERATOR = 2
-FCR = 0
-N = 255  # codeword length (symbols of one byte)
-NSYM = 32  # parity symbols per codeword: 16 unknown errors or 32 erasures
-K = N - NSYM  # 223 message bytes per codeword
-
-
-def codewords_for(length: int) -> int:
-    """Number of interleaved codewords protecting a piece of ``length`` bytes."""
-    return -(-length // K)
-
-
-def parity_size(length: int) -> int:
-    """Bytes of parity stored after a piece of ``length`` bytes."""
-    return NSYM * codewords_for(length)
-
 
 @lru_cache(maxsize=1)
 def _gf() -> tuple[np.ndarray, np.ndarray]:
