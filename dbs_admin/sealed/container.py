@@ -10,11 +10,15 @@ Copy B is written last from copy A's bytes on disk (``copy_file_range``), so
 the writer never holds more than one batch of blocks in memory, and the two
 copies of any block are about half a file apart.
 
+Each batch of blocks (2 MiB) gets its parity, hashes and CRCs on one of two
+workers (``prepare_batch``), so two batches are encoded side by side while the
+writer thread encrypts the next; the writer then writes the data and parity
+views as they are, in order (no record is assembled by copying).
+
 The file's SHA-256 (what targets and download links check) is computed along
 the way rather than by reading the finished file again: everything up to copy
-B is hashed as it is written, on the writer thread that mostly waits for
-ciphertext anyway; copy B and the records after it are hashed while
-verify-after-write reads them back.
+B is hashed as it is written, on the writer thread; copy B and the records
+after it are hashed while verify-after-write reads them back.
 """
 
 from __future__ import annotations
