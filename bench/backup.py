@@ -26,8 +26,15 @@ twice, then verify, and store the file on the default (local) target, the
 path the console and ``dbs_backup`` take. Restores go into a freshly
 migrated scratch database and an empty media folder. Keys: an X25519 recipient, so no Argon2 is measured.
 Targets: native backup <= 4x floor, logical backup <= 8x, logical restore
-<= 10x (MariaDB: native backup <= 1.3x, logical restore <= 3x); peak RSS
-< 250 MB at 200,000 posts.
+<= 10x (MariaDB: native backup <= 1.3x, logical restore <= 3x; PostgreSQL:
+native backup <= 1.2x, logical restore <= 2x; SQLite, whole command with
+its start-up: logical backup <= 1.0 s, native <= 0.8 s, logical restore
+<= 1.5 s); peak RSS < 250 MB at 200,000 posts.
+
+After the table: each stage of the sealed path timed alone (``bench/stages.py``:
+capture, serialise, compress, encrypt, hash, parity, write twice, verify) next
+to the pipelined run, and the start-up of a command against ``python -c pass``
+and a bare ``django.setup()`` (``--no-stages`` skips both).
 """
 
 from __future__ import annotations
@@ -247,6 +254,7 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep an existing seed of the same size")
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="repeat everything; medians are reported")
+    parser.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown and start-up")
     args = parser.parse_args()
 
     import django
@@ -292,6 +300,7 @@ def main() -> None:
     vendor = connections["default"].vendor
     store = get_target(None)
 
+    load_start = os.getloadavg()[0]
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"engine {vendor}; {args.posts} posts, {args.images} images; key: X25519 recipient (no Argon2 measured); "
           f"parent RSS at fork (Django set up, shared by every child): {baseline:.0f} MiB; "
@@ -307,6 +316,8 @@ def main() -> None:
     targets = {"native backup": 4, "logical backup": 8, "logical restore": 10}
     if vendor == "mysql":
         targets.update({"native backup": 1.3, "logical restore": 3})
+    if vendor == "postgresql":  # issue 22: the dump is the floor, the sealing must overlap it
+        targets.update({"native backup": 1.2, "logical restore": 2})
     print(f"{'operation':<16} {'seconds':>8} {'size MiB':>9} {'peak RSS MiB':>13} {'x floor':>8} {'target':>7}  "
           "each round (s)")
     for name, r in rows.items():
@@ -321,6 +332,43 @@ def main() -> None:
     from dbs_admin.models import Backup
 
     Backup.objects.filter(label="bench").delete()
+    if not args.no_stages:
+        print_stages(rows, work, args.skip_native)
+    print(f"load average: {load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+          f"({os.cpu_count()} cpus; trust the ratios over the seconds on a shared machine)")
+
+
+def print_stages(rows: dict, work: Path, skip_native: bool) -> None:
+    """Each stage of the sealed path alone (bench/stages.py), next to the pipelined run, and start-up."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import stages
+
+    work.mkdir(parents=True, exist_ok=True)
+    for kind in ("logical",) if skip_native else ("logical", "native"):
+        parts = in_child(stages.breakdown, kind, work)
+        parts.pop("rss_mib", None)
+        parts.pop("seconds", None)
+        sizes = {k: parts.pop(k) for k in ("payload MiB", "compressed MiB")}
+        total = sum(v for k, v in parts.items() if not k.startswith("  "))
+        ours = rows[f"{kind} backup"]["seconds"]
+        print(f"\n{kind} backup, stage by stage, each alone (payload {sizes['payload MiB']:.1f} MiB, "
+              f"compressed {sizes['compressed MiB']:.1f} MiB); sum {total:.2f} s, pipelined {ours:.2f} s:")
+        for name, secs in parts.items():
+            print(f"  {name:<26} {secs:7.2f} s {100 * secs / total:5.0f} %")
+    shutil.rmtree(work, ignore_errors=True)
+    start = stages.startup()
+    bare = start["python -c pass"]
+    print("\nstart-up (median of 3): " + ", ".join(f"{k} {v:.2f} s" for k, v in start.items())
+          + f"; dbs_backup --help minus python: {start['dbs_backup --help'] - bare:.2f} s (goal <= 0.3 s)")
+    from django.db import connections
+
+    if connections["default"].vendor == "sqlite":
+        command = start["dbs_backup --help"]
+        for name, goal in (("logical backup", 1.0), ("native backup", 0.8), ("logical restore", 1.5)):
+            if name in rows:
+                whole = rows[name]["seconds"] + command
+                print(f"SQLite {name}: {rows[name]['seconds']:.2f} s in the process + {command:.2f} s start-up = "
+                      f"{whole:.2f} s (goal <= {goal} s){'' if whole <= goal else ' MISSED'}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""SQLite secondary indexes set aside for a bulk load and rebuilt, overlapping the work that follows the rows.
+"""Secondary indexes set aside for a bulk load and rebuilt, overlapping the work that follows the rows.
 
+SQLite and PostgreSQL (what ``pg_restore`` does: data first, indexes after).
 Why: building an index from loaded rows is much faster than updating it row
-by row in random key order, and DDL is transactional in SQLite, so a failed
+by row in random key order, and DDL is transactional in both, so a failed
 restore rolls the indexes back with everything else. Rebuilding is one long
-``sqlite3_step`` per index, which releases the GIL: it runs on a helper
+statement per index, which releases the GIL: it runs on a helper
 thread, on the same connection and inside the same transaction, while the
 restoring thread receives and hash-checks the media files (which do not touch
 the database). Before anything else uses the connection, :meth:`finish` (or
@@ -12,7 +13,11 @@ duplicate value for a unique index, say) is raised there as Django's own
 database error, so it rolls everything back like any other.
 
 Unique constraints declared in the table itself (no SQL of their own) stay in
-place during the load.
+place during the load; on PostgreSQL so do primary keys, unique constraints and
+every index a constraint uses (a foreign key's target). PostgreSQL refuses to drop
+or create an index on a table with pending (deferred) foreign-key checks: indexes
+are set aside before the table's old rows are deleted, and built again (on the
+restoring thread) once the restore has run those checks.
 """
 
 from __future__ import annotations
@@ -29,19 +34,28 @@ class IndexesAside:
         self._error: BaseException | None = None
 
     def set_aside(self, table: str, cursor) -> None:
-        """Drop ``table``'s secondary indexes (SQLite only), remembering how to build them again."""
-        if self.connection.vendor != "sqlite":
+        """Drop ``table``'s secondary indexes (SQLite, PostgreSQL), remembering how to build them again."""
+        vendor = self.connection.vendor
+        if vendor == "sqlite":
+            cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s "
+                           "AND sql IS NOT NULL", [table])
+        elif vendor == "postgresql":
+            cursor.execute(
+                "SELECT ic.relname, pg_get_indexdef(ix.indexrelid) FROM pg_index ix "
+                "JOIN pg_class ic ON ic.oid = ix.indexrelid "
+                "WHERE ix.indrelid = %s::regclass AND NOT ix.indisprimary "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid) "
+                "ORDER BY ic.relname", [self.connection.ops.quote_name(table)])
+        else:
             return
-        cursor.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s "
-                       "AND sql IS NOT NULL", [table])
         for name, sql in cursor.fetchall():
             self._sql.append(sql)
             cursor.execute(f"DROP INDEX {self.connection.ops.quote_name(name)}")
 
     def rebuild_in_background(self) -> None:
         """Start rebuilding; the caller must not use the connection until :meth:`finish` or :meth:`abandon`."""
-        if not self._sql or self._thread is not None:
-            return
+        if not self._sql or self._thread is not None or self.connection.vendor != "sqlite":
+            return  # PostgreSQL: not while foreign-key checks are pending; finish() builds them after the check
         raw = self.connection.connection  # the DB-API connection: Django's wrapper belongs to the calling thread
         statements, self._sql = self._sql, []
 

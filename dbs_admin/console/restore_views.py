@@ -32,7 +32,7 @@ from dbs_admin.jobs import launch
 from dbs_admin.jobs.handed_keys import KeyRefused, open_identity
 from dbs_admin.jobs.uploads import UploadRefused, private_upload_path
 from dbs_admin.models import AuditEvent, Backup
-from dbs_admin.sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError, info
+from dbs_admin.sealed import KeySlotError, NotSealedError, SealedError, UnrecoverableError, WrongIdentityError
 
 PLAN_SALT = "dbs_admin.restore-plan"
 PLAN_TTL = timedelta(minutes=10)
@@ -180,6 +180,8 @@ def _step1_post(request: HttpRequest, handler: SealedUploadHandler) -> HttpRespo
         return _render_step1(request, form, "Choose a backup from the list or upload a .dbs file.", status=400)
     if upload is not None:
         backup = None  # an upload wins over the list
+        from dbs_admin.sealed import info  # here, not at start-up: the container's readers bring numpy
+
         try:
             info(upload)  # cheap structural check, no key needed
         except SealedError as exc:

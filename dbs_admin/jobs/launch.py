@@ -14,7 +14,6 @@ from django.views.decorators.debug import sensitive_variables
 
 from dbs_admin.jobs import handoff
 from dbs_admin.jobs.job_run import send as send_task
-from dbs_admin.jobs.tasks import run_backup, run_drill_task, run_restore, run_validate
 from dbs_admin.models import Backup, Job
 
 BROKER_DOWN = ("The task queue (Celery's broker) cannot be reached, so nothing was queued: {error}. Check that the "
@@ -26,7 +25,17 @@ class QueueUnavailable(Exception):
 
 
 def send(task, job: Job, **kwargs) -> None:
-    """Send ``task`` for ``job``; when the broker is down, undo the Job and its hand-off and say so in one line."""
+    """Send ``task`` (a task, or the name of one in ``jobs.tasks``) for ``job``; when the broker is down, undo
+    the Job and its hand-off and say so in one line.
+
+    The tasks module is imported here, on first use, not at start-up: it pulls in every service (capture,
+    restore, drills, the sealed writer with numpy), which the admin's autodiscovery would otherwise import
+    into every process that sets Django up, ``manage.py --help`` included.
+    """
+    if isinstance(task, str):
+        from dbs_admin.jobs import tasks
+
+        task = getattr(tasks, task)
     try:
         send_task(task, job, **kwargs)
     except Exception as exc:  # noqa: BLE001 - kombu/redis raise several kinds for "no broker"
@@ -45,7 +54,7 @@ def queue_backup(*, user: Any, kind: str, target: str, label: str, passphrase: s
                              params={"kind": kind, "target": target, "copies": list(copies or []), "label": label,
                                      "key": "passphrase" if passphrase else "recipients"})
     ref = handoff.put(passphrase, purpose=handoff.BACKUP_PURPOSE) if passphrase else None
-    send(run_backup, job, secret_ref=ref)
+    send("run_backup", job, secret_ref=ref)
     return job
 
 
@@ -59,7 +68,7 @@ def seal_restore_key(*, passphrase: str, identity_file: str | None, ttl) -> str:
 def queue_restore(*, user: Any, backup: Backup | None, params: dict, key_ref: str) -> Job:
     """A restore job whose key was sealed by :func:`seal_restore_key`."""
     job = Job.objects.create(kind=Job.Kind.RESTORE, created_by=user, params=params, backup=backup)
-    send(run_restore, job, secret_ref=key_ref)
+    send("run_restore", job, secret_ref=key_ref)
     return job
 
 
@@ -72,7 +81,7 @@ def queue_validate(*, user: Any, backup: Backup | None, params: dict | None = No
     if passphrase is not None:
         ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file, purpose=handoff.VALIDATE_PURPOSE)
     job = Job.objects.create(kind=Job.Kind.VALIDATE, created_by=user, backup=backup, params=params)
-    send(run_validate, job, secret_ref=ref)
+    send("run_validate", job, secret_ref=ref)
     return job
 
 
@@ -89,5 +98,5 @@ def queue_drill(*, target: str | None = None, user: Any = None, passphrase: str 
         ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file, purpose=handoff.DRILL_PURPOSE)
     job = Job.objects.create(kind=Job.Kind.DRILL, created_by=user,
                              params={"target": target, **({"key": "handed"} if ref else {})})
-    send(run_drill_task, job, target=target, secret_ref=ref)
+    send("run_drill_task", job, target=target, secret_ref=ref)
     return job

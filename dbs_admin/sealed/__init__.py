@@ -17,6 +17,9 @@ without an exception (see ``reader``); ``read_all_to`` does that for files.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dbs_admin.sealed.errors import (
     AuthenticationError,
     DestinationExistsError,
@@ -30,12 +33,40 @@ from dbs_admin.sealed.errors import (
     WrongIdentityError,
     WrongPassphraseError,
 )
-from dbs_admin.sealed.heal import HealReport, heal
-from dbs_admin.sealed.keys import Argon2Params, Identity, generate_identity, load_identity
-from dbs_admin.sealed.reader import SealedReader, open_sealed, read_manifest
-from dbs_admin.sealed.reports import SealReport, VerifyReport
-from dbs_admin.sealed.verify import info, verify
-from dbs_admin.sealed.writer import seal
+
+# What is imported on first use, and from where. Why lazily: the Django side imports this package for its
+# errors and atomic writes at start-up (targets, the console), and the readers and writers pull numpy,
+# Argon2 and the AEAD in; a command that never seals or opens a file should not pay for them.
+_LAZY = {
+    "HealReport": "heal", "heal": "heal",
+    "Argon2Params": "keys", "Identity": "keys", "generate_identity": "keys", "load_identity": "keys",
+    "SealedReader": "reader", "open_sealed": "reader", "read_manifest": "reader",
+    "SealReport": "reports", "VerifyReport": "reports",
+    "info": "verify", "verify": "verify",
+    "seal": "writer",
+}
+
+if TYPE_CHECKING:
+    from dbs_admin.sealed.heal import HealReport, heal
+    from dbs_admin.sealed.keys import Argon2Params, Identity, generate_identity, load_identity
+    from dbs_admin.sealed.reader import SealedReader, open_sealed, read_manifest
+    from dbs_admin.sealed.reports import SealReport, VerifyReport
+    from dbs_admin.sealed.verify import info, verify
+    from dbs_admin.sealed.writer import seal
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "read_manifest",

@@ -55,6 +55,39 @@ def assemble_records(
 
 
 @dataclass
+class PreparedBatch:
+    """A batch of whole blocks made ready to write: data and parity views in record order, table entries, CRCs."""
+
+    pieces: list[memoryview | bytes]
+    entries: bytes
+    crcs: list[int]
+    length: int
+    blocks: int
+
+
+def prepare_batch(buf: bytes, block_size: int) -> PreparedBatch:
+    """Parity, hashes and CRC-32 of every block of ``buf``, without copying the data into records.
+
+    Why: the writer hands ``pieces`` to ``os.writev`` as they are, and a worker
+    thread can run this whole step (numpy, BLAKE2b and zlib release the GIL for
+    most of it) while the writer encrypts and writes another batch.
+    """
+    view = memoryview(buf)
+    parities = block_parities(view, block_size)
+    pieces: list[memoryview | bytes] = []
+    entries = bytearray()
+    crcs = []
+    for i, parity in enumerate(parities):
+        data = view[i * block_size : min((i + 1) * block_size, len(view))]
+        pieces.append(data)
+        pieces.append(parity)
+        entries += blake2b(data, DATA_HASH_SIZE)
+        entries += blake2b(parity, PARITY_HASH_SIZE)
+        crcs.append(zlib.crc32(parity, zlib.crc32(data)))
+    return PreparedBatch(pieces, bytes(entries), crcs, len(view), len(parities))
+
+
+@dataclass
 class BlockSummary:
     """Result of checking every block of both copies (the keyless verify)."""
 

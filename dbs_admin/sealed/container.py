@@ -10,11 +10,15 @@ Copy B is written last from copy A's bytes on disk (``copy_file_range``), so
 the writer never holds more than one batch of blocks in memory, and the two
 copies of any block are about half a file apart.
 
+Each batch of blocks (2 MiB) gets its parity, hashes and CRCs on one of two
+workers (``prepare_batch``), so two batches are encoded side by side while the
+writer thread encrypts the next; the writer then writes the data and parity
+views as they are, in order (no record is assembled by copying).
+
 The file's SHA-256 (what targets and download links check) is computed along
 the way rather than by reading the finished file again: everything up to copy
-B is hashed as it is written, on the writer thread that mostly waits for
-ciphertext anyway; copy B and the records after it are hashed while
-verify-after-write reads them back.
+B is hashed as it is written, on the writer thread; copy B and the records
+after it are hashed while verify-after-write reads them back.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import dataclasses
 import hashlib
 import os
 import zlib
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from dbs_admin.sealed.atomic import EarlyWriteback, write_all
-from dbs_admin.sealed.blocks import BATCH_BLOCKS, BlockReader, assemble_records, block_parities
+from dbs_admin.sealed.blocks import BATCH_BLOCKS, BlockReader, prepare_batch
 from dbs_admin.sealed.errors import SealedError
 from dbs_admin.sealed.layout import (
     KIND_HEADER,
@@ -44,6 +49,9 @@ from dbs_admin.sealed.layout import (
 )
 from dbs_admin.sealed.metadata import encode_record, file_size_of
 from dbs_admin.sealed.structure import load_structure
+
+# Batches prepared side by side (parity, hashes): one per core of a small machine, without holding much memory.
+PREPARE_DEPTH = 2
 
 
 def _copy_range(f: BinaryIO, src: int, dst: int, length: int) -> None:
@@ -100,8 +108,8 @@ class ContainerWriter:
         self.crcs = array.array("L")
         self._pending = bytearray()
         self._batch = BATCH_BLOCKS * self.block_size
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dbs-parity")
-        self._inflight: tuple[bytes, Future] | None = None
+        self._pool = ThreadPoolExecutor(PREPARE_DEPTH, thread_name_prefix="dbs-parity")
+        self._inflight: deque[Future] = deque()
         self._writeback = EarlyWriteback(f.fileno())
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -109,36 +117,41 @@ class ContainerWriter:
         self._pending += data
         if len(self._pending) >= self._batch:
             whole = len(self._pending) - len(self._pending) % self.block_size
-            chunk = bytes(self._pending[:whole])
+            with memoryview(self._pending) as view:
+                chunk = bytes(view[:whole])
             del self._pending[:whole]
             self._emit(chunk)
 
     def _emit(self, buf: bytes) -> None:
-        """Start parity of ``buf`` on the worker thread, then write the previous batch.
+        """Hand ``buf`` to a worker (parity, hashes, CRCs), then write the batches that are ready, in order.
 
-        A one-deep pipeline: while the worker runs the numpy encoder (which
-        holds the GIL), this thread hashes, writes, and goes back to produce
-        the next batch through zstd and AES-GCM (which release it).
+        Up to ``PREPARE_DEPTH`` batches are prepared at once, one per worker:
+        the numpy encoder and BLAKE2b release the GIL for most of their work,
+        so on two cores two batches are encoded side by side while this thread
+        goes back to produce the next one through zstd and AES-GCM.
         """
-        future = self._pool.submit(block_parities, buf, self.block_size)
-        self._drain()
-        self._inflight = (buf, future)
+        self._inflight.append(self._pool.submit(prepare_batch, buf, self.block_size))
+        while len(self._inflight) > PREPARE_DEPTH:
+            self._drain_one()
 
     def _drain(self) -> None:
-        if self._inflight is None:
-            return
-        buf, future = self._inflight
-        self._inflight = None
-        records, entries, crcs = assemble_records(buf, future.result(), self.block_size)
-        write_all(self.f, records)
-        self._writeback.wrote(len(records))
-        if self._sha256 is not None:
-            self._sha256.update(records)
-        self.offset += len(records)
-        self.entries += entries
-        self.crcs.extend(crcs)
-        self.data_length += len(buf)
-        self.block_count += -(-len(buf) // self.block_size)
+        while self._inflight:
+            self._drain_one()
+
+    def _drain_one(self) -> None:
+        batch = self._inflight.popleft().result()
+        sha256 = self._sha256
+        for piece in batch.pieces:
+            write_all(self.f, piece)
+            if sha256 is not None:
+                sha256.update(piece)
+        written = batch.length + sum(len(p) for p in batch.pieces[1::2])
+        self._writeback.wrote(written)
+        self.offset += written
+        self.entries += batch.entries
+        self.crcs.extend(batch.crcs)
+        self.data_length += batch.length
+        self.block_count += batch.blocks
 
     def close(self) -> None:
         """Stop the worker threads (idempotent; ``finish`` calls it); raise a failed background flush."""

@@ -11,7 +11,7 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-from dbs_admin.sealed import rs
+from dbs_admin.sealed import rs_params as rs
 from dbs_admin.sealed.errors import NotSealedError, UnsupportedVersionError
 
 MAGIC = b"\x89DBS\r\n\x1a\n"  # PNG-style: catches text-mode and 7-bit transfers

@@ -31,6 +31,8 @@ from functools import lru_cache
 import numpy as np
 import reedsolo
 
+from dbs_admin.sealed.rs_params import FCR, GENERATOR, NSYM, PRIM, K, N, codewords_for, parity_size
+
 __all__ = [
     "PRIM",
     "GENERATOR",
@@ -48,24 +50,6 @@ __all__ = [
     "RepairResult",
     "repair_piece",
 ]
-
-PRIM = 0x11D  # x^8 + x^4 + x^3 + x^2 + 1, reedsolo's default
-GENERATOR = 2
-FCR = 0
-N = 255  # codeword length (symbols of one byte)
-NSYM = 32  # parity symbols per codeword: 16 unknown errors or 32 erasures
-K = N - NSYM  # 223 message bytes per codeword
-
-
-def codewords_for(length: int) -> int:
-    """Number of interleaved codewords protecting a piece of ``length`` bytes."""
-    return -(-length // K)
-
-
-def parity_size(length: int) -> int:
-    """Bytes of parity stored after a piece of ``length`` bytes."""
-    return NSYM * codewords_for(length)
-
 
 @lru_cache(maxsize=1)
 def _gf() -> tuple[np.ndarray, np.ndarray]:
@@ -147,8 +131,16 @@ def _workspace(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return cached
 
 
+def _byte_workspace(m: int) -> np.ndarray:
+    """A per-thread (K, m) uint8 buffer for the interleaved messages of a batch, reused across calls."""
+    cached = getattr(_local, "bytes", None)
+    if cached is None or cached.shape[1] != m:
+        cached = _local.bytes = np.empty((K, m), dtype=np.uint8)
+    return cached
+
+
 def _encode_index(index: np.ndarray) -> np.ndarray:
-    """Parity for message bytes already widened to intp, shape (k, m); returns (NSYM, m) uint8 (a copy)."""
+    """Parity for message bytes (intp, or uint8 as they are), shape (k, m); returns (NSYM, m) uint8 (a copy)."""
     k, m = index.shape
     table = _tables()[K - k :]
     _, acc, tmp = _workspace(m)
@@ -182,7 +174,8 @@ def pieces_parity(buf: bytes | bytearray | memoryview, count: int) -> list[bytes
     length = len(flat) // count
     flat = flat.reshape(count, length)
     n = codewords_for(length)
-    index = _workspace(count * n)[0]
+    # Bytes stay bytes: np.take widens each row as it gathers, cheaper than widening the whole batch up front.
+    index = _byte_workspace(count * n)
     cube = index.reshape(K, count, n)  # cube[p, b, c] = byte p*n + c of piece b
     full_rows, rest = divmod(length, n)
     cube[:full_rows] = flat[:, : full_rows * n].reshape(count, full_rows, n).transpose(1, 0, 2)

@@ -6,7 +6,6 @@ import datetime
 import os
 from pathlib import Path
 
-from dbs_admin.sealed.blocks import BlockReader
 from dbs_admin.sealed.errors import AuthenticationError, KeySlotError, SealedError, UnrecoverableError, UsageError
 from dbs_admin.sealed.keys import Identity, describe_key_slots
 from dbs_admin.sealed.layout import rs_overhead
@@ -45,6 +44,8 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
             return VerifyReport(str(path), ok=False, intact=False, decrypted=False, block_count=0,
                                 unrecoverable_regions=list(exc.regions), damaged_regions=list(exc.regions),
                                 healing_margin=0.0, error=str(exc))
+        from dbs_admin.sealed.blocks import BlockReader  # numpy: only once blocks are checked, not for ``info``
+
         summary = BlockReader(f, size, structure.table).check_all()
     regions = {name: st.as_dict() for name, st in structure.regions.items()}
     locator_ok = structure.locator_ok

@@ -2,8 +2,8 @@
 
 Pipeline (constant memory): source pieces -> zstd stream -> AES-256-GCM
 chunks (aead.ChunkEncryptor) -> 64 KiB blocks with hashes and RS parity
-(container.ContainerWriter) -> ``<dest>.tmp-<random>`` -> fsync -> keyless
-verification of every hash of both copies -> link/rename to ``dest``.
+(container.ContainerWriter) -> ``<dest>.tmp-<random>`` -> fsync, with the
+keyless read-back of both copies running during it -> link/rename to ``dest``.
 """
 
 from __future__ import annotations
@@ -184,11 +184,13 @@ def seal(
     appears at ``destination`` only once fully written, synced and verified;
     an existing file is refused unless ``overwrite=True``.
 
-    Three threads share the work (zstd, AES-GCM, hashlib and file I/O release
-    the GIL): this one reads and compresses; a writer thread derives the key
-    slots (Argon2 overlaps the first compression), encrypts, hashes and writes;
-    the container's worker computes Reed-Solomon parity; zstd adds
+    Threads share the work (zstd, AES-GCM, numpy, hashlib and file I/O
+    release the GIL): this one reads and compresses; a writer thread derives
+    the key slots (Argon2 overlaps the first compression), encrypts and writes;
+    the container's two workers compute the Reed-Solomon parity, BLAKE2b
+    hashes and CRCs of two batches side by side; zstd adds
     ``compression_threads`` workers of its own (0: compress on this thread).
+    The verify-after-write read-back runs while the final fsync flushes.
 
     ``file_sha256=True`` (with the verify-after-write pass) also returns the
     finished file's SHA-256 in the report, computed while writing and
@@ -235,7 +237,7 @@ def seal(
             state["error"] = exc
             handoff.failed.set()
 
-    with atomic_output(destination, overwrite=overwrite, check=check) as f:
+    with atomic_output(destination, overwrite=overwrite, check=check, check_while_syncing=True) as f:
         consumer = threading.Thread(target=encrypt_and_write, args=(f,), name="dbs-seal-writer", daemon=True)
         consumer.start()
         try:

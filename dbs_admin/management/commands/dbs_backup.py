@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.core.management import CommandError, CommandParser
 
-from dbs_admin.backups.create import create_backup
 from dbs_admin.backups.errors import KeyMissingError
 from dbs_admin.backups.sealing_keys import can_seal_without_passphrase
 from dbs_admin.management.cli import DbsCommand, ProgressDisplay, add_key_arguments, failures
@@ -27,6 +26,9 @@ class Command(DbsCommand):
         add_key_arguments(parser, identity=False)
 
     def handle(self, *args, **options) -> None:
+        # Here, not at import: the capture and the sealed writer (numpy) are not needed for --help or a refusal.
+        from dbs_admin.backups.create import create_backup
+
         display = ProgressDisplay(enabled=options["verbosity"] > 0)
         with failures("backup", display):
             passphrase = self._passphrase(options)

@@ -1,0 +1,43 @@
+"""Start-up stays light: setting Django up (the admin's autodiscovery imports the console) and loading a
+command do not import the sealed container's codec (numpy), the Celery tasks module or the services behind
+it. Speed itself is measured by bench/stages.py; this holds the import graph that makes it possible."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ["numpy", "reedsolo", "dbs_admin.jobs.tasks", "dbs_admin.backups.create", "dbs_admin.sealed.writer",
+         "dbs_admin.sealed.reader", "dbs_admin.drills.runner"]
+
+PROBE = """
+import json, sys
+import django
+django.setup()
+from django.core.management import load_command_class
+load_command_class("dbs_admin", "dbs_backup")
+from dbs_admin.sealed import SealedError  # the package's errors alone stay cheap
+print(json.dumps(sorted(m for m in %r if m in sys.modules)))
+"""
+
+
+def test_django_setup_and_a_command_import_none_of_the_heavy_modules(tmp_path):
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings", DBS_VAR_DIR=str(tmp_path))
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run([sys.executable, "-c", PROBE % (HEAVY,)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_lazy_names_of_the_sealed_package_resolve_to_the_real_functions():
+    import dbs_admin.sealed as sealed
+    from dbs_admin.sealed import writer
+
+    assert sealed.seal is writer.seal
+    assert set(sealed.__all__) <= set(dir(sealed))
+    for name in sealed.__all__:
+        assert getattr(sealed, name) is not None
