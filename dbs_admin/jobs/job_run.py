@@ -33,6 +33,7 @@ from django.utils import timezone
 from dbs_admin import signals
 from dbs_admin.jobs import locks
 from dbs_admin.jobs import unattended_alerts as alerts
+from dbs_admin.jobs.progress_plan import ProgressPlan
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
 from dbs_admin.models import Job
 
@@ -77,6 +78,8 @@ class JobRun:
         self._wake = threading.Event()  # write now, not at the next interval
         self._thread: threading.Thread | None = None
         self._signals_token = None
+        copies = (job.params or {}).get("copies") or []
+        self._plan = ProgressPlan(job.kind, uploads=1 + len(copies))
 
     # -- lifecycle ---------------------------------------------------------
     def claim(self) -> bool:
@@ -109,6 +112,7 @@ class JobRun:
         values = {"state": state, "message": message[:4000], "finished_at": now, "heartbeat_at": now, **fields}
         if state == Job.State.SUCCEEDED:
             values["progress"] = 1.0
+            values.setdefault("stage", "done")  # a finished job never shows the stage it was in ("validating")
         ended = Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(**values)
         remove_partial_files(self.job.partial_files)
         Job.objects.filter(pk=self.job.pk).update(partial_files=[])
@@ -126,11 +130,13 @@ class JobRun:
 
     # -- callbacks for the services (no database access here) -------------------
     def progress(self, stage: str, done: int, total: int | None) -> None:
-        fraction = min(1.0, done / total) if total else 0.0
+        """The stage's own figures (``done`` of ``total`` rows, files or bytes) for the text under the bar; the
+        bar itself is the whole job's fraction (``progress_plan``), which only moves forward."""
+        fraction = self._plan.fraction(stage, done, total)
         self._queue(stage=stage[:100], bytes_done=done, bytes_total=total, progress=fraction)
 
     def stage(self, stage: str) -> None:
-        self._queue(stage=stage[:100])
+        self._queue(stage=stage[:100], progress=self._plan.fraction(stage, 0, None))
 
     def cancel_requested(self) -> bool:
         return self._cancelled
