@@ -145,22 +145,35 @@ class BackupAdmin(SuperuserOnlyAdmin):
 
 @admin.register(Job)
 class JobAdmin(SuperuserOnlyAdmin):
-    list_display = ["number", "kind", "state", "stage", "percent", "when", "created_by", "backup", "message_short"]
+    list_select_related = ["backup", "created_by"]
+    list_display = ["number", "kind", "state", "stage_percent", "when", "by", "backup_link", "message_short"]
     list_filter = ["kind", "state"]
     readonly_fields = [f.name for f in Job._meta.fields]
 
     @admin.display(description="job", ordering="pk")
     def number(self, obj: Job) -> str:
         """"Job #N", linking to the job's own page (its bar while it runs, its message when it ended)."""
-        return format_html('<a href="{}">Job #{}</a>', reverse("dbs_admin:job", args=[obj.pk]), obj.pk)
+        return format_html('<a href="{}">Job&nbsp;#{}</a>', reverse("dbs_admin:job", args=[obj.pk]), obj.pk)
 
     @admin.display(description="created", ordering="created_at")
     def when(self, obj: Job) -> str:
         return date_format(timezone.localtime(obj.created_at), "Y-m-d H:i")
 
-    @admin.display(description="%")
-    def percent(self, obj: Job) -> str:
-        return f"{obj.progress * 100:.0f}"
+    @admin.display(description="by", ordering="created_by")
+    def by(self, obj: Job) -> str:
+        return str(obj.created_by) if obj.created_by else "beat"
+
+    @admin.display(description="backup")
+    def backup_link(self, obj: Job) -> str:
+        """A short link to the backup's page (its long file name is the link's title and in the message)."""
+        if obj.backup_id is None:
+            return "—"
+        return format_html('<a href="{}" title="{}">open</a>',
+                           reverse("admin:dbs_admin_backup_change", args=[obj.backup_id]), obj.backup.name)
+
+    @admin.display(description="stage", ordering="stage")
+    def stage_percent(self, obj: Job) -> str:
+        return f"{obj.stage or '—'} ({obj.progress * 100:.0f}%)"
 
     @admin.display(description="message")
     def message_short(self, obj: Job) -> str:

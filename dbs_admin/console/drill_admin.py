@@ -87,7 +87,7 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
     @admin.display(description="drill", ordering="pk")
     def number(self, report: DrillReport) -> str:
         """"Drill #N", the number the job's message, the alerts and ``dbs_drill`` use; its job is "Job #M"."""
-        return f"Drill #{report.pk}" + (f" (job #{report.job_id})" if report.job_id else "")
+        return f"Drill\u00a0#{report.pk}" + (f" (job\u00a0#{report.job_id})" if report.job_id else "")
 
     @admin.display(description="started", ordering="started_at")
     def when(self, report: DrillReport) -> str:

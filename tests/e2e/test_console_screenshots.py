@@ -54,6 +54,11 @@ def console_data(tmp_path, settings, media_root, django_user_model):
         heartbeat_at=now, stage="uploading to local", progress=0.8, bytes_done=12_000_000, bytes_total=40_000_000,
         params={"target": "local", "kind": "logical", "label": "screens"},
     )
+    Job.objects.create(  # a finished job with a long message and its backup: the widest row of the Jobs list
+        kind=Job.Kind.BACKUP, state=Job.State.SUCCEEDED, created_by=boss, started_at=now - timedelta(minutes=5),
+        finished_at=now - timedelta(minutes=4), stage="done", progress=1.0, backup=backup,
+        message=f"{backup.name} ({backup.size} bytes) on local. The copy on 'offsite' FAILED: connection refused.",
+    )
     report = DrillReport.objects.create(backup=backup, backup_name=backup.name, passed=True, engine="sqlite",
                                         restore_seconds=2.5, total_seconds=4.0, backup_age_seconds=60,
                                         finished_at=now, job=running)
@@ -91,6 +96,8 @@ def _no_side_scroll(page, name: str) -> None:
         const all = [document.scrollingElement, ...boxes];
         return Math.max(...all.map(e => e.scrollWidth - e.clientWidth));
     }""")
+    if widest > 1:
+        _shoot(page, f"{name.replace(' ', '-')}-overflowing", "debug")
     assert widest <= 1, f"{name}: something scrolls sideways or overflows its card by {widest} px"
 
 
