@@ -105,7 +105,8 @@ def test_backup_page_reads_as_tables_and_its_validate_button_ends_in_a_done_job(
     assert (job.state, job.stage, job.progress) == (Job.State.SUCCEEDED, "done", 1.0)
     backup.refresh_from_db()
     assert backup.status == Backup.Status.OK
-    assert "full: both copies" in su_client.get(reverse("admin:dbs_admin_backup_change", args=[backup.pk])).content.decode()
+    page = su_client.get(reverse("admin:dbs_admin_backup_change", args=[backup.pk])).content.decode()
+    assert "full: both copies" in page
     assert AuditEvent.objects.filter(action="validate", backup=backup).exists()
     job_page = su_client.get(response["Location"]).content.decode()
     assert f"Job #{job.pk} · Validate" in job_page and "(queued)" not in job_page and "validating" not in job_page
