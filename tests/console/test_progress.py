@@ -69,3 +69,16 @@ def test_a_finished_job_shows_done_not_the_stage_it_was_in():
     run.finish(Job.State.SUCCEEDED, "Intact.")
     job.refresh_from_db()
     assert (job.stage, job.progress, str(job)) == ("done", 1.0, f"Job #{job.pk} · Validate")
+
+
+def test_a_native_sqlite_dump_reports_its_bytes_against_the_copy_s_size(two_targets):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite copy's size is the dump's size; other engines' dumps have no size beforehand")
+    seed(posts=40, images=2, seed=12)
+    seen = []
+    create_backup(kind="native", target="local", passphrase=PASSPHRASE,
+                  progress=lambda stage, done, total: seen.append((stage, done, total)))
+    dumps = [(done, total) for stage, done, total in seen if stage == "database"]
+    assert dumps and all(total and 0 < done <= total for done, total in dumps)  # a total, so a moving bar
