@@ -112,6 +112,15 @@ def _luminance(css_color: str) -> float:
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
 
+def _readable(page, selector: str, *, name: str) -> None:
+    """Every text of a chart stands out from the page's background (the admin's dark theme included)."""
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    fills = page.eval_on_selector_all(selector, "all => all.map(e => getComputedStyle(e).fill)")
+    assert fills, f"{name}: no text"
+    for fill in fills:
+        assert abs(_luminance(fill) - _luminance(background)) > 0.4, f"{name}: text {fill} on {background}"
+
+
 def _pages(page, base: str, data: dict, scheme: str) -> None:
     backup, post, running = data["backup"], data["post"], data["running"]
 
@@ -119,9 +128,7 @@ def _pages(page, base: str, data: dict, scheme: str) -> None:
     page.wait_for_selector("#dbs-chart svg")
     _inside(page, "#dbs-rpo, #dbs-next-runs, #dbs-drills, #dbs-chart, #dbs-jobs th", name="dashboard")
     _inside(page, "#dbs-chart svg text", name="dashboard chart labels")
-    label = page.eval_on_selector("#dbs-chart svg text.dbs-chart-label", "e => getComputedStyle(e).fill")
-    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-    assert abs(_luminance(label) - _luminance(background)) > 0.4, f"chart label {label} on {background}"
+    _readable(page, "#dbs-chart svg text", name="size chart")
     assert page.locator("text=DBS_ADMIN['RECIPIENTS']").count() <= 1
     _no_side_scroll(page, "dashboard")
     _shoot(page, "dashboard", scheme)
@@ -140,6 +147,8 @@ def _pages(page, base: str, data: dict, scheme: str) -> None:
         for text in links:
             _inside(page, f"#result_list tbody tr:first-child a:text-is('{text}')", name=f"{name} {text}")
         _no_side_scroll(page, name)
+        if name == "drills":
+            _readable(page, "#dbs-rto-trend svg > text", name="RTO chart")
         _shoot(page, name, scheme)
 
     page.goto(f"{base}{reverse('admin:dbs_admin_auditevent_changelist')}?q=history")
