@@ -31,6 +31,7 @@ from django.db import connection
 from django.utils import timezone
 
 from dbs_admin import signals
+from dbs_admin.conf import dbs_settings
 from dbs_admin.jobs import locks
 from dbs_admin.jobs import unattended_alerts as alerts
 from dbs_admin.jobs.progress_plan import ProgressPlan
@@ -78,8 +79,7 @@ class JobRun:
         self._wake = threading.Event()  # write now, not at the next interval
         self._thread: threading.Thread | None = None
         self._signals_token = None
-        copies = (job.params or {}).get("copies") or []
-        self._plan = ProgressPlan(job.kind, uploads=1 + len(copies))
+        self._plan = ProgressPlan(job.kind, uploads=_uploads(job))
 
     # -- lifecycle ---------------------------------------------------------
     def claim(self) -> bool:
@@ -182,6 +182,13 @@ class JobRun:
                     return
         finally:
             connection.close()
+
+
+def _uploads(job: Job) -> int:
+    """How many of a backup job's targets the sealed file is uploaded to (a local folder links it in place)."""
+    params = job.params or {}
+    names = dict.fromkeys([params.get("target") or dbs_settings.DEFAULT_TARGET, *(params.get("copies") or [])])
+    return sum(1 for name in names if (dbs_settings.TARGETS.get(name) or {}).get("kind", "local") != "local")
 
 
 def send(task, job: Job, **kwargs) -> None:

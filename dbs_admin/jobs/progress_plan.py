@@ -21,6 +21,10 @@ BACKUP: tuple[Band, ...] = (
     ("rows", 0.0, 0.55), ("database", 0.0, 0.55), ("files", 0.55, 0.7), ("verifying", 0.7, 0.72),
     ("uploading to ", 0.72, 0.99),
 )
+# A backup kept only in local folders: the sealed file is linked in place, nothing is uploaded.
+BACKUP_LOCAL: tuple[Band, ...] = (
+    ("rows", 0.0, 0.8), ("database", 0.0, 0.8), ("files", 0.8, 0.97), ("verifying", 0.97, 0.99),
+)
 RESTORE: tuple[Band, ...] = (("database", 0.02, 0.85), ("rows", 0.02, 0.85), ("files", 0.85, 0.99))
 DRILL: tuple[Band, ...] = (("database", 0.05, 0.6), ("rows", 0.05, 0.6), ("files", 0.6, 0.7), ("check: ", 0.7, 0.99))
 
@@ -35,7 +39,8 @@ PLANS: dict[str, dict[str | None, tuple[float, float, tuple[Band, ...]]]] = {
 
 @dataclass
 class ProgressPlan:
-    """``fraction(stage, done, total)`` → the whole job's fraction, for a job of ``kind`` with ``uploads`` targets."""
+    """``fraction(stage, done, total)`` → the whole job's fraction, for a job of ``kind`` that uploads to
+    ``uploads`` targets (local folders take the sealed file without an upload)."""
 
     kind: str
     uploads: int = 1
@@ -45,6 +50,8 @@ class ProgressPlan:
 
     def __post_init__(self) -> None:
         self._phase = PLANS.get(self.kind, {}).get(None)
+        if self.kind == "backup" and self.uploads == 0:
+            self._phase = (0.0, 1.0, BACKUP_LOCAL)
 
     def fraction(self, stage: str, done: int, total: int | None) -> float:
         phases = PLANS.get(self.kind, {})

@@ -28,7 +28,7 @@ def two_targets(settings, tmp_path, media_root):
 
 def test_a_real_backups_stages_fold_into_one_bar_that_only_moves_forward(two_targets):
     seed(posts=40, images=3, seed=11)
-    plan = ProgressPlan("backup", uploads=2)
+    plan = ProgressPlan("backup", uploads=1)  # "local" links the sealed file in place; "fs" is uploaded to
     seen: list[tuple[str, int, int | None, float]] = []
 
     def progress(stage: str, done: int, total: int | None) -> None:
@@ -58,6 +58,15 @@ def test_each_stage_takes_its_share_by_its_own_bytes_and_a_safety_backup_runs_fi
     assert restore.fraction("restoring", 0, None) == pytest.approx(0.4 * 0.55)
     assert restore.fraction("rows", 50, 100) == pytest.approx(0.4 + 0.6 * (0.02 + 0.83 / 2))  # the restore itself
     assert ProgressPlan("validate").fraction("validating", 0, None) == 0.0  # no figures: the bar waits for the end
+    local = ProgressPlan("backup", uploads=0)  # kept in a local folder only: capture takes (nearly) the whole bar
+    assert local.fraction("rows", 50, 100) == pytest.approx(0.4) and local.fraction("verifying", 0, None) == 0.97
+
+
+def test_a_jobs_uploads_are_its_targets_that_are_not_local_folders(two_targets):
+    from dbs_admin.jobs.job_run import _uploads
+
+    assert _uploads(Job(kind=Job.Kind.BACKUP, params={"target": "local"})) == 0
+    assert _uploads(Job(kind=Job.Kind.BACKUP, params={"target": "fs", "copies": ["local", "fs"]})) == 1
 
 
 @pytest.mark.django_db(transaction=True)
