@@ -39,6 +39,10 @@ def _defaults() -> dict[str, Any]:
         # excluded so a restore never rewrites the log of what happened, nor the job
         # that is running the restore.
         "EXCLUDE_MODELS": ["sessions.Session", "dbs_admin.*"],
+        # Which media a logical backup holds: "all" (every file of the media storage, MEDIA_ROOT or the
+        # default storage, so an image named only in a post's HTML comes back too) or "fields" (only the
+        # files that file and image fields hold). Native backups always hold all of it.
+        "MEDIA_FILES": "all",
         # X25519 recipient strings (dbs1...) used by unattended (scheduled) backups,
         # so the server writes backups it cannot read.
         "RECIPIENTS": [],

@@ -80,7 +80,8 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
                                        files=len(native.media_files()), extra={"dump_format": "sqlite3"})
             body = native.stream(_public(head), native_sqlite.dump_chunks(copy),
-                                 {"engine": "sqlite", "format": "sqlite3"}, reporter, manifest=summary)
+                                 {"engine": "sqlite", "format": "sqlite3"}, reporter, manifest=summary,
+                                 dump_size=copy.stat().st_size)
             report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -19,8 +19,9 @@ from typing import Any
 from django.db import connections, models, transaction
 
 from dbs_admin.backups import mysql_session, payload, storage_media
-from dbs_admin.backups.errors import UnsafePathError
+from dbs_admin.backups.errors import BackupError, UnsafePathError
 from dbs_admin.backups.files import clean_name, file_roots, locate, safe_path
+from dbs_admin.backups.native import media_files
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.selection import backed_up_models, columns, encoder, file_columns, ref_models
 from dbs_admin.conf import dbs_settings
@@ -170,6 +171,9 @@ def stream(
             counts[label] += len(rows)
             done += len(rows)
             reporter.report("rows", done, total_rows)
+    if models_ is None:
+        for root_id, name in all_media():
+            wanted.setdefault((root_id, name), name)
     files, missing = [], []
     for n, ((root_id, name), ref) in enumerate(sorted(wanted.items())):
         reporter.check()
@@ -186,9 +190,21 @@ def stream(
         log.warning("%d file(s) named in the database were missing on disk and are not in the backup", len(missing))
     reporter.report("files", len(wanted), len(wanted), force=True)
     if manifest is not None:
-        manifest.update(file_sha256=files, missing_files=missing)
+        manifest.update(file_sha256=files, missing_files=missing, files=len(files))
     yield payload.json_frame(payload.TRAILER, {"counts": counts, "files": files, "missing_files": missing})
     yield payload.frame(payload.END)
+
+
+def all_media() -> list[tuple[str, str]]:
+    """Every file of the media storage when ``MEDIA_FILES`` is "all" (the default), held by a field or not.
+
+    Why: a site's media is more than its file fields. An image uploaded through a rich-text editor is named
+    only in a post's HTML; a backup of the fields alone restored the post without it.
+    """
+    choice = dbs_settings.MEDIA_FILES
+    if choice not in ("all", "fields"):
+        raise BackupError(f"DBS_ADMIN['MEDIA_FILES'] is {choice!r}; use \"all\" or \"fields\"")
+    return [(root_id, name) for root_id, name, _ in media_files()] if choice == "all" else []
 
 
 def _in_storage(root_id: str, value: str) -> tuple[str, str] | None:

@@ -56,11 +56,12 @@ def media_files() -> list[tuple[str, str, Path | None]]:
 
 def stream(
     head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter,
-    manifest: dict[str, Any] | None = None,
+    manifest: dict[str, Any] | None = None, dump_size: int | None = None,
 ) -> Iterator[bytes]:
     """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
 
     ``manifest`` is completed with the dump's and the files' hashes (``dump``, ``file_sha256``) at the end.
+    ``dump_size``: the dump's size when known beforehand (SQLite's copy), so progress has a total.
     """
     yield payload.MAGIC
     yield payload.json_frame(payload.HEAD, head)
@@ -71,7 +72,7 @@ def stream(
         digest.update(chunk)
         size += len(chunk)
         yield from payload.data_frames(chunk)
-        reporter.report("database", size, None)
+        reporter.report("database", size, dump_size)
     dump_end = {"size": size, "sha256": digest.hexdigest()}
     yield payload.json_frame(payload.END_DATA, dump_end)
     files = []

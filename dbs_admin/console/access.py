@@ -37,7 +37,14 @@ def forbidden(request: HttpRequest) -> HttpResponse:
 
 
 class SuperuserOnlyAdmin(admin.ModelAdmin):
-    """Base for every console ModelAdmin: visible and usable by superusers only (others get :func:`forbidden`)."""
+    """Base for every console ModelAdmin: visible and usable by superusers only (others get :func:`forbidden`).
+
+    Its lists and detail pages load the console's stylesheet (columns that wrap to fit a 1280 px window,
+    readable detail tables).
+    """
+
+    class Media:
+        css = {"all": ["dbs_admin/console.css"]}
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         if not is_console_user(request):

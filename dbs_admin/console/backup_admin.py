@@ -11,9 +11,11 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from dbs_admin.console import audit, dashboard, deletion
+from dbs_admin.console import audit, backup_detail, dashboard, deletion
 from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.humanize import human_size
 from dbs_admin.jobs import launch
@@ -40,8 +42,10 @@ class DashboardAdmin(SuperuserOnlyAdmin):
 
 @admin.register(Backup)
 class BackupAdmin(SuperuserOnlyAdmin):
-    list_display = ["created_at", "kind", "label", "size_display", "sha256_short", "targets", "status_display",
-                    "buttons"]
+    # Compact columns, so that all of them (Download · Restore… last) fit a 1280 px window beside the admin's
+    # sidebar and the filters; the checksum, key slots and manifest are on the backup's own page ("made" links).
+    list_display = ["when", "kind_short", "label", "size_display", "targets", "status_display", "buttons"]
+    list_display_links = ["when"]
     list_filter = ["kind", "status"]
     search_fields = ["name", "label", "sha256"]
     date_hierarchy = "created_at"
@@ -51,13 +55,32 @@ class BackupAdmin(SuperuserOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("copies")
 
+    def change_view(self, request: HttpRequest, object_id, form_url="", extra_context=None) -> HttpResponse:
+        """The backup's own page (``backup_detail``): readable tables and Download · Validate · Restore…"""
+        if not is_console_user(request):
+            return forbidden(request)
+        backup = self.get_object(request, object_id)
+        if backup is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        context = {**self.admin_site.each_context(request), "title": backup.name, "opts": self.opts,
+                   **backup_detail.context(request, backup)}
+        return TemplateResponse(request, "dbs_admin/backup_detail.html", context)
+
+    @admin.display(description="made", ordering="created_at")
+    def when(self, obj: Backup) -> str:
+        return date_format(timezone.localtime(obj.created_at), "Y-m-d H:i")
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_short(self, obj: Backup) -> str:
+        return obj.kind
+
     @admin.display(description="size", ordering="size")
     def size_display(self, obj: Backup) -> str:
         return human_size(obj.size or 0)
 
     @admin.display(description="sha256")
     def sha256_short(self, obj: Backup) -> str:
-        return format_html('<code title="{}">{}…</code>', obj.sha256, obj.sha256[:12]) if obj.sha256 else "—"
+        return format_html('<code title="{}">{}…</code>', obj.sha256, obj.sha256[:8]) if obj.sha256 else "—"
 
     @admin.display(description="copies")
     def targets(self, obj: Backup) -> str:
@@ -122,13 +145,35 @@ class BackupAdmin(SuperuserOnlyAdmin):
 
 @admin.register(Job)
 class JobAdmin(SuperuserOnlyAdmin):
-    list_display = ["id", "kind", "state", "stage", "percent", "created_at", "created_by", "backup", "message_short"]
+    list_select_related = ["backup", "created_by"]
+    list_display = ["number", "kind", "state", "stage_percent", "when", "by", "backup_link", "message_short"]
     list_filter = ["kind", "state"]
     readonly_fields = [f.name for f in Job._meta.fields]
 
-    @admin.display(description="%")
-    def percent(self, obj: Job) -> str:
-        return f"{obj.progress * 100:.0f}"
+    @admin.display(description="job", ordering="pk")
+    def number(self, obj: Job) -> str:
+        """"Job #N", linking to the job's own page (its bar while it runs, its message when it ended)."""
+        return format_html('<a href="{}">Job&nbsp;#{}</a>', reverse("dbs_admin:job", args=[obj.pk]), obj.pk)
+
+    @admin.display(description="created", ordering="created_at")
+    def when(self, obj: Job) -> str:
+        return date_format(timezone.localtime(obj.created_at), "Y-m-d H:i")
+
+    @admin.display(description="by", ordering="created_by")
+    def by(self, obj: Job) -> str:
+        return str(obj.created_by) if obj.created_by else "beat"
+
+    @admin.display(description="backup")
+    def backup_link(self, obj: Job) -> str:
+        """A short link to the backup's page (its long file name is the link's title and in the message)."""
+        if obj.backup_id is None:
+            return "—"
+        return format_html('<a href="{}" title="{}">open</a>',
+                           reverse("admin:dbs_admin_backup_change", args=[obj.backup_id]), obj.backup.name)
+
+    @admin.display(description="stage", ordering="stage")
+    def stage_percent(self, obj: Job) -> str:
+        return f"{obj.stage or '—'} ({obj.progress * 100:.0f}%)"
 
     @admin.display(description="message")
     def message_short(self, obj: Job) -> str:
@@ -139,9 +184,15 @@ class JobAdmin(SuperuserOnlyAdmin):
 class AuditEventAdmin(SuperuserOnlyAdmin):
     """Read-only: the log of who downloaded, restored or deleted what, from where, and how it ended."""
 
-    list_display = ["at", "username", "action", "object_repr", "ip", "outcome", "detail"]
+    list_display = ["when", "username", "action", "object_repr", "ip", "outcome", "detail"]
+    list_display_links = ["when"]
+
+    @admin.display(description="at", ordering="at")
+    def when(self, obj: AuditEvent) -> str:
+        return date_format(timezone.localtime(obj.at), "Y-m-d H:i:s")
+
     list_filter = ["action", "outcome"]
-    search_fields = ["username", "object_repr", "detail", "ip"]
+    search_fields = ["username", "action", "object_repr", "detail", "ip"]
     date_hierarchy = "at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
 

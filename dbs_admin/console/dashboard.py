@@ -88,17 +88,20 @@ def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeStr
         color = COLORS[i % len(COLORS)]
         lines.append(format_html(
             '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"><title>{}</title></polyline>'
-            '<text x="{}" y="{}" fill="{}" font-size="11">{}</text>',
-            color, pts, target, width - pad_r - 120, pad_t + 12 + 14 * i, color, target,
+            '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
+            '<text class="dbs-chart-label" x="{}" y="{}" fill="currentColor" font-size="11">{}</text>',
+            color, pts, target, width - pad_r - 120, pad_t + 3 + 14 * i, color,
+            width - pad_r - 106, pad_t + 12 + 14 * i, target,
         ))
         for p in pts.split():
             x, y = p.split(",")
             lines.append(format_html('<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', x, y, color))
     axis = format_html(
         '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{l}" y1="{t}" x2="{l}" y2="{b}" '
-        'stroke="#999"/><text x="2" y="{ty}" font-size="11">{top}</text><text x="2" y="{b}" font-size="11">0</text>'
-        '<text x="{l}" y="{h}" font-size="11">{first}</text><text x="{lx}" y="{h}" font-size="11" '
-        'text-anchor="end">{last}</text>',
+        'stroke="#999"/><text x="2" y="{ty}" font-size="11" fill="currentColor">{top}</text>'
+        '<text x="2" y="{b}" font-size="11" fill="currentColor">0</text>'
+        '<text x="{l}" y="{h}" font-size="11" fill="currentColor">{first}</text>'
+        '<text x="{lx}" y="{h}" font-size="11" fill="currentColor" text-anchor="end">{last}</text>',
         l=pad_l, r=width - pad_r, t=pad_t, b=height - pad_b, ty=pad_t + 10, top=human_size(top), h=height - 6,
         first=timezone.localtime(rows[0][1]).strftime("%Y-%m-%d %H:%M"), lx=width - pad_r,
         last=timezone.localtime(rows[-1][1]).strftime("%Y-%m-%d %H:%M"),

@@ -21,8 +21,11 @@ from django.db.models import Count, Max
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
+from dbs_admin.console import audit
 from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.history import context
 from dbs_admin.history.collect import model_label
@@ -31,9 +34,24 @@ from dbs_admin.history.errors import HistoryError
 from dbs_admin.history.revert import apply_restore, plan_restore
 from dbs_admin.history.snapshot import describe_summary, history_in_folder, resolve_history
 from dbs_admin.history.store import META
-from dbs_admin.models import HistoryVersion
+from dbs_admin.models import AuditEvent, HistoryVersion
 
 PAGE_SIZE = 25
+
+
+def version_labels(history: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each version as people read it: "version 3 · 2026-12-07 11:35:46 · boss", numbered oldest first, its time
+    from the index row in the site's time zone and format, exactly as the versions list shows it."""
+    rows = {r.version_id: r for r in HistoryVersion.objects.filter(model_label=history.label,
+                                                                   object_key=history.dir.name)}
+    out = {}
+    for number, vid in enumerate(ids, 1):
+        row = rows.get(vid)
+        when = date_format(timezone.localtime(row.created_at), "Y-m-d H:i:s") if row else ""
+        who = row.username if row and row.username else ""
+        out[vid] = {"number": number, "when": when, "who": who,
+                    "label": " · ".join(x for x in (f"version {number}", when, who) if x)}
+    return out
 
 
 class HistoryAdminMixin:
@@ -107,13 +125,15 @@ class HistoryAdminMixin:
             "-created_at", "-version_id"
         )
         page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+        numbers = {vid: i for i, vid in enumerate(history.versions(), 1)}
         versions = [
-            {"row": row, "what": describe_summary(row.summary),
+            {"row": row, "what": describe_summary(row.summary), "number": numbers.get(row.version_id, "?"),
              "restore_url": self._reverse("restore", obj.pk, row.version_id)}
             for row in page
         ]
         return TemplateResponse(request, "dbs_admin/history/versions.html", self._context(
             request, f"History: {obj}", object=obj, page=page, versions=versions,
+            time_zone=timezone.get_current_timezone_name(),
             compare_url=self._reverse("compare", obj.pk), folder=history.dir.relative_to(history.root).as_posix(),
         ))
 
@@ -130,9 +150,11 @@ class HistoryAdminMixin:
         old, new = history.read(a), history.read(b)
         diff = diff_documents(old, new, {f.name for f in self.model._meta.many_to_many})
         image_url = lambda e: self._reverse("image", history.dir.name, e["stored"]) if e.get("stored") else ""  # noqa: E731
+        labels = version_labels(history, ids)
         return TemplateResponse(request, "dbs_admin/history/compare.html", self._context(
-            request, f"Compare versions: {obj}", object=obj, a=a, b=b, versions=ids, diff=diff,
-            meta_a=old.get(META, {}), meta_b=new.get(META, {}),
+            request, f"Compare versions: {obj}", object=obj, a=a, b=b, diff=diff,
+            versions=[(vid, labels[vid]["label"]) for vid in reversed(ids)], label_a=labels[a], label_b=labels[b],
+            meta_a=old.get(META, {}), meta_b=new.get(META, {}), time_zone=timezone.get_current_timezone_name(),
             images_added=[{**e, "url": image_url(e)} for e in diff.images_added],
             images_removed=[{**e, "url": image_url(e)} for e in diff.images_removed],
             history_url=reverse(f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_history",
@@ -177,11 +199,16 @@ class HistoryAdminMixin:
             messages.error(request, str(exc))
             return HttpResponseRedirect(back)
         if request.method == "POST":
+            action = "history-recover" if plan.target is None else "history-restore"
+            what = f"{model_label(self.model)} {folder} to version {plan.version_id}"
             try:
                 result = apply_restore(plan_restore(self.model, folder, plan.version_id), user=request.user)
             except HistoryError as exc:
+                audit.record(request, action, outcome=AuditEvent.Outcome.FAILED, object_repr=what, detail=str(exc))
                 messages.error(request, f"Nothing was restored: {exc}")
                 return HttpResponseRedirect(request.get_full_path())
+            audit.record(request, action, object_repr=what,
+                         detail=f"{result.obj}: {result.images_written} image file(s) written")
             messages.success(request, f"Restored {result.obj} to version {plan.version_id}"
                                       f" ({result.images_written} image files written).")
             return HttpResponseRedirect(
@@ -214,12 +241,18 @@ class HistoryAdminMixin:
 class HistoryVersionAdmin(SuperuserOnlyAdmin):
     """Every stored version of every tracked model, searchable; links to each object's history or recovery."""
 
-    list_display = ["model_label", "object_key", "version_id", "created_at", "username", "what", "object_deleted",
+    list_display = ["model_label", "object_key", "version", "created_at", "username", "what", "object_deleted",
                     "open"]
     list_filter = ["model_label", "object_deleted"]
     search_fields = ["object_key", "title", "username"]
     date_hierarchy = "created_at"
     list_per_page = 50
+
+    @admin.display(description="version", ordering="version_id")
+    def version(self, row: HistoryVersion) -> str:
+        """"first version" or "edit", the stored folder's name as its tooltip (not the label itself)."""
+        return format_html('<span title="{}">{}</span>', row.version_id,
+                           "first version" if row.version_id == "initial" else "edit")
 
     @admin.display(description="What changed")
     def what(self, row: HistoryVersion) -> str:

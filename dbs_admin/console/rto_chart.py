@@ -62,9 +62,11 @@ def rto_chart(limit: int = 30) -> SafeString:
     return format_html(
         '<svg class="dbs-chart" role="img" aria-label="Restore time (RTO) and whole drill time of the last {n} '
         'drills" viewBox="0 0 {w} {h}" width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">'
-        '<text x="{pad}" y="14" font-size="11">seconds (max {top} s):</text>'
-        '<text x="{legend1}" y="14" font-size="11" fill="{rto_color}">&#9632; restore time (RTO)</text>'
-        '<text x="{legend2}" y="14" font-size="11" fill="{total_color}">&#9632; whole drill</text>'
+        '<text x="{pad}" y="14" font-size="11" fill="currentColor">seconds (max {top} s):</text>'
+        '<text x="{legend1}" y="14" font-size="11" fill="currentColor"><tspan fill="{rto_color}">&#9632;</tspan>'
+        ' restore time (RTO)</text>'
+        '<text x="{legend2}" y="14" font-size="11" fill="currentColor"><tspan fill="{total_color}">&#9632;</tspan>'
+        ' whole drill</text>'
         '<line x1="{pad}" y1="{base}" x2="{right}" y2="{base}" stroke="#999"/>{series}</svg>',
         n=len(drills), w=WIDTH, h=HEIGHT, pad=PAD, top=f"{top:.1f}", base=HEIGHT - PAD, right=WIDTH - PAD,
         legend1=PAD + 130, legend2=PAD + 270, rto_color=RTO_COLOR, total_color=TOTAL_COLOR, series=series,

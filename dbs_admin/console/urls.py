@@ -15,6 +15,7 @@ urlpatterns = [
     path("backup/", views.backup_now, name="backup_now"),
     path("jobs/<int:pk>/", views.job_detail, name="job"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job_cancel"),
+    path("backups/<int:pk>/validate/", views.validate_backup, name="backup_validate"),
     path("backups/<int:pk>/download/", downloads.issue_link, name="download_link"),
     path("download/<str:token>/", downloads.download, name="download"),
     path("restore/", restore_views.restore_start, name="restore"),

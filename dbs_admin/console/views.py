@@ -17,23 +17,43 @@ from dbs_admin.console.forms import BackupNowForm, DrillScheduleForm, TargetSche
 from dbs_admin.drills.health import setup_sentence
 from dbs_admin.jobs import launch, schedules
 from dbs_admin.jobs.reaper import reap_lost_jobs
-from dbs_admin.models import Job
+from dbs_admin.models import Backup, Job
 
 # Stages whose progress counts items (rows, files) rather than bytes.
 COUNTED_STAGES = {"rows", "files"}
 
 
+ETA_AFTER = 3.0  # seconds: before that, a rate is mostly start-up and an ETA would be noise
+
+
+def clock(seconds: float) -> str:
+    """45 s, 2 min 05 s, 1 h 02 min: elapsed and remaining time under a bar."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 def progress_context(job: Job) -> dict:
-    """Stage, percent, bytes, elapsed and ETA of a job, for the progress partial."""
+    """Stage, percent, the stage's own figures, elapsed and ETA of a job, for the progress partial.
+
+    The percent is the whole job's (``jobs.progress_plan``: every stage has its share, by the bytes it moves);
+    the ETA appears once the job has run a few seconds and moved, from the rate so far.
+    """
     now = timezone.now()
     started = job.started_at
-    elapsed = ((job.finished_at or now) - started).total_seconds() if started else 0.0
-    percent = round(100 * (1.0 if job.state == Job.State.SUCCEEDED else job.progress), 1)
+    elapsed = max(0.0, ((job.finished_at or now) - started).total_seconds()) if started else 0.0
+    fraction = 1.0 if job.state == Job.State.SUCCEEDED else job.progress
+    percent = round(100 * fraction, 1)
     eta = None
-    if job.state == Job.State.RUNNING and 0.01 < job.progress < 1.0 and elapsed > 0:
-        eta = elapsed * (1 - job.progress) / job.progress
-    return {"job": job, "percent": percent, "elapsed": int(elapsed), "eta": int(eta) if eta is not None else None,
-            "counted": job.stage in COUNTED_STAGES}
+    if job.state == Job.State.RUNNING and elapsed >= ETA_AFTER and 0.005 < fraction < 1.0:
+        eta = clock(elapsed * (1 - fraction) / fraction)
+    return {"job": job, "percent": percent, "elapsed": clock(elapsed), "eta": eta,
+            "counted": job.stage in COUNTED_STAGES or job.stage.startswith("check: "),
+            "unit": job.stage if job.stage in COUNTED_STAGES else "checks",
+            "stage": "done" if job.state == Job.State.SUCCEEDED else job.stage}
 
 
 RECENT = timedelta(minutes=10)
@@ -98,6 +118,20 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:
         return render(request, "dbs_admin/_job_progress.html", context)
     return render(request, "dbs_admin/job.html", {**admin_context(request, str(job)), **context})
+
+
+@console_view
+@require_POST
+def validate_backup(request: HttpRequest, pk: int) -> HttpResponse:
+    """The backup page's Validate button: queue a structural check of this backup and show its job."""
+    backup = get_object_or_404(Backup, pk=pk)
+    try:
+        job = launch.queue_validate(user=request.user, backup=backup)
+    except launch.QueueUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("admin:dbs_admin_backup_change", backup.pk)
+    audit.record(request, "validate", backup=backup, detail=f"job {job.pk} queued")
+    return redirect("dbs_admin:job", pk=job.pk)
 
 
 @console_view

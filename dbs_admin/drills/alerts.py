@@ -9,7 +9,7 @@ from dbs_admin.notify import mail_admins_or_log
 def failure_message(report: DrillReport) -> tuple[str, str]:
     failed = [c for c in report.checks.all() if not c.passed]
     names = ", ".join(c.name for c in failed) or "the drill could not run"
-    subject = f"Restore drill #{report.pk} FAILED ({names}): {report.backup_name}"
+    subject = f"Drill #{report.pk} FAILED ({names}): {report.backup_name}"
     lines = [
         f"The restore drill of {report.backup_name} failed.",
         f"Started {report.started_at:%Y-%m-%d %H:%M:%S %Z}, engine {report.engine or '?'}.",

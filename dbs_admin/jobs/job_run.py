@@ -31,8 +31,10 @@ from django.db import connection
 from django.utils import timezone
 
 from dbs_admin import signals
+from dbs_admin.conf import dbs_settings
 from dbs_admin.jobs import locks
 from dbs_admin.jobs import unattended_alerts as alerts
+from dbs_admin.jobs.progress_plan import ProgressPlan
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
 from dbs_admin.models import Job
 
@@ -77,6 +79,7 @@ class JobRun:
         self._wake = threading.Event()  # write now, not at the next interval
         self._thread: threading.Thread | None = None
         self._signals_token = None
+        self._plan = ProgressPlan(job.kind, uploads=_uploads(job), read_back=_read_back(job))
 
     # -- lifecycle ---------------------------------------------------------
     def claim(self) -> bool:
@@ -109,6 +112,7 @@ class JobRun:
         values = {"state": state, "message": message[:4000], "finished_at": now, "heartbeat_at": now, **fields}
         if state == Job.State.SUCCEEDED:
             values["progress"] = 1.0
+            values.setdefault("stage", "done")  # a finished job never shows the stage it was in ("validating")
         ended = Job.objects.filter(pk=self.job.pk, state=Job.State.RUNNING).update(**values)
         remove_partial_files(self.job.partial_files)
         Job.objects.filter(pk=self.job.pk).update(partial_files=[])
@@ -126,11 +130,13 @@ class JobRun:
 
     # -- callbacks for the services (no database access here) -------------------
     def progress(self, stage: str, done: int, total: int | None) -> None:
-        fraction = min(1.0, done / total) if total else 0.0
+        """The stage's own figures (``done`` of ``total`` rows, files or bytes) for the text under the bar; the
+        bar itself is the whole job's fraction (``progress_plan``), which only moves forward."""
+        fraction = self._plan.fraction(stage, done, total)
         self._queue(stage=stage[:100], bytes_done=done, bytes_total=total, progress=fraction)
 
     def stage(self, stage: str) -> None:
-        self._queue(stage=stage[:100])
+        self._queue(stage=stage[:100], progress=self._plan.fraction(stage, 0, None))
 
     def cancel_requested(self) -> bool:
         return self._cancelled
@@ -176,6 +182,22 @@ class JobRun:
                     return
         finally:
             connection.close()
+
+
+def _target_kinds(job: Job) -> dict[str, str]:
+    params = job.params or {}
+    names = dict.fromkeys([params.get("target") or dbs_settings.DEFAULT_TARGET, *(params.get("copies") or [])])
+    return {name: (dbs_settings.TARGETS.get(name) or {}).get("kind", "local") for name in names}
+
+
+def _uploads(job: Job) -> int:
+    """How many of a backup job's targets the sealed file is uploaded to (a local folder links it in place)."""
+    return sum(1 for kind in _target_kinds(job).values() if kind != "local")
+
+
+def _read_back(job: Job) -> tuple[str, ...]:
+    """The targets whose upload is verified by reading it back once, with its own progress (SFTP)."""
+    return tuple(name for name, kind in _target_kinds(job).items() if kind == "sftp")
 
 
 def send(task, job: Job, **kwargs) -> None:

@@ -39,7 +39,7 @@ from dbs_admin.jobs.handoff import BACKUP_PURPOSE, DRILL_PURPOSE, RESTORE_PURPOS
 from dbs_admin.jobs.job_run import JobFailed, JobRun, send
 from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.jobs.workspace import job_dir, private_root, remote_entry
-from dbs_admin.models import Backup, Job
+from dbs_admin.models import AuditEvent, Backup, Job
 from dbs_admin.sealed import SealedError
 from dbs_admin.targets.errors import TargetError
 
@@ -553,6 +553,16 @@ def drill_summary(report) -> str:
     return f"Drill #{report.pk} of {report.backup_name} FAILED ({why})."
 
 
+def _audit_drill(job: Job, report) -> None:
+    """Every drill's outcome in the audit log (the console records who queued it; beat's drills have no request)."""
+    user = job.created_by
+    AuditEvent.objects.create(
+        user=user, username=user.get_username() if user else "beat", action="drill-result", backup=report.backup,
+        object_repr=f"Drill #{report.pk} (job #{job.pk}) of {report.backup_name}"[:300],
+        outcome=AuditEvent.Outcome.OK if report.passed else AuditEvent.Outcome.FAILED, detail=drill_summary(report),
+    )
+
+
 @shared_task(name=DRILL_TASK_NAME, **_job_task)
 def run_drill_task(self, job_id: int | None = None, target: str | None = None, source: str | None = None,
                    secret_ref: str | None = None) -> None:
@@ -591,6 +601,7 @@ def run_drill_task(self, job_id: int | None = None, target: str | None = None, s
         if not isinstance(exc, Exception):
             raise
         raise JobFailed(run.job) from exc
+    _audit_drill(job, report)
     if run.cancel_requested() and not report.passed:
         run.finish(Job.State.CANCELLED, "Cancelled; the scratch database was dropped.")
     elif report.passed:

@@ -32,7 +32,7 @@ class DrillReport(models.Model):
 
     def __str__(self) -> str:
         state = "running" if self.passed is None else ("passed" if self.passed else "failed")
-        return f"Drill of {self.backup_name}: {state}"
+        return f"Drill #{self.pk} of {self.backup_name}: {state}"
 
 
 class DrillCheck(models.Model):

@@ -56,7 +56,9 @@ class Job(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk} ({self.state})"
+        """"Job #5 · Restore drill": jobs are numbered one way everywhere (drill reports are "Drill #N"),
+        and the title says no state, so a page loaded while the job was queued never keeps saying so."""
+        return f"Job #{self.pk} · {self.get_kind_display()}"
 
     @property
     def finished(self) -> bool:

@@ -43,6 +43,7 @@ def post_urls(o) -> list[str]:
     return [
         reverse("dbs_admin:backup_now"),
         reverse("dbs_admin:job_cancel", args=[o["job"].pk]),
+        reverse("dbs_admin:backup_validate", args=[o["backup"].pk]),
         reverse("dbs_admin:restore_check"),
         reverse("dbs_admin:restore_confirm"),
         reverse("dbs_admin:schedules"),
@@ -55,8 +56,8 @@ def test_every_url_listed_is_a_console_url(objects):
     from dbs_admin.console import urls
 
     names = {p.name for p in urls.urlpatterns if p.callback.__module__.startswith("dbs_admin.console")}
-    covered = {"backup_now", "job", "job_cancel", "restore", "restore_check", "restore_confirm", "schedules",
-               "download_link", "download",
+    covered = {"backup_now", "job", "job_cancel", "backup_validate", "restore", "restore_check", "restore_confirm",
+               "schedules", "download_link", "download",
                "status"}  # a token or a superuser: tests/drills/test_health.py::test_status_view_access_rules
     assert names == covered
 

@@ -50,7 +50,7 @@ def test_dashboard_reaps_lost_jobs_and_shows_jobs_and_drill(su_client, settings)
     page = su_client.get(reverse("admin:dbs_admin_dashboard_changelist")).content.decode()
     stale.refresh_from_db()
     assert stale.state == Job.State.LOST
-    assert "Failed (worker lost)" in page and "Drill of x.dbs: failed" in page and "row counts differ" in page
+    assert "Failed (worker lost)" in page and "of x.dbs: failed" in page and "row counts differ" in page
 
 
 def test_jobs_card_refreshes_itself_only_while_a_job_runs(su_client):

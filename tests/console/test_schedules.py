@@ -69,6 +69,7 @@ def test_page_says_in_one_sentence_what_is_missing_and_refuses_what_cannot_run(s
     page = response.content.decode()
     assert response.status_code == 400
     assert escape(schedules.BACKUP_BLOCKED) in page and escape(schedules.DRILL_BLOCKED) in page
+    assert page.count("RECIPIENTS") == 1  # what is missing is said once, in the note above the form
     assert not PeriodicTask.objects.filter(task=schedules.BACKUP_TASK, enabled=True).exists()
     # off, the times and retention can still be saved
     response = su_client.post(reverse("dbs_admin:schedules"), form_data(**{"t-local-enabled": "", "drill-enabled": ""}))

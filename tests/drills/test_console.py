@@ -155,3 +155,5 @@ def test_run_drill_without_an_identity_asks_for_the_key_and_hands_it_to_the_work
     assert not HandoffSecret.objects.exists()  # read once, deleted
     assert IDENTITY_PASSPHRASE not in worker.read_text()
     assert AuditEvent.objects.filter(action="drill", outcome=AuditEvent.Outcome.OK).count() == 1
+    (result,) = AuditEvent.objects.filter(action="drill-result")  # and how it ended
+    assert result.outcome == AuditEvent.Outcome.OK and f"(job #{job.pk})" in result.object_repr

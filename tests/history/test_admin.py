@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from blog.models import Post
 from dbs_admin.history.snapshot import object_history
-from dbs_admin.models import HistoryVersion
+from dbs_admin.models import AuditEvent, HistoryVersion
 
 from .conftest import png, put_image, tag
 
@@ -64,6 +66,8 @@ def test_history_lists_versions_with_who_and_what(post, client, superuser):
     html = response.content.decode()
     assert response.status_code == 200 and 'id="dbs-versions"' in html
     assert html.count('class="dbs-version"') == 2
+    # Versions are numbered and timed for people, the stored folder's name is only a tooltip.
+    assert '">version 2</td>' in html and '">version 1</td>' in html and ">update_" not in html
     assert "content_md" in html and "tags +new" in html and "tags -old" in html and "image +uploads/b.png" in html
     change = client.get(f"/admin/blog/post/{post.pk}/change/").content.decode()
     assert f'href="/admin/blog/post/{post.pk}/history/"' in change
@@ -76,6 +80,11 @@ def test_compare_shows_word_level_tags_and_image_thumbnails(post, client, superu
     a, b = history.versions()
     html = client.get(urls(post)["compare"], {"a": a, "b": b}).content.decode()
     assert "<del>brown</del>" in html and "<ins>red</ins>" in html
+    listed = client.get(urls(post)["history"]).content.decode()
+    shown = re.findall(r'<td class="when">([^<]+)</td>', listed)  # newest first
+    assert re.search(r'id="dbs-compare-a"[^>]*>A: version 1 · <span class="when">' + re.escape(shown[1]), html)
+    assert re.search(r'id="dbs-compare-b"[^>]*>B: version 2 · <span class="when">' + re.escape(shown[0]), html)
+    assert f">version 2 · {shown[0]}" in html  # the version picker reads the same way
     assert "<del>The quick" not in html  # only the changed word is marked
     assert '<li class="added">+ new</li>' in html and '<li class="removed">− old</li>' in html
     assert html.count('class="dbs-thumb"') == 2
@@ -103,6 +112,10 @@ def test_restore_preview_writes_nothing_and_confirm_restores(post, client, super
     newest = HistoryVersion.objects.order_by("-created_at").first()
     assert newest.username == "root" and newest.summary["restored_from"] == "initial"
     assert len(object_history(Post, post.slug).versions()) == 3
+    (event,) = AuditEvent.objects.filter(action="history-restore")  # post restores are in the audit log...
+    assert event.username == "root" and event.outcome == "ok" and post.slug in event.object_repr
+    audit = client.get("/admin/dbs_admin/auditevent/", {"q": "history-restore"}).content.decode()
+    assert audit.count("history-restore</td>") == 1  # ...and the audit search covers the action
 
 
 def test_csrf_is_required_to_restore(post, superuser):
@@ -132,6 +145,8 @@ def test_recover_deleted_lists_and_brings_back(post, client, superuser, media_ro
     assert [t.name for t in recovered.tags.all()] == ["new"]
     assert (media_root / "uploads" / "b.png").read_bytes() == png(2)
     assert "No deleted posts with history" in client.get(urls(post)["deleted"]).content.decode()
+    (event,) = AuditEvent.objects.filter(action="history-recover")
+    assert event.username == "root" and event.outcome == "ok" and post.slug in event.object_repr
 
 
 def test_lists_are_paginated(eager, make_post, client, superuser, django_capture_on_commit_callbacks):
