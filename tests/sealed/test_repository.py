@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from dbs_admin.sealed import NoKeyError, SealedError, UnrecoverableError, WrongPassphraseError
-from dbs_admin.sealed.repo import DirectoryStore, Repository, check_repository, heal_repository
+from dbs_admin.sealed.repo import DirectoryStore, Repository, check_repository, heal_repository, keyless_listing
 from dbs_admin.sealed.repo.chunker import cdc_chunks, record_chunks
 from dbs_admin.sealed.structure import load_structure
 
@@ -72,6 +72,7 @@ def test_snapshots_restore_exactly_and_cost_what_changed(repo):
     assert restored(reopened, first.name) == (b"".join(table), media)
     assert restored(reopened, second.name) == (b"".join(table2), media + b"appended")
     assert [s.meta["n"] for s in reopened.snapshots()] == [1, 2, 3]
+    assert keyless_listing(repo.store) == sorted((s.name, s.added_bytes) for s in (first, second, third))
     report = check_repository(repo.store, repo=reopened, read_data=True)
     assert report.ok and report.snapshots == 3 and report.chunks_read > 100
 

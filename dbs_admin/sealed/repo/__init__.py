@@ -17,8 +17,8 @@ The byte layout is specified in docs/FORMAT.md (part 2, the repository).
 from __future__ import annotations
 
 from dbs_admin.sealed.repo.check import RepositoryCheck, check_repository, heal_repository
-from dbs_admin.sealed.repo.repository import Repository, SnapshotInfo, SnapshotWriter
+from dbs_admin.sealed.repo.repository import Repository, SnapshotInfo, SnapshotWriter, keyless_listing
 from dbs_admin.sealed.repo.store import DirectoryStore, ObjectStore
 
 __all__ = ["Repository", "SnapshotInfo", "SnapshotWriter", "DirectoryStore", "ObjectStore",
-           "RepositoryCheck", "check_repository", "heal_repository"]
+           "RepositoryCheck", "check_repository", "heal_repository", "keyless_listing"]

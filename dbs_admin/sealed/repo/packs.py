@@ -56,8 +56,10 @@ def _ad(chunk_id: bytes, flags: int) -> bytes:
 class PackWriter:
     """Collects encrypted chunks in memory and seals a pack whenever ``PACK_TARGET_SIZE`` is reached."""
 
-    def __init__(self, store: ObjectStore, repository_key: bytes, repository_id: bytes):
+    def __init__(self, store: ObjectStore, repository_key: bytes, repository_id: bytes, prefix: str = ""):
+        """``prefix`` starts every pack's name (the snapshot's name: what it added is then known without a key)."""
         self.store, self.repository_key, self.repository_id = store, repository_key, repository_id
+        self.prefix = prefix
         self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.written: dict[bytes, Entry] = {}  # chunk id -> entry, for the index
         self.bytes_written = 0  # bytes of published pack objects
@@ -65,7 +67,7 @@ class PackWriter:
 
     def _new_pack(self) -> None:
         self._file_id = secrets.token_bytes(FILE_ID_SIZE)
-        self._name = PACK_PREFIX + secrets.token_hex(16)
+        self._name = PACK_PREFIX + self.prefix + secrets.token_hex(16)
         self._aead = AESGCM(object_key(self.repository_key, self._file_id))
         self._blobs: list[bytes] = []
         self._entries: list[tuple[bytes, Entry]] = []

@@ -19,6 +19,7 @@ A killed backup leaves at most unreferenced packs (prune removes them).
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import socket
 import time
@@ -42,6 +43,7 @@ from dbs_admin.sealed.repo.records import (
 from dbs_admin.sealed.repo.store import ObjectStore
 
 ID_SIZE = 32
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,180}$")
 LIST_SIZES = {"min_size": 2 << 10, "avg_size": 8 << 10, "max_size": 32 << 10}  # id lists: 64..1024 ids a chunk
 
 
@@ -148,8 +150,9 @@ class Repository:
 
     # --- snapshots
 
-    def new_snapshot(self) -> SnapshotWriter:
-        return SnapshotWriter(self)
+    def new_snapshot(self, name: str | None = None) -> SnapshotWriter:
+        """A writer for a new snapshot called ``name`` (default: its UTC time and a random suffix)."""
+        return SnapshotWriter(self, name)
 
     def snapshot_names(self) -> list[str]:
         return [n[len(SNAPSHOT_PREFIX):] for n in self.store.list(SNAPSHOT_PREFIX)]
@@ -187,9 +190,13 @@ class Repository:
 class SnapshotWriter:
     """Adds chunks for one snapshot; ``commit`` publishes packs, then the index, then the record."""
 
-    def __init__(self, repo: Repository):
+    def __init__(self, repo: Repository, name: str | None = None):
         self.repo = repo
-        self.packer = PackWriter(repo.store, repo.rkey.key, repo.rkey.repository_id)
+        self.name = name or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+        check_snapshot_name(self.name)
+        if _exists(repo.store, SNAPSHOT_PREFIX + self.name):
+            raise UsageError(f"a snapshot named {self.name} already exists")
+        self.packer = PackWriter(repo.store, repo.rkey.key, repo.rkey.repository_id, prefix=self.name + ".")
         self.streams: dict[str, list] = {}
         self.plaintext_size = 0
         self._known = repo.index
@@ -245,25 +252,49 @@ class SnapshotWriter:
         root, depth = self.store_list(ids)
         self.streams[name] = [root, depth, size]
 
-    def commit(self, *, meta: dict | None = None, name: str | None = None) -> SnapshotInfo:
+    def commit(self, *, meta: dict | None = None) -> SnapshotInfo:
         if self._committed:
             raise UsageError("this snapshot was already committed")
         repo = self.repo
         self.packer.flush()
         added = self.packer.bytes_written
         if self.packer.written:
-            written = write_record(repo.store, INDEX_PREFIX + secrets.token_hex(16), "index",
+            written = write_record(repo.store, INDEX_PREFIX + self.name + "." + secrets.token_hex(16), "index",
                                    encode_index(self.packer.written), **repo._kw())
             added += written.size
             repo._index = None if repo._index is None else {**repo._index, **self.packer.written}
         now = time.time()
-        name = name or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
+        name = self.name
         doc = {"format": 1, "created": now, "host": socket.gethostname(), "meta": dict(meta or {}),
                "streams": self.streams, "plaintext_size": self.plaintext_size, "added_bytes": added}
         record = write_record(repo.store, SNAPSHOT_PREFIX + name, "snapshot", doc, **repo._kw())
         self._committed = True
         return SnapshotInfo(name, now, doc["host"], doc["meta"], added + record.size, self.plaintext_size,
                             self.streams)
+
+
+def check_snapshot_name(name: str) -> str:
+    if not _SNAPSHOT_NAME.match(name):
+        raise UsageError(f"invalid snapshot name {name!r}: letters, digits, '.', '_' and '-' only")
+    return name
+
+
+def keyless_listing(store: ObjectStore) -> list[tuple[str, int]]:
+    """``(snapshot name, bytes it added)`` of every snapshot, oldest name first, without the key.
+
+    What a snapshot added is its record plus the packs and index objects named after it (a snapshot that
+    added nothing new costs its record alone).
+    """
+    added: dict[str, int] = {}
+    names = [n[len(SNAPSHOT_PREFIX):] for n in store.list(SNAPSHOT_PREFIX)]
+    for name in names:
+        added[name] = store.size(SNAPSHOT_PREFIX + name)
+    for prefix in (PACK_PREFIX, INDEX_PREFIX):
+        for obj in store.list(prefix):
+            owner = obj[len(prefix):].rsplit(".", 1)[0]
+            if owner in added:
+                added[owner] += store.size(obj)
+    return sorted(added.items())
 
 
 def _exists(store: ObjectStore, name: str) -> bool:
@@ -274,4 +305,4 @@ def _exists(store: ObjectStore, name: str) -> bool:
     return True
 
 
-__all__ = ["Repository", "SnapshotWriter", "SnapshotInfo"]
+__all__ = ["Repository", "SnapshotWriter", "SnapshotInfo", "keyless_listing", "check_snapshot_name"]
