@@ -214,6 +214,14 @@ class SnapshotWriter:
             self.packer.add(cid, chunk)
         return cid
 
+    def add_chunks(self, chunks: Iterable[bytes]) -> list[bytes]:
+        """Store chunks cut by the caller (who knows the stream's structure); returns their ids."""
+        ids = []
+        for chunk in chunks:
+            self.plaintext_size += len(chunk)
+            ids.append(self.add_chunk(chunk))
+        return ids
+
     def add_bytes(self, pieces: Iterable[bytes], **sizes: int) -> list[bytes]:
         """Chunk a byte stream with FastCDC; returns its chunk ids."""
         ids = []
