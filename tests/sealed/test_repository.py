@@ -212,3 +212,20 @@ def test_two_processes_back_up_at_once(repo):
         rng = random.Random(seed)
         assert b"".join(reopened.read_stream(name, "rows")) == b"".join(rng.randbytes(2000) for _ in range(4000))
     assert check_repository(repo.store, repo=reopened, read_data=True).ok
+
+
+def test_format_md_states_the_repository_constants_the_code_uses():
+    import ast
+    import re
+
+    from dbs_admin.sealed.repo import keyfile, objects, packs, records
+
+    code = {"SLOT_TYPE_REPOSITORY": objects.SLOT_TYPE_REPOSITORY, "REPOSITORY_ID_SIZE": objects.REPOSITORY_ID_SIZE,
+            "OBJECT_KEY_LABEL": objects.OBJECT_KEY_LABEL, "CHUNK_ID_LABEL": keyfile.CHUNK_ID_LABEL,
+            "SMALL_BLOCK_SIZE": objects.SMALL_BLOCK_SIZE, "SMALL_OBJECT_LIMIT": objects.SMALL_OBJECT_LIMIT,
+            "MIN_DATA_LENGTH": objects.MIN_DATA_LENGTH, "PACK_TARGET_SIZE": packs.PACK_TARGET_SIZE,
+            "ENTRY_SIZE": records.ENTRY.size}
+    text = (Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md").read_text(encoding="utf-8")
+    section = text.split("## R2. Repository constants", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| `(.+?)` \|", section, flags=re.MULTILINE)
+    assert {name: ast.literal_eval(value) for name, value in rows} == code
