@@ -246,3 +246,17 @@ def open_snapshot(target: Any, name: str, *, passphrase: str | None = None, iden
         raise BackupError(f"target {target.name!r} holds no snapshot named {name!r}; see manage.py dbs_list")
     with SnapshotReader(repo, name) as reader:
         yield reader
+
+
+def export_snapshot(target: Any, name: str, destination: Any, *, passphrase: str | None = None,
+                    identity: Any = None, keys: dict | None = None) -> Any:
+    """Write snapshot ``name`` as a standalone sealed ``.dbs`` file (for download and rescue); a SealReport.
+
+    The file is an ordinary backup: it restores, verifies and heals without the repository. It is sealed
+    with ``keys`` (writer options: passphrase and/or recipients), by default the passphrase given.
+    """
+    from dbs_admin.sealed import seal
+
+    keys = dict(keys or {"passphrase": passphrase})
+    with open_snapshot(target, name, passphrase=passphrase, identity=identity) as reader:
+        return seal(reader, destination, manifest=reader.manifest, **keys)

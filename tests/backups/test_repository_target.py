@@ -87,3 +87,22 @@ def test_commands_list_and_restore_the_latest_snapshot(media_root, repo_target, 
     with pytest.raises(CommandError, match="no snapshot named"):
         call_command("dbs_restore", "dbs-20000101T000000000000Z-logical.dbs", "--target", "repo",
                      "--database", "sq_b", "--no-input")
+
+
+def test_a_snapshot_exports_to_a_standalone_sealed_file(media_root, repo_target, tmp_path):
+    from dbs_admin.backups.repository import export_snapshot
+    from dbs_admin.sealed import verify
+
+    build_site("sq_a", posts=20, images=2)
+    create_backup(database="sq_a", passphrase=PASSPHRASE, target="repo")
+    with on("sq_a"):
+        Post.objects.filter(pk=Post.objects.order_by("pk").first().pk).update(title="changed")
+    snap = create_backup(database="sq_a", passphrase=PASSPHRASE, target="repo")
+    expected, files = table_contents("sq_a"), media_contents(media_root)
+    out = tmp_path / "export.dbs"
+    export_snapshot(get_target("repo"), snap.name, out, passphrase=PASSPHRASE,
+                    keys={"passphrase": "another", "argon2": None, "allow_weak_argon2": True})
+    assert verify(out, passphrase="another").ok
+    wipe(media_root)
+    restore_backup(out, database="sq_b", passphrase="another")
+    assert table_contents("sq_b") == expected and media_contents(media_root) == files
