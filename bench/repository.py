@@ -104,6 +104,10 @@ def main() -> None:
 
     var = Path(os.environ.get("DBS_VAR_DIR", ROOT / "var"))
     settings.DATABASES[SCRATCH] = scratch_settings(settings.DATABASES["default"], var)
+    work = var / "bench-repository"
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {  # before set-up: the console's settings are read once
+        **settings.DBS_ADMIN["TARGETS"], "repo": {"kind": "local", "path": str(work / "ours"),
+                                                  "format": "repository"}}}
     django.setup()
     from django.core.management import call_command
     from django.db import connections
@@ -118,14 +122,10 @@ def main() -> None:
         print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
                         "--images", str(args.images), "--flush", "--no-history"], check=True, cwd=ROOT)
-    work = var / "bench-repository"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     media = Path(settings.MEDIA_ROOT)
     db_file = Path(connections["default"].settings_dict["NAME"])
-    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {
-        **settings.DBS_ADMIN["TARGETS"], "repo": {"kind": "local", "path": str(work / "ours"),
-                                                  "format": "repository"}}}
     identity = Identity.generate()
     import dbs_admin.backups.create  # noqa: F401
     import dbs_admin.backups.restore  # noqa: F401

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from dbs_admin.sealed.repo import DirectoryStore, ObjectStore, keyless_listing
+from dbs_admin.sealed.repo.prune import forget
 from dbs_admin.targets.base import DIR_MODE, StoredFile
 from dbs_admin.targets.errors import StoredFileMissingError, TargetError
 from dbs_admin.targets.naming import parse_backup_file_name
@@ -68,9 +69,10 @@ class RepositoryTarget:
     put = open = open_ranged = fetch = verify = _not_a_file
 
     def delete(self, name: str) -> None:
+        """Forget a snapshot (no key needed; never damages another). Its space returns at the next collection."""
         if not self.exists(name):
             raise StoredFileMissingError(f"target {self.name!r} holds no snapshot named {name!r}")
-        self._not_a_file()
+        forget(self.store, name)
 
 
 def local_repository(name: str, path: str | os.PathLike[str]) -> RepositoryTarget:

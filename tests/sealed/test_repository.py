@@ -229,3 +229,91 @@ def test_format_md_states_the_repository_constants_the_code_uses():
     section = text.split("## R2. Repository constants", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([A-Z0-9_]+)` \| `(.+?)` \|", section, flags=re.MULTILINE)
     assert {name: ast.literal_eval(value) for name, value in rows} == code
+
+
+def _series(repo: Repository, n: int) -> dict[str, tuple[bytes, bytes]]:
+    """``n`` snapshots of a changing table and media; name -> what each must restore to."""
+    table, media = rows(600, seed=9), random.Random(9).randbytes(400_000)
+    expected = {}
+    rng = random.Random(10)
+    for i in range(n):
+        for _ in range(30):
+            table[rng.randrange(len(table))] = rng.randbytes(40) + b"edit %d " % i * 100
+        table.insert(rng.randrange(len(table)), b"inserted %d" % i)
+        del table[rng.randrange(len(table))]
+        media = media[:100_000] + rng.randbytes(50_000) + media[150_000:]
+        snap = backup(repo, table, media)
+        expected[snap.name] = (b"".join(table), media)
+    return expected
+
+
+def test_forget_and_collect_keep_every_kept_snapshot_and_free_space(repo):
+    from dbs_admin.sealed.repo.prune import collect_garbage, forget
+
+    expected = _series(repo, 6)
+    names = sorted(expected)
+    before = repo.size()
+    for name in names[:3]:
+        forget(repo.store, name)
+    report = collect_garbage(repo)
+    assert report.packs_deleted >= 1 and repo.size() < before
+    reopened = Repository.open(repo.store, passphrase=PASSPHRASE)
+    assert reopened.snapshot_names() == names[3:]
+    for name in names[3:]:
+        assert restored(reopened, name) == expected[name]
+    assert check_repository(repo.store, repo=reopened, read_data=True).ok
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kill_after", [0, 1, 2, 3, 5, 8])
+def test_a_collection_killed_at_any_point_loses_no_kept_snapshot(repo, kill_after, monkeypatch):
+    from dbs_admin.sealed.repo.prune import collect_garbage, forget
+
+    expected = _series(repo, 4)
+    names = sorted(expected)
+    forget(repo.store, names[0])
+    forget(repo.store, names[2])
+    store = repo.store
+    calls = {"n": 0}
+    real_delete, real_put = store.delete, store.put_atomic
+
+    def counted(real):
+        def wrapper(*args, **kwargs):
+            if not args[0].startswith("locks/"):
+                calls["n"] += 1
+                if calls["n"] > kill_after:
+                    raise _Killed
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(store, "delete", counted(real_delete))
+    monkeypatch.setattr(store, "put_atomic", counted(real_put))
+    try:
+        collect_garbage(repo)
+    except _Killed:
+        pass
+    monkeypatch.setattr(store, "delete", real_delete)
+    monkeypatch.setattr(store, "put_atomic", real_put)
+    for leftover in store.list("locks/"):  # what the killed process would have left: stale after a while
+        store.delete(leftover)
+    reopened = Repository.open(store, passphrase=PASSPHRASE)
+    for name in (names[1], names[3]):
+        assert restored(reopened, name) == expected[name]
+    assert check_repository(store, repo=reopened, read_data=True).ok
+    collect_garbage(reopened)  # and the next collection finishes the job
+    for name in (names[1], names[3]):
+        assert restored(Repository.open(store, passphrase=PASSPHRASE), name) == expected[name]
+
+
+def test_a_backup_waits_for_a_collection_and_a_collection_for_backups(repo):
+    from dbs_admin.sealed.repo.locks import RepositoryBusyError, lock
+    from dbs_admin.sealed.repo.prune import collect_garbage
+
+    with lock(repo.store, exclusive=True), pytest.raises(RepositoryBusyError, match="garbage collection"):
+        repo.new_snapshot(lock_wait=0)
+    with repo.new_snapshot(), pytest.raises(RepositoryBusyError, match="in use"):
+        collect_garbage(repo)
+    assert repo.store.list("locks/") == []

@@ -24,12 +24,14 @@ import secrets
 import socket
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError, UsageError
 from dbs_admin.sealed.keys import Argon2Params, Identity
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME, RepositoryKey, create_keys, open_keys
+from dbs_admin.sealed.repo.locks import lock
 from dbs_admin.sealed.repo.objects import SealedObject
 from dbs_admin.sealed.repo.packs import PACK_PREFIX, ChunkOpener, Entry, PackWriter, pack_entries
 from dbs_admin.sealed.repo.records import (
@@ -150,9 +152,9 @@ class Repository:
 
     # --- snapshots
 
-    def new_snapshot(self, name: str | None = None) -> SnapshotWriter:
+    def new_snapshot(self, name: str | None = None, *, lock_wait: float = 600.0) -> SnapshotWriter:
         """A writer for a new snapshot called ``name`` (default: its UTC time and a random suffix)."""
-        return SnapshotWriter(self, name)
+        return SnapshotWriter(self, name, lock_wait)
 
     def snapshot_names(self) -> list[str]:
         return [n[len(SNAPSHOT_PREFIX):] for n in self.store.list(SNAPSHOT_PREFIX)]
@@ -190,23 +192,36 @@ class Repository:
 class SnapshotWriter:
     """Adds chunks for one snapshot; ``commit`` publishes packs, then the index, then the record."""
 
-    def __init__(self, repo: Repository, name: str | None = None):
+    def __init__(self, repo: Repository, name: str | None = None, lock_wait: float = 600.0):
         self.repo = repo
         self.name = name or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
         check_snapshot_name(self.name)
         if _exists(repo.store, SNAPSHOT_PREFIX + self.name):
             raise UsageError(f"a snapshot named {self.name} already exists")
-        self.packer = PackWriter(repo.store, repo.rkey.key, repo.rkey.repository_id, prefix=self.name + ".")
-        self.streams: dict[str, list] = {}
-        self.plaintext_size = 0
-        self._known = repo.index
+        # A shared lock for the whole backup keeps garbage collection (which deletes packs no index or snapshot
+        # names yet) out; the index is read under it, so it is never one a collection has since replaced.
+        self._lock = ExitStack()
+        self._lock.enter_context(lock(repo.store, exclusive=False, wait=lock_wait))
+        try:
+            self.packer = PackWriter(repo.store, repo.rkey.key, repo.rkey.repository_id, prefix=self.name + ".")
+            self.streams: dict[str, list] = {}
+            self.plaintext_size = 0
+            repo._index = None
+            self._known = repo.index
+        except BaseException:
+            self._lock.close()
+            raise
         self._committed = False
+
+    def close(self) -> None:
+        """Release the lock (``commit`` does); packs already published stay unreferenced until collected."""
+        self._lock.close()
 
     def __enter__(self) -> SnapshotWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        pass  # packs already published stay unreferenced until prune: never a half snapshot
+        self.close()
 
     def add_chunk(self, chunk: bytes) -> bytes:
         cid = self.repo.chunk_id(chunk)
@@ -275,7 +290,10 @@ class SnapshotWriter:
         name = self.name
         doc = {"format": 1, "created": now, "host": socket.gethostname(), "meta": dict(meta or {}),
                "streams": self.streams, "plaintext_size": self.plaintext_size, "added_bytes": added}
-        record = write_record(repo.store, SNAPSHOT_PREFIX + name, "snapshot", doc, **repo._kw())
+        try:
+            record = write_record(repo.store, SNAPSHOT_PREFIX + name, "snapshot", doc, **repo._kw())
+        finally:
+            self.close()
         self._committed = True
         return SnapshotInfo(name, now, doc["host"], doc["meta"], added + record.size, self.plaintext_size,
                             self.streams)
