@@ -210,18 +210,25 @@ class SnapshotReader:
         self.manifest: dict = {**info.meta["manifest"],
                                FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
         self._pieces = _rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
-        self._buf = b""
+        self._buf = bytearray()
+        self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all if ``n < 0``); a position in one buffer, so small reads copy only what they return."""
         if n is None or n < 0:
-            out, self._buf = self._buf + b"".join(self._pieces), b""
+            out = bytes(self._buf[self._pos :]) + b"".join(self._pieces)
+            self._buf, self._pos = bytearray(), 0
             return out
-        while len(self._buf) < n:
+        while len(self._buf) - self._pos < n:
             piece = next(self._pieces, None)
             if piece is None:
                 break
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
             self._buf += piece
-        out, self._buf = self._buf[:n], self._buf[n:]
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(out)
         return out
 
     def close(self) -> None:

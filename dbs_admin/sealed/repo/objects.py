@@ -52,6 +52,7 @@ OBJECT_KEY_LABEL = b"dbs1/repo-object "
 # so no 4 KiB burst reaches both copies of any block, table or manifest. The manifest's "length" says where the
 # real data ends.
 SMALL_BLOCK_SIZE = 1 << 10
+READ_AHEAD_BLOCKS = 32  # blocks read and checked at once when reading a pack by ranges
 SMALL_OBJECT_LIMIT = 256 << 10
 MIN_DATA_LENGTH = 5 << 10
 
@@ -166,6 +167,7 @@ class SealedObject:
                     f"repository object {name} is a {found[0]} named {found[1]} of repository {found[2]}, not "
                     f"the {kind} it should be: the repository was tampered with or mixed with another")
             self._blocks = BlockReader(self._f, size, self.structure.table)
+            self._verified: dict[int, bytes] = {}  # blocks already checked (a block holds many small chunks)
         except BaseException:
             self._f.close()
             raise
@@ -190,13 +192,23 @@ class SealedObject:
         first, last = offset // table.block_size, (offset + length - 1) // table.block_size
         out = bytearray()
         lost = []
-        for i, data, _parity, _ in self._blocks._split(0, first, last):
-            if blake2b(data, DATA_HASH_SIZE) != table.data_hash(i):
-                data = self._blocks.repair(i)
-                if data is None:
-                    lost.append(i)
-                    continue
-            out += data
+        cached = self._verified
+        if all(i in cached for i in range(first, last + 1)):
+            blocks = [(i, cached[i]) for i in range(first, last + 1)]
+        else:  # read ahead: chunks are mostly read in the order they were packed
+            ahead = min(table.block_count - 1, max(last, first + READ_AHEAD_BLOCKS - 1))
+            blocks = [(i, data) for i, data, _parity, _ in self._blocks._split(0, first, ahead)]
+            cached.clear()
+        for i, data in blocks:
+            if i not in cached:
+                if blake2b(data, DATA_HASH_SIZE) != table.data_hash(i):
+                    data = self._blocks.repair(i)
+                    if data is None:
+                        lost.append(i)
+                        continue
+                cached[i] = data
+            if i <= last:
+                out += data
         if lost:
             raise UnrecoverableError(
                 f"repository object {self.name}: data block(s) {lost} are damaged beyond repair in both copies",
