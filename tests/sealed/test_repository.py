@@ -317,3 +317,25 @@ def test_a_backup_waits_for_a_collection_and_a_collection_for_backups(repo):
     with repo.new_snapshot(), pytest.raises(RepositoryBusyError, match="in use"):
         collect_garbage(repo)
     assert repo.store.list("locks/") == []
+
+
+def test_cli_checks_and_heals_a_repository_without_django(repo, tmp_path):
+    backup(repo, rows(300), random.Random(6).randbytes(200_000))
+    root = str(repo.store.root)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dbs_admin.sealed", *args], capture_output=True, text=True,
+                              env={"PATH": "", "DBS_PASSPHRASE": PASSPHRASE,
+                                   "PYTHONPATH": str(Path(__file__).resolve().parents[2])}, timeout=120)
+
+    assert cli("repo-check", root).returncode == 0
+    assert cli("repo-check", root, "--read-data").returncode == 0
+    path = _object(repo, "packs")
+    _damage(path, "sparse flips in both copies")
+    checked = cli("repo-check", root)
+    assert checked.returncode == 1 and path.name in checked.stderr
+    assert cli("repo-heal", root).returncode == 1
+    assert cli("repo-check", root, "--read-data").returncode == 0
+    _damage(path, "both copies destroyed")
+    lost = cli("repo-heal", root)
+    assert lost.returncode == 2 and path.name in lost.stderr
