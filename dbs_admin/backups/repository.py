@@ -267,3 +267,11 @@ def export_snapshot(target: Any, name: str, destination: Any, *, passphrase: str
     keys = dict(keys or {"passphrase": passphrase})
     with open_snapshot(target, name, passphrase=passphrase, identity=identity) as reader:
         return seal(reader, destination, manifest=reader.manifest, **keys)
+
+
+def collect_garbage(target: Any, *, passphrase: str | None = None, identity: Any = None, wait: float = 0.0) -> Any:
+    """Reclaim the space of snapshots the retention forgot (``dbs_prune`` on a repository target forgets,
+    without a key; this needs it). Waits up to ``wait`` seconds for running backups; a GcReport."""
+    from dbs_admin.sealed.repo.prune import collect_garbage as collect
+
+    return collect(Repository.open(target.store, passphrase=passphrase, identity=identity), wait=wait)

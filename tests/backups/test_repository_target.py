@@ -106,3 +106,30 @@ def test_a_snapshot_exports_to_a_standalone_sealed_file(media_root, repo_target,
     wipe(media_root)
     restore_backup(out, database="sq_b", passphrase="another")
     assert table_contents("sq_b") == expected and media_contents(media_root) == files
+
+
+def test_retention_forgets_snapshots_and_collection_keeps_the_rest_restorable(media_root, repo_target, settings):
+
+
+    from dbs_admin.backups.repository import collect_garbage
+    from dbs_admin.backups.retention import prune
+    from dbs_admin.models import Backup
+
+    build_site("sq_a", posts=30, images=2)
+    states = []
+    for i in range(4):
+        with on("sq_a"):
+            Post.objects.filter(pk=Post.objects.order_by("pk")[i].pk).update(title=f"edit {i}")
+        snap = create_backup(database="sq_a", passphrase=PASSPHRASE, target="repo")
+        states.append((snap.name, table_contents("sq_a")))
+    # The plan works on the snapshot names (their UTC stamps): keep the last 2.
+    plan = prune("repo", policy={"last": 2})
+    assert set(plan.delete) == {states[0][0], states[1][0]}
+    assert [s.name for s in get_target("repo").list()] == [states[3][0], states[2][0]]
+    assert not Backup.objects.filter(name__in=plan.delete).exists()
+    before = get_target("repo").total_size()
+    report = collect_garbage(get_target("repo"), passphrase=PASSPHRASE)
+    assert get_target("repo").total_size() <= before and report.live_chunks > 0
+    for name, expected in states[2:]:
+        restore_backup(name, target="repo", database="sq_b", passphrase=PASSPHRASE)
+        assert table_contents("sq_b") == expected
