@@ -46,7 +46,7 @@ from dbs_admin.sealed.repo.store import ObjectStore
 
 ID_SIZE = 32
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,180}$")
-LIST_SIZES = {"min_size": 2 << 10, "avg_size": 8 << 10, "max_size": 32 << 10}  # id lists: 64..1024 ids a chunk
+LIST_SIZES = {"min_size": 512, "avg_size": 2 << 10, "max_size": 8 << 10}  # id lists: 16..256 ids a chunk
 
 
 @dataclass(frozen=True)
