@@ -133,3 +133,19 @@ def test_retention_forgets_snapshots_and_collection_keeps_the_rest_restorable(me
     for name, expected in states[2:]:
         restore_backup(name, target="repo", database="sq_b", passphrase=PASSPHRASE)
         assert table_contents("sq_b") == expected
+
+
+def test_a_snapshot_with_a_lost_pack_is_refused_with_nothing_written(media_root, repo_target):
+    build_site("sq_a", posts=15, images=1)
+    build_site("sq_b", posts=3, images=0)
+    snap = create_backup(database="sq_a", passphrase=PASSPHRASE, target="repo")
+    before = table_contents("sq_b")
+    pack = sorted((repo_target / "packs").iterdir())[0]
+    data = bytearray(pack.read_bytes())
+    for i in range(len(data)):  # every byte of both copies: beyond any repair
+        data[i] ^= 0x3C
+    pack.write_bytes(bytes(data))
+    with pytest.raises(Exception, match="packs/") as caught:
+        restore_backup(snap.name, target="repo", database="sq_b", passphrase=PASSPHRASE)
+    assert "packs/" in str(caught.value)
+    assert table_contents("sq_b") == before

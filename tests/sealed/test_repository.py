@@ -339,3 +339,24 @@ def test_cli_checks_and_heals_a_repository_without_django(repo, tmp_path):
     _damage(path, "both copies destroyed")
     lost = cli("repo-heal", root)
     assert lost.returncode == 2 and path.name in lost.stderr
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+def test_a_backup_killed_midway_leaves_a_valid_repository(repo, delay):
+    first = backup(repo, rows(200), b"kept")
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(repo.store.root), PASSPHRASE, "7"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    import time
+
+    time.sleep(delay)
+    proc.kill()
+    proc.communicate()
+    for leftover in repo.store.list("locks/"):  # a killed writer's lock: ignored once stale
+        repo.store.delete(leftover)
+    reopened = Repository.open(repo.store, passphrase=PASSPHRASE)
+    assert restored(reopened, first.name) == (b"".join(rows(200)), b"kept")
+    assert check_repository(repo.store, repo=reopened, read_data=True).ok
+    from dbs_admin.sealed.repo.prune import collect_garbage
+
+    collect_garbage(reopened)
+    assert restored(Repository.open(repo.store, passphrase=PASSPHRASE), first.name)[1] == b"kept"

@@ -35,7 +35,7 @@ from typing import BinaryIO
 from dbs_admin.sealed.aead import PLAINTEXT_CHUNK_SIZE, derive_subkey
 from dbs_admin.sealed.blocks import BlockReader
 from dbs_admin.sealed.container import ContainerWriter
-from dbs_admin.sealed.errors import SealedError, UnrecoverableError
+from dbs_admin.sealed.errors import NotSealedError, SealedError, UnrecoverableError
 from dbs_admin.sealed.keys import _SLOT_HEAD
 from dbs_admin.sealed.layout import BLOCK_SIZE, DATA_HASH_SIZE, FILE_ID_SIZE, Header, blake2b
 from dbs_admin.sealed.reader import decrypt_manifest
@@ -146,8 +146,9 @@ class SealedObject:
             size = store.size(name)
             try:
                 self.structure: Structure = load_structure(self._f, size)
-            except UnrecoverableError as exc:
-                raise UnrecoverableError(f"repository object {name}: {exc}", regions=exc.regions) from None
+            except (UnrecoverableError, NotSealedError) as exc:  # destroyed beyond recognition: lost all the same
+                raise UnrecoverableError(f"repository object {name} is damaged beyond repair: {exc}",
+                                         regions=getattr(exc, "regions", ())) from None
             if self.structure.manifest_payload is None:
                 raise UnrecoverableError(f"repository object {name}: the manifest is damaged beyond repair in "
                                          "both copies", regions=("manifest",))
