@@ -22,6 +22,8 @@ Settings shape::
             # Any alias of Django's STORAGES (S3, GCS, Azure... through django-storages); credentials stay in
             # the storage's own settings or the environment. Optional: "prefix": "dbs/" (a folder inside it).
             "s3": {"kind": "storage", "storage": "backups"},
+            # Incremental, deduplicated snapshots in a repository instead of one file per backup (local so far).
+            "nightly": {"kind": "local", "path": "/var/lib/site/dbs_repository", "format": "repository"},
         },
         "DEFAULT_TARGET": "local",
     }
