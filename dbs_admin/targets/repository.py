@@ -50,6 +50,14 @@ class RepositoryTarget:
             out.append(StoredFile(name=name, size=added, modified=when, sha256=None))
         return sorted(out, key=lambda s: s.created_at, reverse=True)
 
+    def totals(self) -> dict[str, int]:
+        """Per snapshot, the repository's size once it was added (the running sum of what each added)."""
+        out, running = {}, 0
+        for name, added in keyless_listing(self.store):
+            running += added
+            out[name] = running
+        return out
+
     def total_size(self) -> int:
         """Bytes of the whole repository."""
         from dbs_admin.sealed.repo.check import object_names

@@ -82,6 +82,10 @@ def test_commands_list_and_restore_the_latest_snapshot(media_root, repo_target, 
     call_command("dbs_list", "--target", "repo", "--json", stdout=out)
     rows = json.loads(out.getvalue())
     assert len(rows) == 2 and rows[0]["size"] < rows[1]["size"]
+    assert rows[1]["total"] == rows[1]["size"] and rows[0]["total"] == rows[0]["size"] + rows[1]["size"]
+    out = io.StringIO()
+    call_command("dbs_list", "--target", "repo", stdout=out)
+    assert out.getvalue().count("added, total") == 2
     call_command("dbs_restore", "--latest", "--target", "repo", "--database", "sq_b", "--no-input", verbosity=0)
     assert table_contents("sq_b") == table_contents("sq_a")
     with pytest.raises(CommandError, match="no snapshot named"):
