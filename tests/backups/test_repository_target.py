@@ -153,3 +153,14 @@ def test_a_snapshot_with_a_lost_pack_is_refused_with_nothing_written(media_root,
         restore_backup(snap.name, target="repo", database="sq_b", passphrase=PASSPHRASE)
     assert "packs/" in str(caught.value)
     assert table_contents("sq_b") == before
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "sq_a", "sq_b"])  # a native restore swaps files
+def test_native_backups_are_snapshots_too(media_root, repo_target):
+    build_site("sq_a", posts=25, images=1)
+    first = create_backup(kind="native", database="sq_a", passphrase=PASSPHRASE, target="repo")
+    second = create_backup(kind="native", database="sq_a", passphrase=PASSPHRASE, target="repo")
+    assert second.size < first.size / 2, "an unchanged SQLite file deduplicates"
+    expected = table_contents("sq_a")
+    restore_backup(second.name, target="repo", database="sq_b", passphrase=PASSPHRASE)
+    assert table_contents("sq_b") == expected
