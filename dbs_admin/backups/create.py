@@ -29,6 +29,7 @@ from dbs_admin.backups import (
     native_mysql,
     native_postgres,
     native_sqlite,
+    repository,
 )
 from dbs_admin.backups.catalog import record_backup
 from dbs_admin.backups.errors import BackupError, BackupExistsError, CancelledError
@@ -45,12 +46,14 @@ from dbs_admin.models import Backup
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
 from dbs_admin.targets.naming import backup_file_name
+from dbs_admin.targets.repository import is_repository
 
 log = logging.getLogger("dbs_admin.backups")
 KINDS = ("logical", "native")
 
 
-def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
+def _seal_logical(database: str, dest: Path | None, head: dict, keys: dict, reporter: Reporter, *,
+                  write=seal) -> tuple[Any, dict]:
     connection = connections[database]
     with logical_capture.snapshot(database):
         carried = backed_up_models()
@@ -64,11 +67,12 @@ def _seal_logical(database: str, dest: Path, head: dict, keys: dict, reporter: R
         )
         body = logical_capture.stream(database, head=_public(head), reporter=reporter, total_rows=sum(counts.values()),
                                       manifest=summary)
-        report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
+        report = write(body, dest, manifest=summary, file_sha256=True, **keys)
     return report, summary
 
 
-def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Reporter) -> tuple[Any, dict]:
+def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, reporter: Reporter, *,
+                 write=seal) -> tuple[Any, dict]:
     connection = connections[database]
     vendor = connection.vendor
     common = {"kind": "native", "engine": vendor, "label": head["label"], "created_at": head["_created"]}
@@ -82,7 +86,7 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
             body = native.stream(_public(head), native_sqlite.dump_chunks(copy),
                                  {"engine": "sqlite", "format": "sqlite3"}, reporter, manifest=summary,
                                  dump_size=copy.stat().st_size)
-            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
+            report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return report, summary
@@ -97,7 +101,7 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                               "server_version": connection.pg_version})
             body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary)
-            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
+            report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     if vendor == "mysql":
         native_mysql.refuse_unswappable(database)
@@ -110,9 +114,37 @@ def _seal_native(database: str, dest: Path, head: dict, keys: dict, reporter: Re
                                               "server_version": ".".join(map(str, connection.mysql_version))})
             body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
                                  reporter, manifest=summary)
-            report = seal(body, dest, manifest=summary, file_sha256=True, **keys)
+            report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")
+
+
+def _create_snapshot(stores, name, kind, label, created_at, database, keys, reporter, user) -> BackupResult:
+    """A backup to a repository target: the same capture, stored as an incremental snapshot (backups/repository.py)."""
+    if len(stores) != 1:
+        raise BackupError("a repository target takes a backup on its own; back up to the other targets separately")
+    store = stores[0]
+    head = {"format": 1, "kind": kind, "engine": connections[database].vendor, "label": label,
+            "created_at": created_at, "_created": created_at, "database": database}
+    sealer = _seal_logical if kind == "logical" else _seal_native
+
+    def write(body, dest, *, manifest, file_sha256, **_keys):
+        return repository.write_snapshot(store, name, body, manifest, keys)
+
+    try:
+        report, summary = sealer(database, None, head, keys, reporter, write=write)
+    except SealedError as exc:
+        raise BackupError(f"writing the snapshot to target {store.name!r} failed: {exc}") from exc
+    backup = record_backup(
+        name=name, kind=kind, label=label, created_at=created_at, user=user, engine=summary["engine"],
+        size=report.added_bytes, sha256="", key_slots=report.key_slots, manifest=summary, copies=[(store.name, name)],
+    )
+    reporter.report("done", 1, 1, force=True)
+    log.info("snapshot %s written to repository %s (%s, %d bytes added)", name, store.name, kind, report.added_bytes)
+    return BackupResult(
+        name=name, path=Path(name), kind=kind, size=report.added_bytes, sha256="", created_at=created_at,
+        manifest=summary, key_slots=report.key_slots, targets=[store.name], backup_id=backup.pk, failed={},
+    )
 
 
 def _public(head: dict) -> dict:
@@ -172,6 +204,8 @@ def _create_backup(*, kind, target, output, label, passphrase, recipients, datab
             raise BackupExistsError(f"a backup named {name} is already recorded; names are never reused")
     else:
         stores = [get_target(t or None) for t in _target_names(target)]
+        if any(is_repository(s) for s in stores):
+            return _create_snapshot(stores, name, kind, label, created_at, database, keys, reporter, user)
         outcome = copies_mod.preflight(stores, name)
         work = private_dir("create")
         dest = work / name

@@ -24,7 +24,7 @@ from django.db import DatabaseError, connections
 
 from dbs_admin import signals
 from dbs_admin.backups import manifest as manifest_mod
-from dbs_admin.backups import native, native_mysql, native_postgres, native_sqlite, own_tables
+from dbs_admin.backups import native, native_mysql, native_postgres, native_sqlite, own_tables, repository
 from dbs_admin.backups.errors import CancelledError, RestoreError
 from dbs_admin.backups.failures import database_errors, first_line, is_out_of_space, out_of_space
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
@@ -34,6 +34,8 @@ from dbs_admin.backups.types import RestoreResult
 from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import open_sealed
+from dbs_admin.targets import get_target
+from dbs_admin.targets.repository import is_repository
 
 log = logging.getLogger("dbs_admin.backups")
 
@@ -134,8 +136,7 @@ def _restore_backup(source, *, target, passphrase, identity, database, models, o
     reporter = Reporter(progress, cancel)
     connection = connections[database]
     selection = Selection.parse(list(models or []), list(objects or []))
-    with readable_copy(source, target) as (path, origin), \
-            open_sealed(path, passphrase=passphrase, identity=identity) as reader:
+    with _opened(source, target, passphrase, identity) as (reader, origin, reopen):
         summary = reader.manifest
         kind = summary.get("kind")
         if kind not in ("logical", "native"):
@@ -151,7 +152,7 @@ def _restore_backup(source, *, target, passphrase, identity, database, models, o
         if reset and not dry_run:
             from dbs_admin.backups.validate import check_contents
 
-            with open_sealed(path, passphrase=passphrase, identity=identity) as first_pass:
+            with reopen() as first_pass:
                 check_contents(first_pass, summary)
             if before_writing is not None:
                 before_writing()
@@ -171,6 +172,24 @@ def _restore_backup(source, *, target, passphrase, identity, database, models, o
         result = _restore(reader, summary, kind, database, selection, allow_migration_mismatch, reporter, started,
                           dry_run=dry_run)
         return dataclasses.replace(result, source=origin)
+
+
+@contextmanager
+def _opened(source, target: str | None, passphrase, identity) -> Iterator[tuple[Any, str, Callable[[], Any]]]:
+    """``(reader, where it was read from, a function opening it again)`` of a sealed file or a repository snapshot."""
+    repo_target = get_target(target) if target else None
+    if repo_target is not None and is_repository(repo_target):
+        name = Path(str(source)).name
+
+        def reopen_snapshot():
+            return repository.open_snapshot(repo_target, name, passphrase=passphrase, identity=identity)
+
+        with reopen_snapshot() as reader:
+            yield reader, f"target {repo_target.name!r}", reopen_snapshot
+        return
+    with readable_copy(source, target) as (path, origin), \
+            open_sealed(path, passphrase=passphrase, identity=identity) as reader:
+        yield reader, origin, lambda: open_sealed(path, passphrase=passphrase, identity=identity)
 
 
 def _restore(reader, summary: dict, kind: str, database: str, selection: Selection, allow_mismatch: bool,

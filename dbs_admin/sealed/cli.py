@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("identity_file", metavar="IDENTITY_FILE")
     common(p, key=True, argon2=True)
     p.set_defaults(func=cmd_keygen)
+
+    from dbs_admin.sealed.repo.cli import add_commands  # the repository's own commands (repo-check, repo-heal)
+
+    add_commands(sub, common, _key, _emit)
     return parser
 
 

@@ -22,6 +22,8 @@ Settings shape::
             # Any alias of Django's STORAGES (S3, GCS, Azure... through django-storages); credentials stay in
             # the storage's own settings or the environment. Optional: "prefix": "dbs/" (a folder inside it).
             "s3": {"kind": "storage", "storage": "backups"},
+            # Incremental, deduplicated snapshots in a repository instead of one file per backup (local so far).
+            "nightly": {"kind": "local", "path": "/var/lib/site/dbs_repository", "format": "repository"},
         },
         "DEFAULT_TARGET": "local",
     }
@@ -81,6 +83,8 @@ def build_target(name: str, entry: Any) -> Target:
         raise TargetConfigError(f"{where} has kind {kind!r}; use one of {sorted(_KINDS)}")
     factory, required, optional = _KINDS[kind]
     options = {k: v for k, v in entry.items() if k != "kind"}
+    if "format" in options:  # a repository instead of one file per backup (targets/repository.py)
+        return _repository_target(name, kind, options, where)
     missing = sorted(required - set(options))
     if missing:
         raise TargetConfigError(f"{where} ({kind}) lacks {missing}")
@@ -98,6 +102,21 @@ def build_target(name: str, entry: Any) -> Target:
         return factory(name, **options)
     except (TypeError, ValueError) as exc:
         raise TargetConfigError(f"{where} ({kind}) is invalid: {exc}") from None
+
+
+def _repository_target(name: str, kind: str, options: dict, where: str) -> Target:
+    from dbs_admin.targets.repository import local_repository
+
+    fmt = options.pop("format")
+    if fmt not in ("repository", "files"):
+        raise TargetConfigError(f"{where} has format {fmt!r}; use 'repository' (or 'files', the default)")
+    if fmt == "files":
+        return build_target(name, {"kind": kind, **options})
+    if kind != "local":
+        raise TargetConfigError(f"{where}: repositories are on local targets so far (not {kind})")
+    if set(options) != {"path"} or not isinstance(options["path"], str) or not options["path"]:
+        raise TargetConfigError(f"{where} (local repository) takes exactly 'path' (a non-empty string)")
+    return local_repository(name, options["path"])
 
 
 def get_target(name: str | None = None) -> Target:

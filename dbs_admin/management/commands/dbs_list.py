@@ -63,7 +63,13 @@ class Command(DbsCommand):
         failures: list[str] = []
         for each in targets:
             try:
-                rows.extend(_row(each, stored, statuses) for stored in each.list())
+                listed = [_row(each, stored, statuses) for stored in each.list()]
+                totals = getattr(each, "totals", None)  # a repository: size is what a snapshot added
+                if totals is not None:
+                    running = totals()
+                    for row in listed:
+                        row["total"] = running.get(row["name"])
+                rows.extend(listed)
             except DbsError as exc:
                 failures.append(f"target {each.name!r}: {exc}")
         self._print(rows, as_json=bool(options.get("json")))
@@ -81,7 +87,8 @@ class Command(DbsCommand):
             return
         for row in rows:
             sha = (row["sha256"] or "-")[:12]
+            total = f"  added, total {_human_size(row['total'])}" if row.get("total") is not None else ""
             self.stdout.write(
                 f"{row['target']:<10} {row['name']:<60} {_human_size(row['size']):>10}  "
-                f"{row['created_at'][:19]}Z  {row['status']:<10} {sha}"
+                f"{row['created_at'][:19]}Z  {row['status']:<10} {sha}{total}"
             )

@@ -1,0 +1,219 @@
+"""Benchmark of incremental backups to a repository target, side by side with borg and restic in one run.
+
+    DBS_VAR_DIR=/tmp/var-bench python bench/repository.py            # 20,000 posts, 300 images, SQLite
+    DBS_VAR_DIR=/tmp/var-bench python bench/repository.py --reuse    # keep an existing seed of that size
+
+The reference workload of ``bench/backup.py`` (``demo_seed``, not timed). For
+each tool, in this order: the first backup; the "1% change" (200 of 20,000
+posts edited and 3 new 100 KiB images, made between the runs, not timed);
+a backup with nothing changed; a restore of the latest. Each line gives
+wall seconds, bytes the repository grew by, and the peak RSS of the process
+doing it. Every run is a forked child of this set-up Django process (as in
+``bench/backup.py``), borg and restic each run as a child process of one.
+
+Ours: ``create_backup(target="repo")`` with a passphrase (a repository is
+read to deduplicate, so its key is opened at every backup: the Argon2id
+cost of the settings is included), restore into a freshly migrated scratch
+database and an empty media folder. Today's single-file logical backup and
+restore (recipient key, no Argon2) run first as the reference for the
+goals. borg (``repokey-blake2``, ``zstd,3``) and restic (its defaults) back
+up the SQLite file and the media folder, file-level; Debian's packages,
+skipped with a message when absent (apt-get install borgbackup restic).
+
+Goals (issue #21): 1% change <= 0.5 s and <= 1.5 MB added; nothing changed
+<= 0.3 s and <= 20 KB; first backup <= 1.5x the single-file backup; restore
+latest no slower than the single-file restore.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+os.environ.setdefault("DBS_LOG_LEVEL", "WARNING")
+
+from bench.backup import SCRATCH, fresh_scratch, in_child, our_backup, our_restore, scratch_settings  # noqa: E402
+
+PASSPHRASE = "bench passphrase, not a secret"
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def repo_backup() -> dict:
+    from dbs_admin import create_backup
+
+    result = create_backup(passphrase=PASSPHRASE, target="repo", label="bench")
+    return {"added": result.size, "name": result.name}
+
+
+def repo_restore(name: str, media: str) -> dict:
+    from django.conf import settings
+
+    from dbs_admin import restore_backup
+
+    settings.MEDIA_ROOT = media
+    result = restore_backup(name, target="repo", passphrase=PASSPHRASE, database=SCRATCH)
+    return {"rows": sum(result.rows.values()), "files": result.files}
+
+
+def run_tool(argv: list[str], env: dict, cwd: str | None = None) -> dict:
+    """A tool as a child process; the forked child reports its child's peak RSS."""
+    subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE)
+    return {"child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def one_percent_change(media: Path, posts: int) -> None:
+    """200 posts edited, 3 new 100 KiB images (not timed)."""
+    from blog.models import Attachment, Post
+
+    rng = random.Random(21)
+    pks = list(Post.objects.values_list("pk", flat=True))
+    for pk in rng.sample(pks, max(1, posts // 100)):
+        post = Post.objects.get(pk=pk)
+        post.content_md += f"\n\nEdited in the bench ({rng.random()})."
+        post.save()
+    (media / "uploads").mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        name = f"uploads/bench-{time.time_ns()}-{i}.jpg"
+        (media / name).write_bytes(rng.randbytes(100 << 10))
+        Attachment.objects.create(image=name, alt_text="bench")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--posts", type=int, default=20000)
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--reuse", action="store_true", help="keep an existing seed of the same size")
+    args = parser.parse_args()
+
+    import django
+    from django.conf import settings
+
+    var = Path(os.environ.get("DBS_VAR_DIR", ROOT / "var"))
+    settings.DATABASES[SCRATCH] = scratch_settings(settings.DATABASES["default"], var)
+    work = var / "bench-repository"
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {  # before set-up: the console's settings are read once
+        **settings.DBS_ADMIN["TARGETS"], "repo": {"kind": "local", "path": str(work / "ours"),
+                                                  "format": "repository"}}}
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    from blog.models import Post
+    from dbs_admin.sealed import Identity
+
+    if connections["default"].vendor != "sqlite":
+        raise SystemExit("this bench compares file-level tools on the SQLite reference site: unset DATABASE_URL")
+    call_command("migrate", verbosity=0)
+    if not (args.reuse and Post.objects.count() == args.posts):
+        print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
+                        "--images", str(args.images), "--flush", "--no-history"], check=True, cwd=ROOT)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    media = Path(settings.MEDIA_ROOT)
+    db_file = Path(connections["default"].settings_dict["NAME"])
+    identity = Identity.generate()
+    import dbs_admin.backups.create  # noqa: F401
+    import dbs_admin.backups.restore  # noqa: F401
+
+    rows: list[tuple[str, str, dict]] = []
+    single = in_child(our_backup, "logical", identity.recipient)
+    rows.append(("single file", "backup", {**single, "added": single["size"]}))
+    fresh_scratch()
+    rows.append(("single file", "restore", in_child(our_restore, single["path"], identity, str(work / "m0"))))
+    Path(single["path"]).unlink(missing_ok=True)
+
+    tools = {"ours": None}
+    env_borg = {"BORG_PASSPHRASE": PASSPHRASE, "BORG_REPO": str(work / "borg"), "BORG_BASE_DIR": str(work / "bb"),
+                "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes", "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes"}
+    env_restic = {"RESTIC_PASSWORD": PASSPHRASE, "RESTIC_REPOSITORY": str(work / "restic"),
+                  "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    if shutil.which("borg"):
+        subprocess.run(["borg", "init", "-e", "repokey-blake2"], env={**os.environ, **env_borg}, check=True,
+                       capture_output=True)
+        tools["borg"] = env_borg
+    else:
+        print("borg not found: skipped (apt-get install borgbackup)")
+    if shutil.which("restic"):
+        subprocess.run(["restic", "init"], env={**os.environ, **env_restic}, check=True, capture_output=True)
+        tools["restic"] = env_restic
+    else:
+        print("restic not found: skipped (apt-get install restic)")
+    sources = [str(db_file), str(media)]
+
+    def backup(tool: str, n: int) -> dict:
+        if tool == "ours":
+            return in_child(repo_backup)
+        repo = work / tool
+        before = tree_bytes(repo)
+        if tool == "borg":
+            argv = ["borg", "create", "--compression", "zstd,3", f"::s{n}", *sources]
+        else:
+            argv = ["restic", "backup", "--quiet", *sources]
+        out = in_child(run_tool, argv, tools[tool])
+        out["added"] = tree_bytes(repo) - before
+        out["rss_mib"] = out.pop("child_rss_mib")
+        return out
+
+    stages = ["first backup", "1% change", "nothing changed"]
+    names = {}
+    for n, stage in enumerate(stages):
+        if stage == "1% change":
+            connections.close_all()
+            one_percent_change(media, args.posts)
+            connections.close_all()
+        for tool in tools:
+            out = backup(tool, n)
+            names[tool] = out.get("name")
+            rows.append((tool, stage, out))
+    for tool in tools:
+        dest = work / f"restored-{tool}"
+        dest.mkdir()
+        if tool == "ours":
+            fresh_scratch()
+            out = in_child(repo_restore, names["ours"], str(dest))
+        elif tool == "borg":
+            out = in_child(run_tool, ["borg", "extract", "::s2"], tools[tool], str(dest))
+            out["rss_mib"] = out.pop("child_rss_mib")
+        else:
+            out = in_child(run_tool, ["restic", "restore", "latest", "--target", str(dest)], tools[tool])
+            out["rss_mib"] = out.pop("child_rss_mib")
+        rows.append((tool, "restore latest", out))
+
+    print(f"{len(Post.objects.all())} posts; repository of ours: {tree_bytes(work / 'ours') / 2**20:.1f} MiB; "
+          f"borg {tree_bytes(work / 'borg') / 2**20 if 'borg' in tools else 0:.1f} MiB; "
+          f"restic {tree_bytes(work / 'restic') / 2**20 if 'restic' in tools else 0:.1f} MiB")
+    print(f"{'tool':<12} {'operation':<16} {'seconds':>8} {'bytes added':>12} {'peak RSS MiB':>13}")
+    for tool, stage, r in rows:
+        added = f"{r['added']:12,d}" if "added" in r else f"{'':>12}"
+        print(f"{tool:<12} {stage:<16} {r['seconds']:8.2f} {added} {r['rss_mib']:13.0f}")
+    ref_backup = rows[0][2]["seconds"]
+    ref_restore = rows[1][2]["seconds"]
+    ours = {stage: r for tool, stage, r in rows if tool == "ours"}
+    print("goals: first backup <= 1.5x single file: "
+          f"{ours['first backup']['seconds'] / ref_backup:.2f}x; 1% change <= 0.5 s, 1.5 MB: "
+          f"{ours['1% change']['seconds']:.2f} s, {ours['1% change']['added'] / 1e6:.2f} MB; nothing changed "
+          f"<= 0.3 s, 20 KB: {ours['nothing changed']['seconds']:.2f} s, {ours['nothing changed']['added'] / 1e3:.1f} "
+          f"KB; restore latest <= single-file restore: {ours['restore latest']['seconds'] / ref_restore:.2f}x")
+    from dbs_admin.models import Backup
+
+    Backup.objects.filter(label="bench").delete()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Backups into a repository target: each backup an incremental snapshot; restores read a snapshot back.
+
+Why here, and this way: the capture (logical or native) is the very same
+payload stream a sealed file gets (docs/PAYLOAD.md); this module only cuts
+it into chunks so that what did not change deduplicates:
+
+* rows: each ROWS frame (a batch of rows) is split into one frame per row,
+  and the record chunker cuts only between rows, so an edited row changes
+  about its own chunk (the rows of a table come in primary-key order);
+* file and dump bytes (DATA frames after a FILE or DUMP frame): FastCDC over
+  that file's frames alone, so a file's chunks do not depend on its neighbours;
+* every other frame (head, references, models, trailer) is a record.
+
+Reading a snapshot back gives that payload with consecutive one-row frames
+merged into batches again (``_rebatched``), and the restore runs exactly as
+for a sealed file. The snapshot's record holds the backup's manifest.
+
+A repository is created by its first backup, with that backup's keys; later
+backups open it, which needs the passphrase (writing to a repository means
+reading its index: a recipients-only host cannot add to it yet).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from dbs_admin.backups import payload
+from dbs_admin.backups.errors import BackupError, KeyMissingError
+from dbs_admin.sealed import SealedError
+from dbs_admin.sealed.repo import Repository
+from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
+from dbs_admin.sealed.repo.keyfile import KEYS_NAME
+
+_PREFIX = struct.Struct(">cI")
+STREAM = "payload"
+MANIFEST_STREAM = "file_sha256"
+FILE_LIST = "file_sha256"
+REBATCH_ROWS = 1000
+REBATCH_BYTES = 4 << 20
+
+
+@dataclass
+class SnapshotReport:
+    """What ``write_snapshot`` returns in place of a SealReport (the fields ``create`` reads)."""
+
+    name: str
+    added_bytes: int
+    plaintext_size: int
+    key_slots: list
+    sha256: str = ""
+
+
+def _has_repository(target: Any) -> bool:
+    try:
+        target.store.size(KEYS_NAME)
+        return True
+    except OSError:
+        return False
+
+
+def open_for_writing(target: Any, keys: dict) -> Repository:
+    """The target's repository, created with these keys on first use."""
+    if not _has_repository(target):
+        return Repository.init(target.store, passphrase=keys.get("passphrase"),
+                               recipients=keys.get("recipients") or (), argon2=keys.get("argon2"),
+                               allow_weak_argon2=keys.get("allow_weak_argon2", False))
+    if not keys.get("passphrase"):
+        raise KeyMissingError(f"adding a snapshot to repository target {target.name!r} needs its passphrase (the "
+                              "repository's index must be read to deduplicate)")
+    return Repository.open(target.store, passphrase=keys["passphrase"])
+
+
+def _frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """``(type, whole frame bytes)`` of a payload stream given as pieces; the magic comes as type b""."""
+    buf = bytearray()
+    magic_seen = False
+    for piece in pieces:
+        buf += piece
+        pos = 0
+        if not magic_seen:
+            if len(buf) < len(payload.MAGIC):
+                continue
+            yield b"", bytes(buf[: len(payload.MAGIC)])
+            pos, magic_seen = len(payload.MAGIC), True
+        while len(buf) - pos >= _PREFIX.size:
+            kind, length = _PREFIX.unpack_from(buf, pos)
+            end = pos + _PREFIX.size + length
+            if end > len(buf):
+                break
+            yield kind, bytes(buf[pos:end])
+            pos = end
+        del buf[:pos]
+    if buf:
+        raise BackupError("the backup's payload ended inside a record")
+
+
+def _row_frames(frame: bytes) -> Iterator[bytes]:
+    """A ROWS frame split into one-row ROWS frames (rows sliced out of the MessagePack, not decoded)."""
+    body = memoryview(frame)[_PREFIX.size :]
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body) + 16)
+    unpacker.feed(body)
+    count = unpacker.read_array_header()
+    pos = unpacker.tell()
+    for _ in range(count):
+        unpacker.skip()
+        end = unpacker.tell()
+        yield _PREFIX.pack(payload.ROWS, 1 + end - pos) + b"\x91" + body[pos:end]
+        pos = end
+
+
+def payload_chunks(pieces: Iterable[bytes], head: list[bytes]) -> Iterator[bytes]:
+    """The chunks of a payload stream (see the module docstring); ``head`` receives the magic and HEAD frame.
+
+    The head (which holds the backup's time, so differs every time) is kept in the snapshot record rather
+    than in a chunk: a backup in which nothing changed then adds no chunk, hence no pack and no index object.
+    Head + the chunks concatenated is the payload.
+    """
+    frames = _frames(pieces)
+    for kind, frame in frames:
+        head.append(frame)
+        if kind == payload.HEAD:
+            break
+    records = RecordChunker()
+    end_data: list[bytes] = []
+
+    def file_data() -> Iterator[bytes]:
+        for kind, frame in frames:
+            if kind == payload.END_DATA:
+                end_data.append(frame)
+                return
+            if kind != payload.DATA:
+                raise BackupError("a file's bytes in the payload are interrupted by another record")
+            yield frame
+
+    for kind, frame in frames:
+        if kind == payload.ROWS:
+            for row in _row_frames(frame):
+                yield from records.feed(row)
+        elif kind in (payload.FILE, payload.DUMP):
+            yield from records.feed(frame)
+            yield from records.finish()
+            yield from cdc_chunks(file_data())
+            yield from records.feed(end_data.pop())
+        else:
+            yield from records.feed(frame)
+    yield from records.finish()
+
+
+def write_snapshot(target: Any, name: str, body: Iterable[bytes], manifest: dict, keys: dict) -> SnapshotReport:
+    """Store one backup's payload as snapshot ``name``; the manifest is read after the body (it completes then)."""
+    repo = open_for_writing(target, keys)
+    writer = repo.new_snapshot(name)
+    head: list[bytes] = []
+    writer.set_stream(STREAM, writer.add_chunks(payload_chunks(body, head)))
+    # The manifest's list of file hashes (large, and the same while the files are) is a stream of its own, so
+    # an unchanged list costs nothing again; the rest (small, and with the backup's time) is in the record.
+    files = json.dumps(manifest.get(FILE_LIST, []), separators=(",", ":")).encode()
+    writer.set_stream(MANIFEST_STREAM, writer.add_bytes([files]))
+    rest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != FILE_LIST}, default=str))
+    info = writer.commit(meta={"head": b"".join(head), "manifest": rest})
+    return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=[{"type": "repository"}])
+
+
+def _rebatched(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The payload with consecutive one-row ROWS frames merged into batches (what a restore inserts at once)."""
+    rows: list[bytes] = []
+    size = 0
+
+    def flush() -> Iterator[bytes]:
+        nonlocal rows, size
+        if rows:
+            n = len(rows)
+            head = bytes([0x90 | n]) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
+                                                      else b"\xdd" + n.to_bytes(4, "big"))
+            yield _PREFIX.pack(payload.ROWS, len(head) + size) + head
+            yield from rows
+            rows, size = [], 0
+
+    for kind, frame in _frames(pieces):
+        if kind == payload.ROWS and frame[_PREFIX.size : _PREFIX.size + 1] == b"\x91":
+            rows.append(frame[_PREFIX.size + 1 :])
+            size += len(frame) - _PREFIX.size - 1
+            if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
+                yield from flush()
+            continue
+        yield from flush()
+        yield frame
+    yield from flush()
+
+
+class SnapshotReader:
+    """A snapshot's payload as the restore reads a sealed file: ``manifest``, ``read(n)``, ``healed_blocks``.
+
+    Every chunk is authenticated and checked against its keyed id as it is
+    read; ``read`` returns b"" only once every chunk of the snapshot was read.
+    """
+
+    healed_blocks: list[int] = []
+
+    def __init__(self, repo: Repository, name: str):
+        info = repo.snapshot(name)
+        self.manifest: dict = {**info.meta["manifest"],
+                               FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
+        self._pieces = _rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
+        self._buf = bytearray()
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all if ``n < 0``); a position in one buffer, so small reads copy only what they return."""
+        if n is None or n < 0:
+            out = bytes(self._buf[self._pos :]) + b"".join(self._pieces)
+            self._buf, self._pos = bytearray(), 0
+            return out
+        while len(self._buf) - self._pos < n:
+            piece = next(self._pieces, None)
+            if piece is None:
+                break
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
+            self._buf += piece
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def __enter__(self) -> SnapshotReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def open_snapshot(target: Any, name: str, *, passphrase: str | None = None, identity: Any = None
+                  ) -> Iterator[SnapshotReader]:
+    """Open snapshot ``name`` of a repository target with the key (a wrong key is refused before any read)."""
+    try:
+        repo = Repository.open(target.store, passphrase=passphrase, identity=identity)
+    except SealedError:
+        raise
+    if name not in repo.snapshot_names():
+        raise BackupError(f"target {target.name!r} holds no snapshot named {name!r}; see manage.py dbs_list")
+    with SnapshotReader(repo, name) as reader:
+        yield reader
+
+
+def export_snapshot(target: Any, name: str, destination: Any, *, passphrase: str | None = None,
+                    identity: Any = None, keys: dict | None = None) -> Any:
+    """Write snapshot ``name`` as a standalone sealed ``.dbs`` file (for download and rescue); a SealReport.
+
+    The file is an ordinary backup: it restores, verifies and heals without the repository. It is sealed
+    with ``keys`` (writer options: passphrase and/or recipients), by default the passphrase given.
+    """
+    from dbs_admin.sealed import seal
+
+    keys = dict(keys or {"passphrase": passphrase})
+    with open_snapshot(target, name, passphrase=passphrase, identity=identity) as reader:
+        return seal(reader, destination, manifest=reader.manifest, **keys)
+
+
+def collect_garbage(target: Any, *, passphrase: str | None = None, identity: Any = None, wait: float = 0.0) -> Any:
+    """Reclaim the space of snapshots the retention forgot (``dbs_prune`` on a repository target forgets,
+    without a key; this needs it). Waits up to ``wait`` seconds for running backups; a GcReport."""
+    from dbs_admin.sealed.repo.prune import collect_garbage as collect
+
+    return collect(Repository.open(target.store, passphrase=passphrase, identity=identity), wait=wait)

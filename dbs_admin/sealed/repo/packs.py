@@ -1,0 +1,132 @@
+"""Packs: many chunks, each compressed and encrypted on its own, sealed together as one object.
+
+Why packs: one object per chunk would mean millions of small files, each
+with the container's fixed cost (header, table, manifest, locator, twice);
+grouping chunks into packs of a few MiB amortises that, and a restore reads
+each pack by ranges.
+
+A chunk's blob in the pack's data stream is AES-256-GCM(pack key, nonce =
+its position in the pack as 12 bytes big-endian, zstd(chunk) or the chunk
+itself, associated data = chunk id || flags). The pack key is the object's
+own key (unique per pack), so a nonce is never reused. The pack's manifest
+(encrypted, stored twice with the container's metadata) lists its entries,
+so the index can be rebuilt from the packs alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from dbs_admin.sealed.errors import AuthenticationError
+from dbs_admin.sealed.layout import FILE_ID_SIZE
+from dbs_admin.sealed.repo.objects import SealedObject, object_key, write_object
+from dbs_admin.sealed.repo.store import ObjectStore
+
+PACK_PREFIX = "packs/"
+PACK_TARGET_SIZE = 8 << 20
+FLAG_ZSTD = 1
+ZSTD_LEVEL = 3
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Where a chunk is: pack name, blob offset and length in its data stream, sequence number, flags, raw size."""
+
+    pack: str
+    offset: int
+    length: int
+    seq: int
+    flags: int
+    raw_length: int
+
+
+def _nonce(seq: int) -> bytes:
+    return seq.to_bytes(12, "big")
+
+
+def _ad(chunk_id: bytes, flags: int) -> bytes:
+    return chunk_id + bytes([flags])
+
+
+class PackWriter:
+    """Collects encrypted chunks in memory and seals a pack whenever ``PACK_TARGET_SIZE`` is reached."""
+
+    def __init__(self, store: ObjectStore, repository_key: bytes, repository_id: bytes, prefix: str = ""):
+        """``prefix`` starts every pack's name (the snapshot's name: what it added is then known without a key)."""
+        self.store, self.repository_key, self.repository_id = store, repository_key, repository_id
+        self.prefix = prefix
+        self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.written: dict[bytes, Entry] = {}  # chunk id -> entry, for the index
+        self.bytes_written = 0  # bytes of published pack objects
+        self._new_pack()
+
+    def _new_pack(self) -> None:
+        self._file_id = secrets.token_bytes(FILE_ID_SIZE)
+        self._name = PACK_PREFIX + self.prefix + secrets.token_hex(16)
+        self._aead = AESGCM(object_key(self.repository_key, self._file_id))
+        self._blobs: list[bytes] = []
+        self._entries: list[tuple[bytes, Entry]] = []
+        self._pending: set[bytes] = set()
+        self._size = 0
+
+    def holds(self, chunk_id: bytes) -> bool:
+        """Whether this writer already stored (or is about to store) the chunk."""
+        return chunk_id in self.written or chunk_id in self._pending
+
+    def add(self, chunk_id: bytes, chunk: bytes) -> None:
+        packed = self._zstd.compress(chunk)
+        flags, body = (FLAG_ZSTD, packed) if len(packed) < len(chunk) else (0, chunk)
+        seq = len(self._blobs)
+        blob = self._aead.encrypt(_nonce(seq), body, _ad(chunk_id, flags))
+        self._entries.append((chunk_id, Entry(self._name, self._size, len(blob), seq, flags, len(chunk))))
+        self._blobs.append(blob)
+        self._pending.add(chunk_id)
+        self._size += len(blob)
+        if self._size >= PACK_TARGET_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        """Seal and publish the pack being filled (if it holds anything)."""
+        if not self._blobs:
+            return
+        blobs, entries = self._blobs, self._entries
+        manifest = {"entries": [[cid.hex(), e.offset, e.length, e.seq, e.flags, e.raw_length] for cid, e in entries]}
+        written = write_object(self.store, self._name, repository_key=self.repository_key,
+                               repository_id=self.repository_id, kind="pack", data=lambda key, digest: blobs,
+                               manifest=manifest, file_id=self._file_id, size_hint=self._size)
+        self.bytes_written += written.size
+        self.written.update(entries)
+        self._new_pack()
+
+
+def pack_entries(obj: SealedObject) -> dict[bytes, Entry]:
+    """The entries a pack's own manifest lists (what rebuilding the index reads)."""
+    return {bytes.fromhex(cid): Entry(obj.name, off, length, seq, flags, raw)
+            for cid, off, length, seq, flags, raw in obj.manifest["entries"]}
+
+
+class ChunkOpener:
+    """Decrypts chunks out of an opened pack."""
+
+    def __init__(self, obj: SealedObject):
+        self.obj = obj
+        self._aead = AESGCM(obj.key)
+        self._zstd = zstandard.ZstdDecompressor()
+
+    def open(self, chunk_id: bytes, entry: Entry, blob: bytes | None = None) -> bytes:
+        blob = self.obj.read_range(entry.offset, entry.length) if blob is None else blob
+        try:
+            body = self._aead.decrypt(_nonce(entry.seq), blob, _ad(chunk_id, entry.flags))
+        except InvalidTag:
+            raise AuthenticationError(f"chunk {chunk_id.hex()} in {self.obj.name} failed authentication: the "
+                                      "pack was tampered with or the index points to the wrong place") from None
+        if entry.flags & FLAG_ZSTD:
+            body = self._zstd.decompress(body, max_output_size=entry.raw_length)
+        if len(body) != entry.raw_length:
+            raise AuthenticationError(f"chunk {chunk_id.hex()} in {self.obj.name} has the wrong length")
+        return body
