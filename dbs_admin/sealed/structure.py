@@ -30,7 +30,15 @@ from dbs_admin.sealed.layout import (
     header_digest,
     record_size,
 )
-from dbs_admin.sealed.metadata import Prefix, RecordResult, read_exact_at, read_prefix, recover_record, scan
+from dbs_admin.sealed.metadata import (
+    Prefix,
+    RecordResult,
+    encode_record,
+    read_exact_at,
+    read_prefix,
+    recover_record,
+    scan,
+)
 
 
 @dataclass
@@ -61,6 +69,7 @@ class Structure:
     locator: Locator | None
     scanned: bool
     regions: dict[str, RegionState] = field(default_factory=dict)
+    locator_repaired: bool = False  # read only after Reed-Solomon repair: intact data, damaged bytes
 
     @property
     def locator_ok(self) -> bool:
@@ -70,21 +79,26 @@ class Structure:
     def damaged_regions(self) -> list[str]:
         """Metadata regions with a damaged or missing copy (all still recovered), locator included."""
         damaged = [name for name, st in self.regions.items() if st.copies_intact < 2 or st.repaired]
-        return damaged + ([] if self.locator_ok else ["locator"])
+        return damaged + ([] if self.locator_ok and not self.locator_repaired else ["locator"])
 
 
-def _locator(f: BinaryIO, size: int) -> Locator | None:
+def _locator(f: BinaryIO, size: int) -> tuple[Locator | None, bool]:
+    """The locator at the end of the file, and whether its bytes needed repair (then heal rewrites them)."""
     offset = size - LOCATOR_RECORD_SIZE
     prefix = read_prefix(f, offset, size) if offset >= 0 else None
     if prefix is None or prefix.kind != KIND_LOCATOR:
-        return None
+        return None, False
     result = recover_record(f, size, [(offset, prefix)])
     if result.payload is None:
-        return None
+        return None, False
     try:
-        return Locator.unpack(result.payload)
+        locator = Locator.unpack(result.payload)
     except Exception:
-        return None
+        return None, False
+    # The record is deterministic: any byte on disk that differs from it (its parity included, which the
+    # payload's hash cannot see) is damage that heal must write back.
+    on_disk, _ = read_exact_at(f, offset, LOCATOR_RECORD_SIZE, size)
+    return locator, on_disk != encode_record(KIND_LOCATOR, 0, locator.file_id, result.payload)
 
 
 def _add(found: dict[int, dict[int, Prefix]], offset: int, prefix: Prefix | None) -> None:
@@ -108,7 +122,7 @@ def load_structure(f: BinaryIO, size: int, *, scan_file: bool = True) -> Structu
         raise NotSealedError("the file is empty (0 bytes): it is not a sealed backup")
     found: dict[int, dict[int, Prefix]] = {}
     _add(found, 0, read_prefix(f, 0, size))
-    locator = _locator(f, size)
+    locator, locator_repaired = _locator(f, size)
     if locator is not None:
         for _kind, offsets in ((KIND_HEADER, locator.headers), (KIND_TABLE, locator.tables),
                               (KIND_MANIFEST, locator.manifests)):
@@ -172,7 +186,7 @@ def load_structure(f: BinaryIO, size: int, *, scan_file: bool = True) -> Structu
         locator = None
     table = _realign(table, header_result.payload, table_result.payload, found.get(KIND_TABLE, {}))
     return Structure(size, header, header_result.payload, digest, table, manifest_result.payload, locator,
-                     scanned, regions)
+                     scanned, regions, locator_repaired=locator is not None and locator_repaired)
 
 
 def _realign(

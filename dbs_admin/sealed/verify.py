@@ -50,7 +50,8 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
     regions = {name: st.as_dict() for name, st in structure.regions.items()}
     locator_ok = structure.locator_ok
     regions["locator"] = {"copies_found": int(structure.locator is not None),
-                          "copies_intact": int(locator_ok), "repaired": False, "ok": locator_ok}
+                          "copies_intact": int(locator_ok and not structure.locator_repaired),
+                          "repaired": structure.locator_repaired, "ok": locator_ok}
     damaged_regions = structure.damaged_regions
     unrecoverable_regions = [name for name, st in structure.regions.items() if not st.ok]
     copies = [summary.min_copies_intact] + [st.copies_intact for st in structure.regions.values()]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from dbs_admin.sealed import NotSealedError, UnrecoverableError, heal, open_sealed, verify
-from dbs_admin.sealed.layout import PREFIX_SIZE, TABLE_ENTRY_SIZE, TABLE_FIXED
+from dbs_admin.sealed.layout import LOCATOR_RECORD_SIZE, PREFIX_SIZE, TABLE_ENTRY_SIZE, TABLE_FIXED
 
 from .conftest import PASSPHRASE, random_bytes
 from .damage import assert_exact, assert_refused_naming, flip, layout_of
@@ -247,3 +247,19 @@ def test_bytes_lost_or_added_before_a_copy(fresh_copy, edit):
     path.write_bytes(edited)
     assert_exact(path, data)
     assert not verify(path).intact
+
+
+@pytest.mark.parametrize("from_end", [20, LOCATOR_RECORD_SIZE - 60, LOCATOR_RECORD_SIZE - 5])
+def test_a_damaged_locator_is_reported_and_healed_not_silently_corrected(fresh_copy, tmp_path, from_end):
+    """The locator (the file's last record) repaired by its own Reed-Solomon is still damage: verify says so and
+    heal writes it back whole (it used to say intact, so nothing ever rewrote it)."""
+    path, data = fresh_copy
+    original = path.read_bytes()
+    _mutate(path, lambda buf: (buf.__setitem__(len(buf) - from_end, buf[len(buf) - from_end] ^ 0xFF), buf)[1])
+    report = verify(path)
+    assert report.ok and not report.intact and report.damaged_regions == ["locator"]
+    assert report.regions["locator"]["repaired"] is True
+    healed = tmp_path / "healed.dbs"
+    heal(path, healed)
+    assert healed.read_bytes() == original and verify(healed).intact
+    assert_exact(path, data)
