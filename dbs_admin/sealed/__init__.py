@@ -18,6 +18,8 @@ without an exception (see ``reader``); ``read_all_to`` does that for files.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from dbs_admin.sealed.errors import (
@@ -62,6 +64,29 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
+
+
+class _SealedPackage(types.ModuleType):
+    """This package, keeping ``verify`` and ``heal`` the functions once their submodules are imported.
+
+    Why: the functions share their names with the modules that define them. Importing ``sealed.verify`` (the
+    repository's checker does) makes Python set the package's attribute ``verify`` to that module, after
+    which ``from dbs_admin.sealed import verify`` would hand out a module. The eager imports this package
+    used to do hid that; lazy names (see ``_LAZY``) must hold it off themselves. Import the modules with
+    ``from dbs_admin.sealed.verify import ...``, never ``import dbs_admin.sealed.verify as ...``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+_SHADOWED = ("verify", "heal")
+sys.modules[__name__].__class__ = _SealedPackage
+for _name in _SHADOWED:  # a submodule imported before this line (an import cycle) already set the attribute
+    if isinstance(globals().get(_name), types.ModuleType):
+        globals()[_name] = getattr(globals()[_name], _name)
 
 
 def __dir__() -> list[str]:

@@ -41,3 +41,20 @@ def test_the_lazy_names_of_the_sealed_package_resolve_to_the_real_functions():
     assert set(sealed.__all__) <= set(dir(sealed))
     for name in sealed.__all__:
         assert getattr(sealed, name) is not None
+
+
+SHADOWED = """
+import json
+from dbs_admin.sealed.repo import check  # imports the modules sealed.verify and sealed.heal by name
+from dbs_admin.sealed.verify import info  # and another module's own import of one of them
+from dbs_admin.sealed import heal, verify
+import dbs_admin.sealed as sealed
+print(json.dumps([type(heal).__name__, type(verify).__name__, type(sealed.verify).__name__, callable(info)]))
+"""
+
+
+def test_verify_and_heal_stay_functions_when_their_modules_of_the_same_name_are_imported_first():
+    """Lazy names share their names with modules: importing ``sealed.verify`` must not make ``verify`` a module
+    (it did once the repository's checker imported it first, and dbs_validate crashed)."""
+    out = subprocess.run([sys.executable, "-c", SHADOWED], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["function", "function", "function", True]
