@@ -221,17 +221,19 @@ def _already_next(model, following: dict[str, Any] | None, data: dict[str, Any],
 def _fill_inherited(payload: dict[str, Any], data: dict[str, Any], before: dict[str, Any] | None) -> list[str]:
     """Many-to-many fields the transaction did not touch: the same as in the version before (in commit order).
 
-    Without a version before (the tree lost the object's folder), they are recorded as empty: the object is
-    never read here, so a version holds only what its transaction committed.
+    Without a version before (the creation has not reached the worker yet, or the tree lost the object's
+    folder), they are recorded as empty but still marked inherited: when the creation arrives late it is
+    put first and passes its values on (``_refresh_following``). The object is never read here, so a
+    version holds only what its transaction committed.
     """
     names = [n for n in payload.get("inherit") or [] if n not in data]
     if not names:
         return []
     if before is None:
-        logger.warning("history: %s %s has no version to take %s from; stored empty", payload["model"],
-                       payload["pk"], ", ".join(names))
+        logger.info("history: %s %s has no version yet to take %s from; empty until one arrives before it",
+                    payload["model"], payload["pk"], ", ".join(names))
         data.update({n: [] for n in names})
-        return []
+        return names
     for name in names:
         data[name] = list(before.get(name) or [])
     return names
@@ -358,7 +360,7 @@ def _swap_initial(history, model, options, data, images, meta, ids, documents) -
                                   version_id=INITIAL).delete()
     index.record(history, INITIAL, first)
     index.record(history, moved_id, history.read(moved_id))
-    _refresh_following(history, model, options, [moved_id], first)
+    _refresh_following(history, model, options, [moved_id, *ids[1:]], first)  # the ripple goes on past it
     return INITIAL
 
 

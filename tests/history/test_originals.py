@@ -234,3 +234,24 @@ def test_the_index_mends_itself_from_the_tree(eager, make_post, django_capture_o
     h = object_history(Post, post.slug)
     rows = dict(HistoryVersion.objects.filter(object_key=post.slug).values_list("version_id", "title"))
     assert rows == {v: h.read(v)["title"] for v in h.versions()} and len(rows) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_plain_saves_that_reach_the_worker_before_the_creation_get_its_tags(history_root, media_root, monkeypatch):
+    """Two worker processes: the edits' snapshots (tags untouched, so inherited) can be written before the
+    creation's. Once the creation is put first, every edit carries its tags (they were empty for good)."""
+    sent: list[dict] = []
+    monkeypatch.setattr(signals, "send", sent.append)
+    with transaction.atomic():
+        post = Post.objects.create(title="Created", slug="created-late")
+        post.tags.set([tag("celery"), tag("redis")])
+    for title in ("Edit 1", "Edit 2", "Edit 3"):
+        post.title = title
+        post.save()
+    creation, *edits = sent
+    assert "tags" in creation["data"] and all("tags" not in p["data"] for p in edits)
+    for payload in [edits[1], edits[0], creation, edits[2]]:  # the worst orders two processes can produce
+        take_snapshot(payload)
+    got = versions(post)
+    assert [v["title"] for v in got] == ["Created", "Edit 1", "Edit 2", "Edit 3"]
+    assert [v["tags"] for v in got] == [["celery", "redis"]] * 4
