@@ -8,6 +8,7 @@ standard tools, and listing can show the hash without reading the file.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from dbs_admin.sealed.atomic import fsync_directory
 from dbs_admin.targets.errors import BackupExistsError, TargetError
@@ -32,6 +33,35 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)`` called while a file is copied."""
+
+
+class SeekableReader(io.RawIOBase):
+    """The position bookkeeping of a read-only view of a remote file of known ``size`` (ranged reads): the
+    subclasses (an SFTP file, an S3 object) only say how bytes at ``self._pos`` are fetched (``readinto``)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)

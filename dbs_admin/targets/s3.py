@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbs_admin.targets.base import CHUNK
+from dbs_admin.targets.base import CHUNK, SeekableReader
 
 # S3 allows at most this many parts; s3transfer grows the part size to fit, and so must our expectation.
 _MAX_PARTS = 10000
@@ -188,26 +188,10 @@ def open_ranged(storage: Any, key: str) -> BinaryIO:
     return io.BufferedReader(_Ranged(storage, key, size), buffer_size=CHUNK)
 
 
-class _Ranged(io.RawIOBase):
+class _Ranged(SeekableReader):
     def __init__(self, storage: Any, key: str, size: int) -> None:
-        super().__init__()
-        self._storage, self._key, self.size, self._pos = storage, key, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
+        super().__init__(size)
+        self._storage, self._key = storage, key
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")

@@ -44,6 +44,7 @@ from dbs_admin.targets.base import (
     DIR_MODE,
     FILE_MODE,
     Progress,
+    SeekableReader,
     StoredFile,
     check_name,
     is_listed_name,
@@ -539,7 +540,7 @@ def _checked(target: str, name: str, expected: str | None, actual: str, stored: 
     return stored
 
 
-class _RemoteReader(io.RawIOBase):
+class _RemoteReader(SeekableReader):
     """A seekable, read-only view of a remote file that reads ahead in bounded, pipelined windows.
 
     Why not paramiko's ``prefetch``: it requests the whole file and keeps
@@ -552,32 +553,14 @@ class _RemoteReader(io.RawIOBase):
 
     def __init__(self, handle: paramiko.SFTPFile, on_close: Callable[[], None] | None, what: str,
                  window: int = READ_WINDOW) -> None:
-        super().__init__()
+        super().__init__(handle.stat().st_size or 0)
         self._handle = handle
         self._what = what
         self._on_close = on_close
-        self.size = handle.stat().st_size or 0
-        self._pos = 0
         self._buffer = b""
         self._buffer_start = 0
         self._first_window = self._window = window
         self.fetched = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
 
     def _fill(self, wanted: int = 0) -> None:
         # Reading on from where the last window ended doubles the window (a stream); a seek elsewhere starts
