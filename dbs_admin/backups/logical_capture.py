@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
-from dbs_admin.backups import mysql_session, payload, storage_media
+from dbs_admin.backups import mysql_session, payload, sizing, storage_media
 from dbs_admin.backups.errors import BackupError, UnsafePathError
 from dbs_admin.backups.files import clean_name, file_roots, locate, safe_path
 from dbs_admin.backups.native import media_files
@@ -133,6 +133,9 @@ def stream(
     counts: dict[str, int] = {}
     wanted: dict[tuple[str, str], str] = {}
     done = 0
+    media = _all_media_entries() if models_ is None else []
+    if models_ is None:  # a whole backup: the bar's database and files parts by their bytes (backups.sizing)
+        sizing.announce(reporter, sizing.database_bytes(alias), sizing.file_bytes(sizing.media_sizes(media)))
     for model in backed_up_models() if models_ is None else models_:
         cols = columns(model)
         encoders = [(i, enc) for i, enc in ((i, encoder(f)) for i, f in enumerate(cols)) if enc is not None]
@@ -171,13 +174,16 @@ def stream(
             counts[label] += len(rows)
             done += len(rows)
             reporter.report("rows", done, total_rows)
-    if models_ is None:
-        for root_id, name in all_media():
-            wanted.setdefault((root_id, name), name)
+    for root_id, name, _ in media:
+        wanted.setdefault((root_id, name), name)
     files, missing = [], []
-    for n, ((root_id, name), ref) in enumerate(sorted(wanted.items())):
+    listed = sorted(wanted.items())
+    sizes = [-1 if storage_media.is_storage_root(root_id) else _size(safe_path(roots[root_id], name))
+             for (root_id, name), _ in listed]
+    total_bytes, done_bytes = sizing.file_bytes(sizes), 0
+    for (root_id, name), ref in listed:  # the files stage moves by bytes: one large video is most of it
         reporter.check()
-        reporter.report("files", n, len(wanted))
+        reporter.report("files", done_bytes, total_bytes)
         f, size = _open(root_id, name, roots)
         if f is None:
             missing.append([root_id, name])
@@ -186,9 +192,10 @@ def stream(
             header = {"root": root_id, "name": name, "ref": ref, "size": size}
             size, sha = yield from payload.file_frames(f, header)
             files.append([root_id, name, size, sha])
+            done_bytes += size
     if missing:
         log.warning("%d file(s) named in the database were missing on disk and are not in the backup", len(missing))
-    reporter.report("files", len(wanted), len(wanted), force=True)
+    reporter.report("files", max(done_bytes, total_bytes), max(done_bytes, total_bytes), force=True)
     if manifest is not None:
         manifest.update(file_sha256=files, missing_files=missing, files=len(files))
     yield payload.json_frame(payload.TRAILER, {"counts": counts, "files": files, "missing_files": missing})
@@ -196,6 +203,11 @@ def stream(
 
 
 def all_media() -> list[tuple[str, str]]:
+    """``(root id, name)`` of :func:`_all_media_entries`."""
+    return [(root_id, name) for root_id, name, _ in _all_media_entries()]
+
+
+def _all_media_entries() -> list[tuple[str, str, Path | None]]:
     """Every file of the media storage when ``MEDIA_FILES`` is "all" (the default), held by a field or not.
 
     Why: a site's media is more than its file fields. An image uploaded through a rich-text editor is named
@@ -204,7 +216,7 @@ def all_media() -> list[tuple[str, str]]:
     choice = dbs_settings.MEDIA_FILES
     if choice not in ("all", "fields"):
         raise BackupError(f"DBS_ADMIN['MEDIA_FILES'] is {choice!r}; use \"all\" or \"fields\"")
-    return [(root_id, name) for root_id, name, _ in media_files()] if choice == "all" else []
+    return media_files() if choice == "all" else []
 
 
 def _in_storage(root_id: str, value: str) -> tuple[str, str] | None:

@@ -133,6 +133,11 @@ class LogicalRestore:
         self.files_seen: dict[tuple[str, str], tuple[int, str]] = {}
         self.files_written = 0
         self.wanted_refs: set[str] = set()
+        # The files stage moves by bytes: the manifest lists every file's size (a whole restore writes them all).
+        listed = (manifest or {}).get("file_sha256") or []
+        self.file_bytes_total = None if selection.partial else sum(int(e[2]) for e in listed
+                                                                   if len(e) > 2 and isinstance(e[2], int)) or None
+        self.file_bytes_staged = 0
         self.ct_map: dict[int, int] = {}
         self.perm_map: dict[int, int] = {}
         self.restored_models: list[type[models.Model]] = []
@@ -164,7 +169,7 @@ class LogicalRestore:
                     except BaseException:
                         self.indexes.abandon()  # the rollback must have the connection to itself
                         raise
-                    self.reporter.report("files", 0, len(self.staging.files), force=True)
+                    self.reporter.report("files", self.file_bytes_staged, self.file_bytes_total, force=True)
                     self.staging.apply()
                 self.staging.committed()  # the atomic block committed: the moved files are final
         except database_errors(self.connection) as exc:
@@ -444,7 +449,9 @@ class LogicalRestore:
             if wanted:
                 spec["_wanted"] = final
             return None
-        self.reporter.report("files", len(self.staging.files), None)
+        self.reporter.report("files", self.file_bytes_staged, self.file_bytes_total)
+        size = spec.get("size")
+        self.file_bytes_staged += size if isinstance(size, int) and size > 0 else 0
         return self.staging.new_file(root, final)
 
     def _start_storage_file(self, spec: dict):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbs_admin.backups import payload, storage_media
+from dbs_admin.backups import payload, sizing, storage_media
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
 from dbs_admin.backups.files import MEDIA, RestoreNames, check_not_protected, clean_name, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
@@ -61,8 +61,13 @@ def stream(
     """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
 
     ``manifest`` is completed with the dump's and the files' hashes (``dump``, ``file_sha256``) at the end.
-    ``dump_size``: the dump's size when known beforehand (SQLite's copy), so progress has a total.
+    ``dump_size``: the dump's size, known beforehand (SQLite's copy) or estimated (``sizing.dump_bytes``), so
+    progress has a total and the bar's database and files parts are sized by bytes.
     """
+    entries = media_files()
+    sizes = sizing.media_sizes(entries)
+    media_total = sizing.file_bytes(sizes)
+    sizing.announce(reporter, dump_size, media_total)
     yield payload.MAGIC
     yield payload.json_frame(payload.HEAD, head)
     yield payload.json_frame(payload.DUMP, dump_info)
@@ -75,11 +80,10 @@ def stream(
         reporter.report("database", size, dump_size)
     dump_end = {"size": size, "sha256": digest.hexdigest()}
     yield payload.json_frame(payload.END_DATA, dump_end)
-    files = []
-    entries = media_files()
-    for n, (root_id, name, path) in enumerate(entries):
+    files, done_bytes = [], 0
+    for root_id, name, path in entries:  # by bytes, as the dump
         reporter.check()
-        reporter.report("files", n, len(entries))
+        reporter.report("files", done_bytes, media_total)
         try:
             f = storage_media.open_file(root_id, name) if path is None else open(path, "rb")
         except OSError:
@@ -89,6 +93,7 @@ def stream(
         with f:
             fsize, sha = yield from payload.file_frames(f, {"root": root_id, "name": name, "ref": name})
             files.append([root_id, name, fsize, sha])
+            done_bytes += fsize
     if manifest is not None:
         manifest.update(dump=dump_end, file_sha256=files)
     yield payload.json_frame(payload.TRAILER, {"dump": dump_end, "files": files})
@@ -127,6 +132,12 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     result = StagedNative(engine=str(head.get("engine")), dump_path=work / "dump", staging=staging)
     current: StagedFile | None = None
     target: str | None = None
+    # Progress by bytes: the manifest knows the dump's size and every file's (backups.sizing).
+    dump_total = ((summary or {}).get("dump") or {}).get("size")
+    dump_total = dump_total if isinstance(dump_total, int) and dump_total > 0 else None
+    files_total = sum(e[2] for e in (summary or {}).get("file_sha256") or [] if len(e) > 2 and isinstance(e[2], int))
+    sizing.announce(reporter, dump_total, files_total)
+    files_done = 0
     seen: dict[tuple[str, str], tuple[int, str]] = {}
     dump_end = None
     trailer = None
@@ -154,6 +165,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
                 else:
                     root = root_for_restore(spec.get("root", ""), roots)
                     final = names.claim(root, spec.get("name", ""))
+                reporter.report("files", files_done, files_total or None)
                 if dry_run:
                     current = StagedFile.__new__(StagedFile)
                     current.path = current.final = final
@@ -169,7 +181,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
                 current.write(body)
                 reporter.check()
                 if target == "dump":
-                    reporter.report("database", current.size, None)
+                    reporter.report("database", current.size, dump_total)
             elif kind == payload.END_DATA:
                 if current is None:
                     raise PayloadError("end of data outside a dump or file record")
@@ -182,6 +194,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
                 else:
                     seen[key] = (end["size"], end["sha256"])
                     result.files += 1
+                    files_done += current.size
                 current = None
             elif kind == payload.TRAILER:
                 trailer = payload.load_record(kind, body)

@@ -17,23 +17,38 @@ from typing import Any, BinaryIO
 from dbs_admin.backups import payload
 from dbs_admin.backups.errors import IntegrityCheckError, KeyMissingError, PayloadError
 from dbs_admin.backups.manifest import check_against_trailer
+from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sources import local_copy, ranged_reader
-from dbs_admin.backups.types import ValidationResult
+from dbs_admin.backups.types import Progress, ValidationResult
 from dbs_admin.errors import DbsError
 from dbs_admin.sealed import open_sealed, verify
 from dbs_admin.sealed import read_manifest as sealed_read_manifest
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError
 
+CHECKING_BLOCKS = "checking blocks"  # both copies of every block, hashes and parity (no key)
+DECRYPTING = "decrypting"  # with the key: every chunk authenticated and the contents parsed
 
-def check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
+
+def check_contents(stream: BinaryIO, summary: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
     try:
-        return _check_contents(stream, summary)
+        return _check_contents(stream, summary, Reporter(progress, None))
     except payload.MALFORMED as exc:
         raise payload.malformed(exc) from exc
 
 
-def _check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]:
-    """Parse a whole payload; raise on any mismatch. Returns what was found (rows per model, files)."""
+def _contents_size(summary: dict[str, Any]) -> int:
+    """What the decrypting pass will count: rows, plus every dump and file byte (the manifest knows them)."""
+    listed = summary.get("file_sha256") or []
+    dump = (summary.get("dump") or {}).get("size")
+    return (sum((summary.get("counts") or {}).values()) + (dump if isinstance(dump, int) else 0)
+            + sum(e[2] for e in listed if len(e) > 2 and isinstance(e[2], int)))
+
+
+def _check_contents(stream: BinaryIO, summary: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
+    """Parse a whole payload; raise on any mismatch. Returns what was found (rows per model, files).
+
+    Progress ("decrypting") counts rows and data bytes against the manifest's figures for both."""
+    total, done = _contents_size(summary) or None, 0
     rows: dict[str, int] = {}
     files: dict[tuple[str, str], tuple[int, str]] = {}
     dump_end = None
@@ -51,7 +66,10 @@ def _check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]
         elif kind_ == payload.ROWS:
             if model is None:
                 raise PayloadError("rows before their table record")
-            rows[model] += len(payload.load_rows(body))
+            n = len(payload.load_rows(body))
+            rows[model] += n
+            done += n
+            reporter.report(DECRYPTING, done, total)
         elif kind_ in (payload.FILE, payload.DUMP):
             spec = payload.load_record(kind_, body)
             key = (spec.get("root"), spec.get("name")) if kind_ == payload.FILE else None
@@ -61,6 +79,8 @@ def _check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]
                 raise PayloadError("data outside a file record")
             digest.update(body)
             size += len(body)
+            done += len(body)
+            reporter.report(DECRYPTING, done, total)
         elif kind_ == payload.END_DATA:
             end = payload.load_record(kind_, body)
             if digest is None or end.get("size") != size or end.get("sha256") != digest.hexdigest():
@@ -73,6 +93,7 @@ def _check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]
             digest = None
         elif kind_ == payload.TRAILER:
             trailer = payload.load_record(kind_, body)
+    reporter.report(DECRYPTING, done, total, force=True)  # the last figures, not the last ones let through
     if trailer is None:
         raise PayloadError("the backup's contents have no trailer; the file is incomplete")
     if payload.file_index(trailer.get("files", [])) != files:
@@ -90,14 +111,18 @@ def _check_contents(stream: BinaryIO, summary: dict[str, Any]) -> dict[str, Any]
 
 def validate_backup(
     source: str | Path, *, target: str | None = None, passphrase: str | None = None, identity: Any = None,
-    decrypt: bool = False,
+    decrypt: bool = False, progress: Progress | None = None,
 ) -> ValidationResult:
-    """Check a sealed backup: structure, hashes and parity; with ``decrypt``, every chunk authenticated."""
+    """Check a sealed backup: structure, hashes and parity; with ``decrypt``, every chunk authenticated.
+
+    ``progress(stage, done, total)``: "checking blocks" (blocks of both copies), then "decrypting"."""
     if decrypt and not passphrase and identity is None:
         raise KeyMissingError("--decrypt needs the key: a passphrase (--passphrase-file or $DBS_PASSPHRASE) or "
                               "an identity file")
     with local_copy(source, target) as path:
-        report = verify(path)
+        reporter = Reporter(progress, None)
+        report = verify(path, progress=lambda done, total: reporter.report(CHECKING_BLOCKS, done, total,
+                                                                          force=done == total))
         healed = sorted(set(report.healed_blocks) | set(report.repaired_blocks))
         if not decrypt or not report.ok:
             return ValidationResult(
@@ -109,7 +134,7 @@ def validate_backup(
         try:
             with open_sealed(path, passphrase=passphrase, identity=identity) as reader:
                 summary = reader.manifest
-                found = check_contents(reader, summary)
+                found = check_contents(reader, summary, progress)
         except (AuthenticationError, UnrecoverableError, DbsError) as exc:
             lost = list(getattr(exc, "blocks", ()) or report.unrecoverable_blocks)
             return ValidationResult(ok=False, decrypted=False, healed_blocks=healed, unrecoverable_blocks=lost,

@@ -20,7 +20,10 @@ from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.models import Backup, Job
 
 # Stages whose progress counts items (rows, files) rather than bytes.
-COUNTED_STAGES = {"rows", "files"}
+# Stages whose figures are counts (shown as "312 of 722 rows"); the others' figures are bytes, except those
+# whose figures mean nothing to a reader (mixed units: the bar says enough).
+COUNTED_STAGES = {"rows": "rows", "checking blocks": "blocks"}
+UNSHOWN_FIGURES = {"decrypting"}
 
 
 ETA_AFTER = 3.0  # seconds: before that, a rate is mostly start-up and an ETA would be noise
@@ -52,7 +55,8 @@ def progress_context(job: Job) -> dict:
         eta = clock(elapsed * (1 - fraction) / fraction)
     return {"job": job, "percent": percent, "elapsed": clock(elapsed), "eta": eta,
             "counted": job.stage in COUNTED_STAGES or job.stage.startswith("check: "),
-            "unit": job.stage if job.stage in COUNTED_STAGES else "checks",
+            "unit": COUNTED_STAGES.get(job.stage, "checks"),
+            "figures": job.stage not in UNSHOWN_FIGURES,
             "stage": "done" if job.state == Job.State.SUCCEEDED else job.stage}
 
 

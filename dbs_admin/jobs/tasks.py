@@ -510,12 +510,12 @@ def run_validate(self, job_id: int, secret_ref: str | None = None, transport_att
     def body():
         passphrase, identity = key.open()
         backup = job.backup
-        run.stage("validating")
+        run.stage("validating" if passphrase is None else "validating with the key")  # the bar's plan
         copy = stored_copies(backup).first() if backup else None
         result = validate_backup(
             Path(upload) if upload else backup.name, target=copy.target if copy else None,
             passphrase=None if identity is not None else passphrase, identity=identity,
-            decrypt=passphrase is not None,
+            decrypt=passphrase is not None, progress=run.progress,
         )
         status = (
             Backup.Status.DAMAGED if not result.ok

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -195,10 +195,11 @@ class BlockReader:
             status[i - first, 1] = blake2b(parity, PARITY_HASH_SIZE) == self.table.parity_hash(i)
         return status
 
-    def check_all(self) -> BlockSummary:
+    def check_all(self, progress: Callable[[int, int], None] | None = None) -> BlockSummary:
         """Check data and parity hashes of every block in both copies (no key needed).
 
-        Copy B is hashed on a worker thread while copy A is hashed here.
+        Copy B is hashed on a worker thread while copy A is hashed here. ``progress(blocks done, blocks)``
+        after each batch.
         """
         summary = BlockSummary(self.table.block_count)
         with ThreadPoolExecutor(1, thread_name_prefix="dbs-verify") as pool:
@@ -219,6 +220,8 @@ class BlockReader:
                         summary.repaired.append(i)
                     else:
                         summary.unrecoverable.append(i)
+                if progress is not None:
+                    progress(last + 1, self.table.block_count)
         return summary
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from dbs_admin.sealed.errors import AuthenticationError, KeySlotError, SealedError, UnrecoverableError, UsageError
@@ -22,7 +23,8 @@ def _open(path: Path):
 
 
 def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = None,
-           identity: Identity | None = None) -> VerifyReport:
+           identity: Identity | None = None,
+           progress: Callable[[int, int], None] | None = None) -> VerifyReport:
     """Check a sealed file; never modifies it.
 
     Without a key: every metadata region is located and healed, and the data
@@ -30,6 +32,9 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
     fail in both copies are repaired in memory to learn if they can be. With a
     passphrase or identity: additionally the whole stream and the manifest are
     decrypted and authenticated (``decrypted=True``).
+
+    ``progress(blocks checked, blocks)`` is called after each batch of blocks (a long check of a large file
+    can show how far it is).
 
     Raises NotSealedError / UnsupportedVersionError for foreign files and key
     errors (NoKeyError, WrongPassphraseError, ...) for a wrong key; damage
@@ -46,7 +51,7 @@ def verify(path: str | os.PathLike[str], *, passphrase: str | bytes | None = Non
                                 healing_margin=0.0, error=str(exc))
         from dbs_admin.sealed.blocks import BlockReader  # numpy: only once blocks are checked, not for ``info``
 
-        summary = BlockReader(f, size, structure.table).check_all()
+        summary = BlockReader(f, size, structure.table).check_all(progress)
     regions = {name: st.as_dict() for name, st in structure.regions.items()}
     locator_ok = structure.locator_ok
     regions["locator"] = {"copies_found": int(structure.locator is not None),

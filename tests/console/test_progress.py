@@ -40,7 +40,11 @@ def test_a_real_backups_stages_fold_into_one_bar_that_only_moves_forward(two_tar
     fractions = [f for *_, f in seen]
     assert fractions == sorted(fractions), seen  # never back, whatever the stage's own counter does
     by_stage = {s: f for s, _, _, f in seen}
-    assert by_stage["rows"] <= 0.55 < by_stage["files"] <= 0.7 <= by_stage["verifying"] < by_stage["uploading to fs"]
+    (database, whole), = [(d, t) for s, d, t, _ in seen if s == "sizing"]  # the estimate comes first, once
+    assert stages[0] == "sizing" and 0 < database < whole
+    cut = 0.7 * max(database / whole, 0.02)  # the span rows and files share, divided by their bytes
+    assert by_stage["rows"] <= cut + 1e-9 < by_stage["files"] <= 0.7
+    assert 0.7 <= by_stage["verifying"] < by_stage["uploading to fs"]
     assert len(set(fractions)) >= 4 and fractions[-1] < 1.0  # 100% is the job's end, not a stage's
     uploads = [(d, t) for s, d, t, _ in seen if s == "uploading to fs"]
     assert uploads[-1][0] == uploads[-1][1] > 0  # the upload's own figures are bytes of the sealed file
@@ -80,17 +84,105 @@ def test_a_finished_job_shows_done_not_the_stage_it_was_in():
     assert (job.stage, job.progress, str(job)) == ("done", 1.0, f"Job #{job.pk} · Validate")
 
 
-def test_a_native_sqlite_dump_reports_its_bytes_against_the_copy_s_size(two_targets):
+@pytest.mark.django_db(transaction=True)  # a native dump shares the backup's snapshot: a real transaction
+def test_a_native_dump_reports_its_bytes_against_a_total_on_every_engine(two_targets):
+    """SQLite's copy has its exact size; PostgreSQL's and MariaDB's dumps are sized by the engine's own figure
+    for its tables, and from the second backup on by the last dump's size (``backups.sizing``)."""
     from django.db import connection
 
-    if connection.vendor != "sqlite":
-        pytest.skip("the SQLite copy's size is the dump's size; other engines' dumps have no size beforehand")
     seed(posts=40, images=2, seed=12)
-    seen = []
-    create_backup(kind="native", target="local", passphrase=PASSPHRASE,
-                  progress=lambda stage, done, total: seen.append((stage, done, total)))
-    dumps = [(done, total) for stage, done, total in seen if stage == "database"]
-    assert dumps and all(total and 0 < done <= total for done, total in dumps)  # a total, so a moving bar
+    runs = []
+    for _ in range(2):
+        seen: list = []
+        result = create_backup(kind="native", target="local", passphrase=PASSPHRASE,
+                               progress=lambda stage, done, total, seen=seen: seen.append((stage, done, total)))
+        runs.append((seen, result.manifest["dump"]["size"]))
+    for seen, _ in runs:
+        dumps = [(done, total) for stage, done, total in seen if stage == "database"]
+        assert dumps and all(total and done > 0 for done, total in dumps)  # a total, so a moving bar
+        if connection.vendor == "sqlite":
+            assert all(done <= total for done, total in dumps)
+        files = [(done, total) for stage, done, total in seen if stage == "files"]
+        assert files and files[-1][1] == sum(p.stat().st_size for p in _media_files())  # by bytes, not count
+    (second, _), first_size = runs[1], runs[0][1]
+    if connection.vendor != "sqlite":  # the second dump is expected to be as large as the first one was
+        assert {total for stage, _, total in second if stage == "database"} == {first_size}
+
+
+def _media_files():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+
+
+def test_the_database_and_files_parts_share_their_span_by_the_estimated_bytes():
+    plan = ProgressPlan("backup", uploads=1)
+    assert plan.fraction("sizing", 10, 100) == 0.0  # an estimate moves nothing
+    assert plan.fraction("rows", 50, 100) == pytest.approx(0.7 * 0.1 / 2)  # the database is a tenth of the bytes
+    assert plan.fraction("files", 50, 100) == pytest.approx(0.07 + 0.63 / 2)  # ...the media the rest
+    assert plan.fraction("verifying", 0, None) == pytest.approx(0.7)
+    tiny = ProgressPlan("backup", uploads=0)
+    tiny.fraction("sizing", 0, 100)  # no database bytes at all: its part still shows that it ran
+    assert tiny.fraction("rows", 1, 1) == pytest.approx(0.97 * 0.02)
+    unknown = ProgressPlan("backup", uploads=1)
+    unknown.fraction("sizing", 5, 0)  # nothing to divide by: the fixed shares stay
+    assert unknown.fraction("rows", 100, 100) == pytest.approx(0.55)
+    restore = ProgressPlan("restore")
+    restore.fraction("backing up the current data", 0, None)
+    restore.fraction("sizing", 90, 100)
+    assert restore.fraction("rows", 100, 100) == pytest.approx(0.4 * 0.7 * 0.9)  # the safety backup's estimate
+    restore.fraction("restoring", 0, None)  # a new phase forgets it
+    assert restore.fraction("rows", 50, 100) == pytest.approx(0.4 + 0.6 * (0.02 + 0.83 / 2))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_logical_backup_and_its_restore_move_through_files_by_bytes(two_targets):
+    from dbs_admin import restore_backup
+
+    seed(posts=20, images=4, seed=13)
+    media_bytes = sum(p.stat().st_size for p in _media_files())
+    seen: list = []
+    result = create_backup(target="local", passphrase=PASSPHRASE,
+                           progress=lambda stage, done, total: seen.append((stage, done, total)))
+    files = [(d, t) for s, d, t in seen if s == "files"]
+    assert files[-1] == (media_bytes, media_bytes) and all(t == media_bytes for _, t in files)
+    assert [(d, t) for s, d, t in seen if s == "sizing"][0][1] > media_bytes  # database + media
+    seen.clear()
+    restore_backup(result.name, target="local", passphrase=PASSPHRASE,
+                   progress=lambda stage, done, total: seen.append((stage, done, total)))
+    files = [(d, t) for s, d, t in seen if s == "files"]
+    assert files and all(t == media_bytes and 0 <= d <= media_bytes for d, t in files)
+    assert files[-1][0] == media_bytes
+
+
+def test_a_validate_job_moves_through_blocks_then_decryption(two_targets):
+    from dbs_admin.backups.api import validate_backup
+
+    seed(posts=30, images=2, seed=14)
+    result = create_backup(target="local", passphrase=PASSPHRASE)
+    for key, kind in ((None, "validating"), (PASSPHRASE, "validating with the key")):
+        plan = ProgressPlan("validate")
+        plan.fraction(kind, 0, None)
+        seen: list = []
+
+        def progress(stage, done, total, seen=seen, plan=plan):
+            seen.append((stage, done, total, plan.fraction(stage, done, total)))
+
+        checked = validate_backup(result.name, target="local", passphrase=key, decrypt=key is not None,
+                                  progress=progress)
+        assert checked.ok
+        blocks = [(d, t) for s, d, t, _ in seen if s == "checking blocks"]
+        assert blocks and blocks[-1][0] == blocks[-1][1] > 0
+        fractions = [f for *_, f in seen]
+        assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(0.99)
+        decrypting = [(d, t) for s, d, t, _ in seen if s == "decrypting"]
+        if key is None:
+            assert not decrypting
+        else:  # rows and data bytes, against the manifest's figures for both: it ends where it said it would
+            assert decrypting and decrypting[-1][0] == decrypting[-1][1]
+            assert max(f for s, *_, f in seen if s == "checking blocks") <= 0.5
 
 
 def test_an_sftp_copys_read_back_moves_the_bar_after_its_upload():

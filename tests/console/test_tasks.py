@@ -256,6 +256,16 @@ def test_progress_partial_shows_stage_bytes_elapsed_and_eta(su_client):
     Job.objects.filter(pk=job.pk).update(stage="rows", bytes_done=1200, bytes_total=4800)
     html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
     assert "1200 of 4800 rows" in re.sub(r"<[^>]+>", "", html)
+    Job.objects.filter(pk=job.pk).update(stage="files", bytes_done=3 << 20, bytes_total=24 << 20)
+    html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "3.0\xa0MB of 24.0\xa0MB" in re.sub(r"<[^>]+>", "", html)  # files move by bytes
+    Job.objects.filter(pk=job.pk).update(stage="checking blocks", bytes_done=40, bytes_total=90)
+    html = su_client.get(reverse("dbs_admin:job", args=[job.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "40 of 90 blocks" in re.sub(r"<[^>]+>", "", html)
+    Job.objects.filter(pk=job.pk).update(stage="decrypting", bytes_done=4000, bytes_total=9000)
+    text = re.sub(r"<[^>]+>", "", su_client.get(reverse("dbs_admin:job", args=[job.pk]),
+                                                HTTP_HX_REQUEST="true").content.decode())
+    assert "decrypting" in text and "9000" not in text and "KB" not in text  # rows and bytes mixed: no figures
 
 
 def test_back_up_now_form_errors_and_recipient_keys(su_client, settings, redis_broker):
