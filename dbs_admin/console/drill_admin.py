@@ -72,15 +72,16 @@ def _checked(sample: dict) -> str:
 
 @admin.register(DrillReport)
 class DrillReportAdmin(SuperuserOnlyAdmin):
-    # Compact, so every column fits a 1280 px window beside the sidebar and filters (the engine is a filter).
+    # Compact, so every column fits a 1280 px window beside the sidebar and filters (the engine and the host
+    # that ran the drill are filters: with several workers, "which host restores slowly" is a click).
     list_display = ("number", "when", "backup_name", "verdict", "failed_checks", "times", "rpo")
     list_display_links = ("number", "when")
-    list_filter = ("passed", "engine")
+    list_filter = ("passed", "engine", "worker")
     search_fields = ("backup_name",)
     date_hierarchy = "started_at"
     inlines = [DrillCheckInline]
     fields = ("backup_name", "backup", "job", "verdict", "started_at", "finished_at", "rto", "total",
-              "steps_total", "rpo", "smoke", "engine", "scratch_database", "error")
+              "steps_total", "rpo", "smoke", "engine", "worker", "scratch_database", "error")
     readonly_fields = fields
     change_list_template = "dbs_admin/drills/change_list.html"
 

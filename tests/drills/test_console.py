@@ -89,8 +89,12 @@ def test_run_drill_button_queues_a_job_that_a_real_worker_runs(seeded, client, s
 
     page = client.get(changelist).content.decode()
     assert "<svg" in page and "RTO" in page and report.backup_name in page
+    assert report.worker and f"worker={report.worker}" in page.replace("%40", "@")  # a filter by the host
+    assert report.backup_name in client.get(changelist, {"worker": report.worker}).content.decode()
+    assert report.backup_name not in client.get(changelist, {"worker": "elsewhere"}).content.decode()
     detail = client.get(reverse("admin:dbs_admin_drillreport_change", args=[report.pk])).content.decode()
     assert "smoke: blog: published posts render" in detail and "row counts" in detail
+    assert report.worker in detail  # which host ran it
 
 
 @pytest.mark.django_db
