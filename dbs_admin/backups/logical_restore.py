@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
-from django.db import IntegrityError, connections, models, transaction
+from django.db import IntegrityError, connections, models
 
 from dbs_admin.backups import mysql_session, payload, storage_media
 from dbs_admin.backups.dry_run import FileDiff, RowComparer
@@ -44,6 +44,7 @@ from dbs_admin.backups.selection import (
     value_rule,
 )
 from dbs_admin.backups.sqlite_indexes import IndexesAside
+from dbs_admin.backups.write_transaction import write_transaction
 from dbs_admin.suspend import history_suspended
 
 log = logging.getLogger("dbs_admin.backups")
@@ -158,7 +159,7 @@ class LogicalRestore:
                     return
                 mysql_session.refuse_non_transactional(
                     self.connection, [m._meta.db_table for m in all_storable_models() if not is_excluded(m)])
-                with (mysql_session.foreign_key_checks_off(self.connection), transaction.atomic(using=self.alias),
+                with (mysql_session.foreign_key_checks_off(self.connection), write_transaction(self.alias),
                       _bigger_sqlite_cache(self.connection)):
                     if self.connection.vendor == "postgresql":
                         with self.connection.cursor() as c:
