@@ -12,7 +12,7 @@ it into chunks so that what did not change deduplicates:
 * every other frame (head, references, models, trailer) is a record.
 
 Reading a snapshot back gives that payload with consecutive one-row frames
-merged into batches again (``_rebatched``), and the restore runs exactly as
+merged into batches again (``sealed.repo.export.SnapshotReader``), and the restore runs exactly as
 for a sealed file. The snapshot's record holds the backup's manifest.
 
 A repository is created by its first backup, with that backup's keys; later
@@ -22,9 +22,7 @@ reading its index: a recipients-only host cannot add to it yet).
 
 from __future__ import annotations
 
-import itertools
 import json
-import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,14 +35,10 @@ from dbs_admin.backups.errors import BackupError, KeyMissingError
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.repo import Repository
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
+from dbs_admin.sealed.repo.export import FILE_LIST, MANIFEST_STREAM, PREFIX, STREAM, SnapshotReader, frames
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME
 
-_PREFIX = struct.Struct(">cI")
-STREAM = "payload"
-MANIFEST_STREAM = "file_sha256"
-FILE_LIST = "file_sha256"
-REBATCH_ROWS = 1000
-REBATCH_BYTES = 4 << 20
+_PREFIX = PREFIX
 
 
 @dataclass
@@ -79,27 +73,11 @@ def open_for_writing(target: Any, keys: dict) -> Repository:
 
 
 def _frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """``(type, whole frame bytes)`` of a payload stream given as pieces; the magic comes as type b""."""
-    buf = bytearray()
-    magic_seen = False
-    for piece in pieces:
-        buf += piece
-        pos = 0
-        if not magic_seen:
-            if len(buf) < len(payload.MAGIC):
-                continue
-            yield b"", bytes(buf[: len(payload.MAGIC)])
-            pos, magic_seen = len(payload.MAGIC), True
-        while len(buf) - pos >= _PREFIX.size:
-            kind, length = _PREFIX.unpack_from(buf, pos)
-            end = pos + _PREFIX.size + length
-            if end > len(buf):
-                break
-            yield kind, bytes(buf[pos:end])
-            pos = end
-        del buf[:pos]
-    if buf:
-        raise BackupError("the backup's payload ended inside a record")
+    """``(type, whole frame bytes)`` of a payload stream given as pieces (``sealed.repo.export.frames``)."""
+    try:
+        yield from frames(pieces)
+    except SealedError as exc:
+        raise BackupError(str(exc)) from None
 
 
 def _row_frames(frame: bytes) -> Iterator[bytes]:
@@ -169,78 +147,6 @@ def write_snapshot(target: Any, name: str, body: Iterable[bytes], manifest: dict
     return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=[{"type": "repository"}])
 
 
-def _rebatched(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """The payload with consecutive one-row ROWS frames merged into batches (what a restore inserts at once)."""
-    rows: list[bytes] = []
-    size = 0
-
-    def flush() -> Iterator[bytes]:
-        nonlocal rows, size
-        if rows:
-            n = len(rows)
-            head = bytes([0x90 | n]) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
-                                                      else b"\xdd" + n.to_bytes(4, "big"))
-            yield _PREFIX.pack(payload.ROWS, len(head) + size) + head
-            yield from rows
-            rows, size = [], 0
-
-    for kind, frame in _frames(pieces):
-        if kind == payload.ROWS and frame[_PREFIX.size : _PREFIX.size + 1] == b"\x91":
-            rows.append(frame[_PREFIX.size + 1 :])
-            size += len(frame) - _PREFIX.size - 1
-            if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
-                yield from flush()
-            continue
-        yield from flush()
-        yield frame
-    yield from flush()
-
-
-class SnapshotReader:
-    """A snapshot's payload as the restore reads a sealed file: ``manifest``, ``read(n)``, ``healed_blocks``.
-
-    Every chunk is authenticated and checked against its keyed id as it is
-    read; ``read`` returns b"" only once every chunk of the snapshot was read.
-    """
-
-    healed_blocks: list[int] = []
-
-    def __init__(self, repo: Repository, name: str):
-        info = repo.snapshot(name)
-        self.manifest: dict = {**info.meta["manifest"],
-                               FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
-        self._pieces = _rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
-        self._buf = bytearray()
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all if ``n < 0``); a position in one buffer, so small reads copy only what they return."""
-        if n is None or n < 0:
-            out = bytes(self._buf[self._pos :]) + b"".join(self._pieces)
-            self._buf, self._pos = bytearray(), 0
-            return out
-        while len(self._buf) - self._pos < n:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            if self._pos:
-                del self._buf[: self._pos]
-                self._pos = 0
-            self._buf += piece
-        out = bytes(self._buf[self._pos : self._pos + n])
-        self._pos += len(out)
-        return out
-
-    def close(self) -> None:
-        self._pieces.close()
-
-    def __enter__(self) -> SnapshotReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 @contextmanager
 def open_snapshot(target: Any, name: str, *, passphrase: str | None = None, identity: Any = None
                   ) -> Iterator[SnapshotReader]:
@@ -266,7 +172,16 @@ def export_snapshot(target: Any, name: str, destination: Any, *, passphrase: str
 
     keys = dict(keys or {"passphrase": passphrase})
     with open_snapshot(target, name, passphrase=passphrase, identity=identity) as reader:
-        return seal(reader, destination, manifest=reader.manifest, **keys)
+        return seal(reader, destination, manifest=reader.manifest, file_sha256=True, **keys)
+
+
+def snapshot_manifest(target: Any, name: str, *, passphrase: str | None = None, identity: Any = None) -> dict:
+    """The manifest of snapshot ``name`` (its record and file list only: no pack of the payload is read)."""
+    repo = Repository.open(target.store, passphrase=passphrase, identity=identity)
+    if name not in repo.snapshot_names():
+        raise BackupError(f"target {target.name!r} holds no snapshot named {name!r}; see manage.py dbs_list")
+    info = repo.snapshot(name)
+    return {**info.meta.get("manifest", {}), FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
 
 
 def collect_garbage(target: Any, *, passphrase: str | None = None, identity: Any = None, wait: float = 0.0) -> Any:
@@ -275,3 +190,21 @@ def collect_garbage(target: Any, *, passphrase: str | None = None, identity: Any
     from dbs_admin.sealed.repo.prune import collect_garbage as collect
 
     return collect(Repository.open(target.store, passphrase=passphrase, identity=identity), wait=wait)
+
+
+def snapshot_objects(repo: Repository, name: str) -> list[str]:
+    """Every object snapshot ``name`` needs: the keys, its record, the index objects and the packs holding
+    its chunks (those of its id lists too). Reading the id lists decrypts them: this needs the key."""
+    from dbs_admin.sealed.repo.records import INDEX_PREFIX, SNAPSHOT_PREFIX
+
+    info = repo.snapshot(name)
+    index = repo.index
+    packs: set[str] = set()
+    for root, depth, _size in info.streams.values():
+        ids = [] if root is None else [root]
+        for level in range(depth + 1):
+            packs.update(index[cid].pack for cid in ids if cid in index)
+            if level < depth:
+                data = b"".join(repo.read_chunks(ids))
+                ids = [data[i : i + 32] for i in range(0, len(data), 32)]
+    return [KEYS_NAME, SNAPSHOT_PREFIX + name, *repo.store.list(INDEX_PREFIX), *sorted(packs)]
