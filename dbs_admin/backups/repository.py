@@ -208,3 +208,85 @@ def snapshot_objects(repo: Repository, name: str) -> list[str]:
                 data = b"".join(repo.read_chunks(ids))
                 ids = [data[i : i + 32] for i in range(0, len(data), 32)]
     return [KEYS_NAME, SNAPSHOT_PREFIX + name, *repo.store.list(INDEX_PREFIX), *sorted(packs)]
+
+
+class SnapshotTee:
+    """One capture, also written as a snapshot to each repository target, each on a thread of its own.
+
+    Why a tee rather than reading the sealed file back: the pieces are fed as they are captured (one pass
+    over the database, the sealing and the chunking on different threads), and a backup sealed to
+    recipients only can still start a repository (reading the file back would need the identity). Each
+    snapshot writer gets the pieces through a small bounded queue, so memory stays flat and the slowest
+    side paces the capture. A repository that fails (a wrong passphrase, a full disk) fails its copy alone:
+    its writer stops taking pieces and the backup goes on; a capture that fails or is cancelled stops every
+    writer before it commits (a stopped writer leaves at most packs no snapshot names, which a collection
+    removes).
+    """
+
+    def __init__(self, targets: list[Any], name: str, manifest: dict, keys: dict) -> None:
+        import queue
+        import threading
+
+        self._queues = {t.name: queue.Queue(maxsize=8) for t in targets}
+        self._stops = {t.name: threading.Event() for t in targets}
+        self.results: dict[str, SnapshotReport | BaseException] = {}
+        self._threads = []
+        for target in targets:
+            thread = threading.Thread(target=self._write, args=(target, name, manifest, keys),
+                                      name=f"dbs-snapshot-{target.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _write(self, target: Any, name: str, manifest: dict, keys: dict) -> None:
+        q, stop = self._queues[target.name], self._stops[target.name]
+
+        def pieces() -> Iterator[bytes]:
+            while True:
+                item = q.get()
+                if item is _TEE_END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        try:
+            self.results[target.name] = write_snapshot(target, name, pieces(), manifest, keys)
+        except BaseException as exc:  # noqa: BLE001 - this copy's outcome, recorded by the caller
+            self.results[target.name] = exc
+        finally:
+            stop.set()
+
+    def _put(self, target: str, item: Any) -> None:
+        import queue
+
+        q, stop = self._queues[target], self._stops[target]
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def wrap(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        """``pieces`` unchanged, each also handed to every snapshot writer still going."""
+        for piece in pieces:
+            for target in self._queues:
+                self._put(target, piece)
+            yield piece
+        for target in self._queues:
+            self._put(target, _TEE_END)
+
+    def finish(self) -> dict[str, SnapshotReport | BaseException]:
+        for thread in self._threads:
+            thread.join()
+        return self.results
+
+    def abort(self, why: BaseException) -> None:
+        """Stop every writer before it commits (the capture or the sealing failed)."""
+        for target in self._queues:
+            self._put(target, why)
+        for thread in self._threads:
+            thread.join()
+
+
+_TEE_END = object()

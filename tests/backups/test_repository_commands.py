@@ -196,3 +196,44 @@ def test_the_rescue_cli_lists_and_exports_a_snapshot_without_django(media_root, 
     unknown = _cli("repo-export", str(repo_target), "no-such-snapshot", str(tmp_path / "u.dbs"))
     assert unknown.returncode != 0 and "no-such-snapshot" in unknown.stderr
     assert not (tmp_path / "u.dbs").exists()
+
+
+def test_one_capture_goes_to_a_repository_and_a_file_target_each_recorded(media_root, repo_target, key_file):
+    from dbs_admin.models import Backup
+
+    build_site("sq_a", posts=25, images=2)
+    expected, files = table_contents("sq_a"), media_contents(media_root)
+    result = create_backup(database="sq_a", passphrase=PASSPHRASE, target=["repo", "local"])
+    assert sorted(result.targets) == ["local", "repo"] and result.failed == {}
+    backup = Backup.objects.get(pk=result.backup_id)
+    assert sorted(c.target for c in backup.copies.all()) == ["local", "repo"]
+    figures = backup.manifest["repositories"]["repo"]
+    assert figures["added"] > 0 and figures["total"] == get_target("repo").total_size()
+    assert backup.sha256 and backup.size == get_target("local").list()[0].size, "the row describes the file"
+    assert [s.name for s in get_target("repo").list()] == [result.name]
+    wipe(media_root)
+    restore_backup(result.name, target="repo", database="sq_b", passphrase=PASSPHRASE)
+    assert table_contents("sq_b") == expected and media_contents(media_root) == files
+    restore_backup(result.name, target="local", database="sq_b", passphrase=PASSPHRASE)
+    assert table_contents("sq_b") == expected
+    # The snapshot deduplicates against the repository as usual: a second mixed backup adds little.
+    again = create_backup(database="sq_a", passphrase=PASSPHRASE, target=["local", "repo"])
+    assert Backup.objects.get(pk=again.backup_id).manifest["repositories"]["repo"]["added"] < figures["added"] / 4
+
+
+def test_a_repository_that_fails_fails_its_copy_alone(media_root, repo_target, monkeypatch):
+    from dbs_admin.models import Backup, BackupCopy
+
+    build_site("sq_a", posts=10, images=1)
+    create_backup(database="sq_a", passphrase=PASSPHRASE, target="repo")  # the repository's key: PASSPHRASE
+    result = create_backup(database="sq_a", passphrase="another passphrase", target=["local", "repo"])
+    assert result.targets == ["local"] and "repo" in result.failed and "passphrase" in result.failed["repo"]
+    failed = Backup.objects.get(pk=result.backup_id).copies.get(target="repo")
+    assert failed.state == BackupCopy.State.FAILED
+    assert len(get_target("repo").list()) == 1, "no snapshot was committed"
+    restore_backup(result.name, target="local", database="sq_b", passphrase="another passphrase")
+    monkeypatch.setenv("DBS_PASSPHRASE", PASSPHRASE)
+    code, _, message = _run("dbs_backup", "--database", "sq_a", "--target", "repo", "--target", "local",
+                            "--no-input", "--verbosity", "0")
+    assert code == 0, message
+
