@@ -144,7 +144,20 @@ def write_snapshot(target: Any, name: str, body: Iterable[bytes], manifest: dict
     writer.set_stream(MANIFEST_STREAM, writer.add_bytes([files]))
     rest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != FILE_LIST}, default=str))
     info = writer.commit(meta={"head": b"".join(head), "manifest": rest})
-    return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=[{"type": "repository"}])
+    return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=key_slots(target))
+
+
+def key_slots(target: Any) -> list[dict]:
+    """The public description of the repository key's slots (kinds, recipient fingerprints; no key needed):
+    what the catalogue records for a snapshot, so drills choose the snapshots their key opens as for files."""
+    from dbs_admin.sealed import info
+    from dbs_admin.sealed.repo.check import local_copy
+
+    try:
+        with local_copy(target.store, KEYS_NAME) as path:
+            return [{**slot, "repository": True} for slot in info(path)["key_slots"]]
+    except (SealedError, OSError):
+        return [{"type": "repository"}]
 
 
 @contextmanager

@@ -17,7 +17,6 @@ from django.utils.html import format_html, format_html_join
 
 from dbs_admin.console import audit, backup_detail, dashboard, deletion
 from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
-from dbs_admin.humanize import human_size
 from dbs_admin.jobs import launch
 from dbs_admin.models import AuditEvent, Backup, Dashboard, Job
 
@@ -76,7 +75,8 @@ class BackupAdmin(SuperuserOnlyAdmin):
 
     @admin.display(description="size", ordering="size")
     def size_display(self, obj: Backup) -> str:
-        return human_size(obj.size or 0)
+        """A file's size; for a repository snapshot, what it added and the repository's total then."""
+        return backup_detail.size_words(obj)
 
     @admin.display(description="sha256")
     def sha256_short(self, obj: Backup) -> str:
