@@ -63,7 +63,7 @@ def test_snapshots_through_the_console_with_a_real_worker(su_client, worker_fact
 
     # The list and the page say what a snapshot costs, not a file size it does not have.
     listing = su_client.get(reverse("admin:dbs_admin_backup_changelist")).content.decode()
-    assert "in repository (repository " in listing
+    assert "snapshot in repository repository" in listing and "dbs-snapshot-size" in listing
     page = su_client.get(reverse("admin:dbs_admin_backup_change", args=[snap.pk])).content.decode()
     assert "+" in page and "in repository (repository" in page
     chart = su_client.get(reverse("admin:dbs_admin_dashboard_changelist")).content.decode()
