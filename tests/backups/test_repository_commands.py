@@ -237,3 +237,15 @@ def test_a_repository_that_fails_fails_its_copy_alone(media_root, repo_target, m
                             "--no-input", "--verbosity", "0")
     assert code == 0, message
 
+
+
+def test_an_export_that_meets_a_lost_pack_writes_nothing(media_root, repo_target, tmp_path, key_file):
+    (first, _), _ = _two_snapshots()
+    pack = max((repo_target / "packs").iterdir(), key=lambda p: p.stat().st_size)
+    _damage(pack, both=True)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, _, message = _run("dbs_export", "--target", "repo", first, str(out_dir / "x.dbs"), "--passphrase-file",
+                            key_file, "--no-input")
+    assert code != 0 and pack.name in message and "\n" not in message
+    assert list(out_dir.iterdir()) == [], "no output and no temporary file left"
