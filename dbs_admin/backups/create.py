@@ -170,6 +170,12 @@ def _teed_write(repo_stores, name, keys, snapshots: dict):
             report = seal(tee.wrap(body), dest, manifest=manifest, **options)
         except BaseException:
             tee.abort(BackupError("the capture or the sealed file failed; the snapshot was not committed"))
+            for store in repo_stores:  # committed just before the file failed: forgotten, as a partial file is removed
+                if isinstance(tee.results.get(store.name), repository.SnapshotReport):
+                    try:
+                        store.delete(name)
+                    except Exception as exc:  # noqa: BLE001 - the backup's own failure is what is raised
+                        log.warning("could not forget snapshot %s on %s after the failure: %s", name, store.name, exc)
             raise
         snapshots.update(tee.finish())
         return report

@@ -249,3 +249,21 @@ def test_an_export_that_meets_a_lost_pack_writes_nothing(media_root, repo_target
                             key_file, "--no-input")
     assert code != 0 and pack.name in message and "\n" not in message
     assert list(out_dir.iterdir()) == [], "no output and no temporary file left"
+
+
+def test_a_sealed_file_that_fails_after_the_snapshot_leaves_no_snapshot(media_root, repo_target, monkeypatch):
+    from dbs_admin.backups import create
+    from dbs_admin.models import Backup
+
+    build_site("sq_a", posts=10, images=1)
+    real = create.seal
+
+    def seal_then_fail(pieces, dest, **options):
+        real(pieces, dest, **options)  # the capture went through, so the snapshot was committed meanwhile
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(create, "seal", seal_then_fail)
+    with pytest.raises(Exception, match="space"):
+        create_backup(database="sq_a", passphrase=PASSPHRASE, target=["repo", "local"])
+    assert get_target("repo").list() == [] and get_target("local").list() == []
+    assert not Backup.objects.exists()
