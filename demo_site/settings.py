@@ -137,6 +137,11 @@ DBS_ADMIN = {
     "PRIVATE_ROOT": str(VAR_DIR / "dbs_private"),
     "HISTORY_ROOT": str(VAR_DIR / "dbs_history"),
 }
+# DBS_DEMO_REPOSITORY=1 adds a repository target (incremental snapshots, README "Repository targets"): the
+# console tests start their workers with it, and a demo can show snapshots beside files.
+if os.environ.get("DBS_DEMO_REPOSITORY") == "1":
+    DBS_ADMIN["TARGETS"]["repository"] = {"kind": "local", "path": str(VAR_DIR / "dbs_repository"),
+                                          "format": "repository"}
 
 # The demo's unattended keys, made once by `make demo` (scripts/demo.sh runs `manage.py dbs_keys init --dir
 # var/keys`): scheduled backups are sealed to the recipient and drills open them with the identity. On a real

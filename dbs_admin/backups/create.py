@@ -121,11 +121,9 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
     raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")
 
 
-def _create_snapshot(stores, name, kind, label, created_at, database, keys, reporter, user) -> BackupResult:
-    """A backup to a repository target: the same capture, stored as an incremental snapshot (backups/repository.py)."""
-    if len(stores) != 1:
-        raise BackupError("a repository target takes a backup on its own; back up to the other targets separately")
-    store = stores[0]
+def _create_snapshot(store, name, kind, label, created_at, database, keys, reporter, user) -> BackupResult:
+    """A backup to one repository target alone: the same capture, stored as an incremental snapshot
+    (backups/repository.py); no sealed file is made."""
     head = {"format": 1, "kind": kind, "engine": connections[database].vendor, "label": label,
             "created_at": created_at, "_created": created_at, "database": database}
     sealer = _seal_logical if kind == "logical" else _seal_native
@@ -139,7 +137,9 @@ def _create_snapshot(stores, name, kind, label, created_at, database, keys, repo
         raise BackupError(f"writing the snapshot to target {store.name!r} failed: {exc}") from exc
     backup = record_backup(
         name=name, kind=kind, label=label, created_at=created_at, user=user, engine=summary["engine"],
-        size=report.added_bytes, sha256="", key_slots=report.key_slots, manifest=summary, copies=[(store.name, name)],
+        size=report.added_bytes, sha256="", key_slots=report.key_slots,
+        manifest={**summary, REPOSITORIES: {store.name: _repository_figures(store, report)}},
+        copies=[(store.name, name)],
     )
     reporter.report("done", 1, 1, force=True)
     log.info("snapshot %s written to repository %s (%s, %d bytes added)", name, store.name, kind, report.added_bytes)
@@ -147,6 +147,42 @@ def _create_snapshot(stores, name, kind, label, created_at, database, keys, repo
         name=name, path=Path(name), kind=kind, size=report.added_bytes, sha256="", created_at=created_at,
         manifest=summary, key_slots=report.key_slots, targets=[store.name], backup_id=backup.pk, failed={},
     )
+
+
+REPOSITORIES = "repositories"  # in the Backup row's manifest: per repository target, bytes added and total
+
+
+def _repository_figures(store, report) -> dict:
+    """What the Backups list and the dashboard show of a snapshot: what it added, and the repository's size
+    once it was added (the size over time; a later collection makes the repository smaller, not this)."""
+    try:
+        total = store.total_size()
+    except OSError:
+        total = None
+    return {"added": report.added_bytes, "total": total}
+
+
+def _teed_write(repo_stores, name, keys, snapshots: dict):
+    """A ``write`` for the sealers: the sealed file as usual, the same pieces also written as a snapshot to
+    each repository target (``repository.SnapshotTee``); each snapshot's outcome lands in ``snapshots``."""
+
+    def write(body, dest, *, manifest, **options):
+        tee = repository.SnapshotTee(repo_stores, name, manifest, keys)
+        try:
+            report = seal(tee.wrap(body), dest, manifest=manifest, **options)
+        except BaseException:
+            tee.abort(BackupError("the capture or the sealed file failed; the snapshot was not committed"))
+            for store in repo_stores:  # committed just before the file failed: forgotten, as a partial file is removed
+                if isinstance(tee.results.get(store.name), repository.SnapshotReport):
+                    try:
+                        store.delete(name)
+                    except Exception as exc:  # noqa: BLE001 - the backup's own failure is what is raised
+                        log.warning("could not forget snapshot %s on %s after the failure: %s", name, store.name, exc)
+            raise
+        snapshots.update(tee.finish())
+        return report
+
+    return write
 
 
 def _public(head: dict) -> dict:
@@ -193,6 +229,7 @@ def _create_backup(*, kind, target, output, label, passphrase, recipients, datab
     created_at = timezone.now()
     name = backup_file_name(created_at, kind, label)
     stores = []
+    repo_stores = []
     work = None
     outcome = copies_mod.Copies()
     if output is not None:
@@ -206,17 +243,23 @@ def _create_backup(*, kind, target, output, label, passphrase, recipients, datab
             raise BackupExistsError(f"a backup named {name} is already recorded; names are never reused")
     else:
         stores = [get_target(t or None) for t in _target_names(target)]
-        if any(is_repository(s) for s in stores):
-            return _create_snapshot(stores, name, kind, label, created_at, database, keys, reporter, user)
+        repo_stores = [s for s in stores if is_repository(s)]
+        if len(stores) == 1 and repo_stores:
+            return _create_snapshot(stores[0], name, kind, label, created_at, database, keys, reporter, user)
         outcome = copies_mod.preflight(stores, name)
+        repo_stores = [s for s in repo_stores if s.name not in outcome.failed]
+        stores = [s for s in stores if not is_repository(s)]
         work = private_dir("create")
         dest = work / name
     head = {"format": 1, "kind": kind, "engine": connections[database].vendor, "label": label,
             "created_at": created_at, "_created": created_at, "database": database}
     sealer = _seal_logical if kind == "logical" else _seal_native
+    snapshots: dict = {}
+    options = {"write": _teed_write(repo_stores, name, keys, snapshots)} if repo_stores else {}
+    figures = {}
     try:
         try:
-            report, summary = sealer(database, dest, head, keys, reporter)
+            report, summary = sealer(database, dest, head, keys, reporter, **options)
         except DestinationExistsError as exc:
             raise BackupExistsError(str(exc)) from None
         except OSError as exc:
@@ -232,9 +275,20 @@ def _create_backup(*, kind, target, output, label, passphrase, recipients, datab
         sha = report.sha256  # file_sha256=True: hashed while writing and reading back
         size = dest.stat().st_size
         final_path = dest
+        for store in repo_stores:  # each snapshot stands or fails alone, as each file copy does
+            written = snapshots.get(store.name)
+            if isinstance(written, repository.SnapshotReport):
+                outcome.stored.append((store.name, name))
+                figures[store.name] = _repository_figures(store, written)
+            else:
+                log.warning("the snapshot of %s on target %s failed: %s", name, store.name, written)
+                outcome.fail(store.name, BackupError(f"the snapshot failed: {written}"))
         if stores:
             copies_mod.store_all(stores, outcome, dest, name, sha, size, reporter)
             final_path = outcome.local_path or Path(name)
+        elif repo_stores:
+            outcome.raise_if_none_stored(repo_stores)
+            final_path = Path(name)
         else:
             outcome.stored.append(("", str(dest.resolve())))
     except SealedError as exc:
@@ -244,7 +298,8 @@ def _create_backup(*, kind, target, output, label, passphrase, recipients, datab
             shutil.rmtree(work, ignore_errors=True)
     backup = record_backup(
         name=name, kind=kind, label=label, created_at=created_at, user=user, engine=summary["engine"], size=size,
-        sha256=sha, key_slots=report.key_slots, manifest=summary, copies=outcome.stored, failed=outcome.failed,
+        sha256=sha, key_slots=report.key_slots, manifest={**summary, REPOSITORIES: figures} if figures else summary,
+        copies=outcome.stored, failed=outcome.failed,
     )
     reporter.report("done", 1, 1, force=True)
     log.info("backup %s written (%s, %d bytes)", name, kind, size)

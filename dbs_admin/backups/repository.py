@@ -12,7 +12,7 @@ it into chunks so that what did not change deduplicates:
 * every other frame (head, references, models, trailer) is a record.
 
 Reading a snapshot back gives that payload with consecutive one-row frames
-merged into batches again (``_rebatched``), and the restore runs exactly as
+merged into batches again (``sealed.repo.export.SnapshotReader``), and the restore runs exactly as
 for a sealed file. The snapshot's record holds the backup's manifest.
 
 A repository is created by its first backup, with that backup's keys; later
@@ -22,9 +22,7 @@ reading its index: a recipients-only host cannot add to it yet).
 
 from __future__ import annotations
 
-import itertools
 import json
-import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,14 +35,10 @@ from dbs_admin.backups.errors import BackupError, KeyMissingError
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.repo import Repository
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
+from dbs_admin.sealed.repo.export import FILE_LIST, MANIFEST_STREAM, PREFIX, STREAM, SnapshotReader, frames
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME
 
-_PREFIX = struct.Struct(">cI")
-STREAM = "payload"
-MANIFEST_STREAM = "file_sha256"
-FILE_LIST = "file_sha256"
-REBATCH_ROWS = 1000
-REBATCH_BYTES = 4 << 20
+_PREFIX = PREFIX
 
 
 @dataclass
@@ -79,27 +73,11 @@ def open_for_writing(target: Any, keys: dict) -> Repository:
 
 
 def _frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """``(type, whole frame bytes)`` of a payload stream given as pieces; the magic comes as type b""."""
-    buf = bytearray()
-    magic_seen = False
-    for piece in pieces:
-        buf += piece
-        pos = 0
-        if not magic_seen:
-            if len(buf) < len(payload.MAGIC):
-                continue
-            yield b"", bytes(buf[: len(payload.MAGIC)])
-            pos, magic_seen = len(payload.MAGIC), True
-        while len(buf) - pos >= _PREFIX.size:
-            kind, length = _PREFIX.unpack_from(buf, pos)
-            end = pos + _PREFIX.size + length
-            if end > len(buf):
-                break
-            yield kind, bytes(buf[pos:end])
-            pos = end
-        del buf[:pos]
-    if buf:
-        raise BackupError("the backup's payload ended inside a record")
+    """``(type, whole frame bytes)`` of a payload stream given as pieces (``sealed.repo.export.frames``)."""
+    try:
+        yield from frames(pieces)
+    except SealedError as exc:
+        raise BackupError(str(exc)) from None
 
 
 def _row_frames(frame: bytes) -> Iterator[bytes]:
@@ -166,79 +144,20 @@ def write_snapshot(target: Any, name: str, body: Iterable[bytes], manifest: dict
     writer.set_stream(MANIFEST_STREAM, writer.add_bytes([files]))
     rest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != FILE_LIST}, default=str))
     info = writer.commit(meta={"head": b"".join(head), "manifest": rest})
-    return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=[{"type": "repository"}])
+    return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=key_slots(target))
 
 
-def _rebatched(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """The payload with consecutive one-row ROWS frames merged into batches (what a restore inserts at once)."""
-    rows: list[bytes] = []
-    size = 0
+def key_slots(target: Any) -> list[dict]:
+    """The public description of the repository key's slots (kinds, recipient fingerprints; no key needed):
+    what the catalogue records for a snapshot, so drills choose the snapshots their key opens as for files."""
+    from dbs_admin.sealed import info
+    from dbs_admin.sealed.repo.check import local_copy
 
-    def flush() -> Iterator[bytes]:
-        nonlocal rows, size
-        if rows:
-            n = len(rows)
-            head = bytes([0x90 | n]) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
-                                                      else b"\xdd" + n.to_bytes(4, "big"))
-            yield _PREFIX.pack(payload.ROWS, len(head) + size) + head
-            yield from rows
-            rows, size = [], 0
-
-    for kind, frame in _frames(pieces):
-        if kind == payload.ROWS and frame[_PREFIX.size : _PREFIX.size + 1] == b"\x91":
-            rows.append(frame[_PREFIX.size + 1 :])
-            size += len(frame) - _PREFIX.size - 1
-            if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
-                yield from flush()
-            continue
-        yield from flush()
-        yield frame
-    yield from flush()
-
-
-class SnapshotReader:
-    """A snapshot's payload as the restore reads a sealed file: ``manifest``, ``read(n)``, ``healed_blocks``.
-
-    Every chunk is authenticated and checked against its keyed id as it is
-    read; ``read`` returns b"" only once every chunk of the snapshot was read.
-    """
-
-    healed_blocks: list[int] = []
-
-    def __init__(self, repo: Repository, name: str):
-        info = repo.snapshot(name)
-        self.manifest: dict = {**info.meta["manifest"],
-                               FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
-        self._pieces = _rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
-        self._buf = bytearray()
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all if ``n < 0``); a position in one buffer, so small reads copy only what they return."""
-        if n is None or n < 0:
-            out = bytes(self._buf[self._pos :]) + b"".join(self._pieces)
-            self._buf, self._pos = bytearray(), 0
-            return out
-        while len(self._buf) - self._pos < n:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            if self._pos:
-                del self._buf[: self._pos]
-                self._pos = 0
-            self._buf += piece
-        out = bytes(self._buf[self._pos : self._pos + n])
-        self._pos += len(out)
-        return out
-
-    def close(self) -> None:
-        self._pieces.close()
-
-    def __enter__(self) -> SnapshotReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    try:
+        with local_copy(target.store, KEYS_NAME) as path:
+            return [{**slot, "repository": True} for slot in info(path)["key_slots"]]
+    except (SealedError, OSError):
+        return [{"type": "repository"}]
 
 
 @contextmanager
@@ -266,7 +185,16 @@ def export_snapshot(target: Any, name: str, destination: Any, *, passphrase: str
 
     keys = dict(keys or {"passphrase": passphrase})
     with open_snapshot(target, name, passphrase=passphrase, identity=identity) as reader:
-        return seal(reader, destination, manifest=reader.manifest, **keys)
+        return seal(reader, destination, manifest=reader.manifest, file_sha256=True, **keys)
+
+
+def snapshot_manifest(target: Any, name: str, *, passphrase: str | None = None, identity: Any = None) -> dict:
+    """The manifest of snapshot ``name`` (its record and file list only: no pack of the payload is read)."""
+    repo = Repository.open(target.store, passphrase=passphrase, identity=identity)
+    if name not in repo.snapshot_names():
+        raise BackupError(f"target {target.name!r} holds no snapshot named {name!r}; see manage.py dbs_list")
+    info = repo.snapshot(name)
+    return {**info.meta.get("manifest", {}), FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
 
 
 def collect_garbage(target: Any, *, passphrase: str | None = None, identity: Any = None, wait: float = 0.0) -> Any:
@@ -275,3 +203,103 @@ def collect_garbage(target: Any, *, passphrase: str | None = None, identity: Any
     from dbs_admin.sealed.repo.prune import collect_garbage as collect
 
     return collect(Repository.open(target.store, passphrase=passphrase, identity=identity), wait=wait)
+
+
+def snapshot_objects(repo: Repository, name: str) -> list[str]:
+    """Every object snapshot ``name`` needs: the keys, its record, the index objects and the packs holding
+    its chunks (those of its id lists too). Reading the id lists decrypts them: this needs the key."""
+    from dbs_admin.sealed.repo.records import INDEX_PREFIX, SNAPSHOT_PREFIX
+
+    info = repo.snapshot(name)
+    index = repo.index
+    packs: set[str] = set()
+    for root, depth, _size in info.streams.values():
+        ids = [] if root is None else [root]
+        for level in range(depth + 1):
+            packs.update(index[cid].pack for cid in ids if cid in index)
+            if level < depth:
+                data = b"".join(repo.read_chunks(ids))
+                ids = [data[i : i + 32] for i in range(0, len(data), 32)]
+    return [KEYS_NAME, SNAPSHOT_PREFIX + name, *repo.store.list(INDEX_PREFIX), *sorted(packs)]
+
+
+class SnapshotTee:
+    """One capture, also written as a snapshot to each repository target, each on a thread of its own.
+
+    Why a tee rather than reading the sealed file back: the pieces are fed as they are captured (one pass
+    over the database, the sealing and the chunking on different threads), and a backup sealed to
+    recipients only can still start a repository (reading the file back would need the identity). Each
+    snapshot writer gets the pieces through a small bounded queue, so memory stays flat and the slowest
+    side paces the capture. A repository that fails (a wrong passphrase, a full disk) fails its copy alone:
+    its writer stops taking pieces and the backup goes on; a capture that fails or is cancelled stops every
+    writer before it commits (a stopped writer leaves at most packs no snapshot names, which a collection
+    removes).
+    """
+
+    def __init__(self, targets: list[Any], name: str, manifest: dict, keys: dict) -> None:
+        import queue
+        import threading
+
+        self._queues = {t.name: queue.Queue(maxsize=8) for t in targets}
+        self._stops = {t.name: threading.Event() for t in targets}
+        self.results: dict[str, SnapshotReport | BaseException] = {}
+        self._threads = []
+        for target in targets:
+            thread = threading.Thread(target=self._write, args=(target, name, manifest, keys),
+                                      name=f"dbs-snapshot-{target.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _write(self, target: Any, name: str, manifest: dict, keys: dict) -> None:
+        q, stop = self._queues[target.name], self._stops[target.name]
+
+        def pieces() -> Iterator[bytes]:
+            while True:
+                item = q.get()
+                if item is _TEE_END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+
+        try:
+            self.results[target.name] = write_snapshot(target, name, pieces(), manifest, keys)
+        except BaseException as exc:  # noqa: BLE001 - this copy's outcome, recorded by the caller
+            self.results[target.name] = exc
+        finally:
+            stop.set()
+
+    def _put(self, target: str, item: Any) -> None:
+        import queue
+
+        q, stop = self._queues[target], self._stops[target]
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def wrap(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        """``pieces`` unchanged, each also handed to every snapshot writer still going."""
+        for piece in pieces:
+            for target in self._queues:
+                self._put(target, piece)
+            yield piece
+        for target in self._queues:
+            self._put(target, _TEE_END)
+
+    def finish(self) -> dict[str, SnapshotReport | BaseException]:
+        for thread in self._threads:
+            thread.join()
+        return self.results
+
+    def abort(self, why: BaseException) -> None:
+        """Stop every writer before it commits (the capture or the sealing failed)."""
+        for target in self._queues:
+            self._put(target, why)
+        for thread in self._threads:
+            thread.join()
+
+
+_TEE_END = object()

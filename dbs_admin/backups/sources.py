@@ -39,7 +39,7 @@ def private_dir(purpose: str) -> Path:
     return d
 
 
-WORK_PURPOSES = ("create", "native", "fetch", "reset", "restore")
+WORK_PURPOSES = ("create", "native", "fetch", "reset", "restore", "export")
 
 
 def sweep_leftovers() -> list[Path]:

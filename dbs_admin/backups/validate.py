@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbs_admin.backups import payload
-from dbs_admin.backups.errors import IntegrityCheckError, KeyMissingError, PayloadError
+from dbs_admin.backups import payload, repository
+from dbs_admin.backups.errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.progress import Reporter
 from dbs_admin.backups.sources import local_copy, ranged_reader
@@ -24,6 +24,8 @@ from dbs_admin.errors import DbsError
 from dbs_admin.sealed import open_sealed, verify
 from dbs_admin.sealed import read_manifest as sealed_read_manifest
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError
+from dbs_admin.sealed.repo import Repository as SealedRepository
+from dbs_admin.sealed.repo.check import local_copy as object_copy
 
 CHECKING_BLOCKS = "checking blocks"  # both copies of every block, hashes and parity (no key)
 DECRYPTING = "decrypting"  # with the key: every chunk authenticated and the contents parsed
@@ -115,7 +117,13 @@ def validate_backup(
 ) -> ValidationResult:
     """Check a sealed backup: structure, hashes and parity; with ``decrypt``, every chunk authenticated.
 
-    ``progress(stage, done, total)``: "checking blocks" (blocks of both copies), then "decrypting"."""
+    ``progress(stage, done, total)``: "checking blocks" (blocks of both copies), then "decrypting".
+    On a repository target ``source`` names a snapshot (``repository.validate_snapshot``: the same levels,
+    object by object)."""
+    repo_target = _repository_target(target)
+    if repo_target is not None:
+        return validate_snapshot(repo_target, Path(source).name, passphrase=passphrase,
+                                 identity=identity, decrypt=decrypt)
     if decrypt and not passphrase and identity is None:
         raise KeyMissingError("--decrypt needs the key: a passphrase (--passphrase-file or $DBS_PASSPHRASE) or "
                               "an identity file")
@@ -173,7 +181,103 @@ def read_manifest(source: str | Path, *, target: str | None = None, passphrase: 
     a remote target is read by ranges, a few hundred kilobytes whatever its size, never fetched whole, so the
     console's Restore… step 1 answers in about a second.
     """
+    repo_target = _repository_target(target)
+    if repo_target is not None:
+        return repository.snapshot_manifest(repo_target, Path(source).name, passphrase=passphrase, identity=identity)
     with ranged_reader(source, target) as (f, remote):
         size = f.seek(0, os.SEEK_END)
         # A local file may be searched for metadata a damaged locator no longer points at; a remote one is not.
         return dict(sealed_read_manifest(f, size, passphrase=passphrase, identity=identity, scan_file=not remote))
+
+
+def _repository_target(target: str | None) -> Any:
+    """The target called ``target`` when it holds a repository (its backups are snapshots), else None."""
+    if target is None:
+        return None
+    from dbs_admin.targets import get_target
+    from dbs_admin.targets.repository import is_repository
+
+    found = get_target(target)
+    return found if is_repository(found) else None
+
+
+def _keyless_objects(target: Any, name: str) -> list[str]:
+    """Without the key, which packs a snapshot uses cannot be known: its record, the keys and every
+    index object and pack are checked."""
+    from dbs_admin.sealed.repo.check import object_names
+    from dbs_admin.sealed.repo.records import SNAPSHOT_PREFIX
+
+    return [n for n in object_names(target.store)
+            if not n.startswith(SNAPSHOT_PREFIX) or n == SNAPSHOT_PREFIX + name]
+
+
+def _verify_objects(store: Any, names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``(damaged but healable, {lost: why})`` of these objects, each checked like a ``.dbs`` file (no key)."""
+    damaged, lost = [], {}
+    for name in names:
+        try:
+            with object_copy(store, name) as path:
+                found = verify(path)
+        except (SealedError, OSError) as exc:
+            lost[name] = str(exc)
+            continue
+        if not found.ok:
+            lost[name] = found.error or "damaged beyond repair"
+        elif not found.intact:
+            damaged.append(name)
+    return damaged, lost
+
+
+def validate_snapshot(target: Any, name: str, *, passphrase: str | None = None, identity: Any = None,
+                      decrypt: bool = False) -> Any:
+    """Check snapshot ``name`` of a repository target; a ``ValidationResult`` (exit codes as for a file).
+
+    Without the key: structure, block hashes and parity of every object the snapshot may need (its record,
+    the keys, every index object and pack). With it (``decrypt``): the objects it does need, then every
+    chunk of the snapshot decrypted and checked against its id, and the contents parsed as a file's are
+    (rows counted against the trailer and the manifest, every file re-hashed), like restic's --read-data.
+    A wrong key raises (exit 3) before anything is read.
+    """
+    if not target.exists(name):
+        raise BackupError(f"target {target.name!r} holds no snapshot named {name!r}; see manage.py dbs_list")
+    if decrypt and not passphrase and identity is None:
+        raise KeyMissingError("checking the contents needs the key: a passphrase (--passphrase-file or "
+                              "$DBS_PASSPHRASE) or an identity file")
+
+    def result(ok: bool, message: str, damaged: list[str], decrypted: bool = False, manifest: Any = None):
+        if damaged and ok:
+            message += f"; damaged but healable: {', '.join(damaged)} (run python -m dbs_admin.sealed repo-heal)"
+        return ValidationResult(ok=ok, decrypted=decrypted, healed_blocks=[], unrecoverable_blocks=[],
+                                healing_margin=None, manifest=manifest, message=message, intact=not damaged)
+
+    if not decrypt:
+        names = _keyless_objects(target, name)
+        damaged, lost = _verify_objects(target.store, names)
+        if lost:
+            return result(False, _lost_message(lost), damaged)
+        return result(True, f"snapshot {name}: {len(names)} objects checked (structure, hashes and parity; which "
+                            "packs it uses needs the key, so every pack was)", damaged)
+    repo = SealedRepository.open(target.store, passphrase=passphrase, identity=identity)  # a wrong key: raised here
+    try:
+        names = repository.snapshot_objects(repo, name)
+    except (SealedError, DbsError) as exc:
+        return result(False, f"snapshot {name}: {exc}", [])
+    damaged, lost = _verify_objects(target.store, names)
+    if lost:
+        return result(False, _lost_message(lost), damaged)
+    manifest = None
+    try:
+        with repository.SnapshotReader(repo, name) as reader:
+            manifest = reader.manifest
+            found = check_contents(reader, manifest)
+    except (SealedError, DbsError) as exc:
+        return result(False, f"snapshot {name}: {exc}", damaged, manifest=manifest)
+    rows = sum(found["rows"].values()) if found["rows"] else sum(manifest.get("counts", {}).values())
+    return result(True, f"snapshot {name}: {len(names)} objects checked; every chunk decrypted and checked: "
+                        f"{rows} rows, {found['files']} files", damaged, decrypted=True, manifest=manifest)
+
+
+def _lost_message(lost: dict[str, str]) -> str:
+    first = list(lost.items())[:5]
+    return (f"{len(lost)} repository object(s) damaged beyond repair: "
+            + "; ".join(f"{name}: {why}" for name, why in first))

@@ -76,7 +76,19 @@ class BackupAdmin(SuperuserOnlyAdmin):
 
     @admin.display(description="size", ordering="size")
     def size_display(self, obj: Backup) -> str:
-        return human_size(obj.size or 0)
+        """A file's size; for a repository snapshot, "+added → total" (what it added, the repository's size
+        then), a line per repository, each named in full in its title (and on the backup's page)."""
+        figures = (obj.manifest or {}).get("repositories") or {}
+        if not figures:
+            return human_size(obj.size or 0)
+        lines = [] if not obj.sha256 else [format_html("{}", human_size(obj.size or 0))]
+        for target, numbers in sorted(figures.items()):
+            total = numbers.get("total")
+            lines.append(format_html(
+                '<span class="dbs-snapshot-size" title="snapshot in repository {}: bytes it added → the '
+                'repository\'s size then">+{}{}</span>', target, human_size(numbers.get("added") or 0),
+                format_html("<br>→ {}", human_size(total)) if total is not None else ""))
+        return format_html_join(format_html("<br>"), "{}", ((line,) for line in lines))
 
     @admin.display(description="sha256")
     def sha256_short(self, obj: Backup) -> str:

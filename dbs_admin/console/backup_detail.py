@@ -40,13 +40,27 @@ def key_slot_rows(slots: list) -> list[dict]:
     return rows
 
 
+def size_words(backup: Backup) -> str:
+    """The backup's size, truthful for snapshots: a snapshot alone costs what it added to its repository (the
+    row's size), shown with the repository's total once it was added; a backup that is also a sealed file
+    shows the file's size, then what its snapshot added."""
+    figures = (backup.manifest or {}).get("repositories") or {}
+    only_snapshots = bool(figures) and not backup.sha256
+    parts = [] if only_snapshots else [human_size(backup.size or 0)]
+    for target, numbers in sorted(figures.items()):
+        total = numbers.get("total")
+        parts.append(f"+{human_size(numbers.get('added') or 0)} in {target}"
+                     + (f" (repository {human_size(total)})" if total is not None else ""))
+    return ", ".join(parts)
+
+
 def context(request: HttpRequest, backup: Backup) -> dict:
     manifest = backup.manifest or {}
     counts = sorted((manifest.get("counts") or {}).items())
     versions = manifest.get("versions") or {}
     return {
         "backup": backup,
-        "size": human_size(backup.size or 0),
+        "size": size_words(backup),
         "key_slots": key_slot_rows(backup.key_slots),
         "copies": sorted(backup.copies.all(), key=lambda c: c.target),
         "counts": counts,

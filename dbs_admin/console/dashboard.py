@@ -61,37 +61,65 @@ def newest_drill() -> DrillReport | None:
     return DrillReport.objects.select_related("backup").first()
 
 
-def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeString:
-    """Inline SVG: backup size over time, one line per target (the last ``limit`` copies)."""
+def _chart_rows(limit: int) -> list[tuple[str, object, int, int | None]]:
+    """``(target, made at, size, added)`` per stored copy, oldest first: a file's size, or for a repository
+    snapshot the repository's size once it was added and what it added (``added`` None for a file)."""
     rows = list(
         BackupCopy.objects.filter(state=BackupCopy.State.STORED).select_related("backup")
         .order_by("-backup__created_at")
-        .values_list("target", "backup__created_at", "backup__size")[:limit]
+        .values_list("target", "backup__created_at", "backup__size", "backup__manifest")[:limit]
     )
+    out = []
+    for target, at, size, manifest in reversed(rows):
+        figures = ((manifest or {}).get("repositories") or {}).get(target)
+        if figures is None:
+            out.append((target, at, size or 0, None))
+        else:
+            out.append((target, at, figures.get("total") or 0, figures.get("added") or 0))
+    return out
+
+
+def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeString:
+    """Inline SVG: backup size over time, one line per target (the last ``limit`` copies).
+
+    A repository target's line is the repository's size over time, and a bar at each snapshot shows the
+    bytes that snapshot added (an unchanged night's bar is a sliver: that is the point of a repository).
+    """
+    rows = _chart_rows(limit)
     if not rows:
         return mark_safe('<p class="dbs-muted">No backups to chart yet.</p>')
-    rows.reverse()
     pad_l, pad_r, pad_t, pad_b = 60, 10, 10, 24
     t0, t1 = rows[0][1].timestamp(), rows[-1][1].timestamp()
-    top = max(size for _, _, size in rows) or 1
+    top = max(size for _, _, size, _ in rows) or 1
     span = (t1 - t0) or 1.0
+    base = height - pad_b
 
-    def xy(at, size) -> str:
-        x = pad_l + (at.timestamp() - t0) / span * (width - pad_l - pad_r) if t1 > t0 else (width + pad_l) / 2
-        y = height - pad_b - size / top * (height - pad_t - pad_b)
-        return f"{x:.1f},{y:.1f}"
+    def x_of(at) -> float:
+        return pad_l + (at.timestamp() - t0) / span * (width - pad_l - pad_r) if t1 > t0 else (width + pad_l) / 2
 
-    targets = sorted({t for t, _, _ in rows})
+    def y_of(size) -> float:
+        return base - size / top * (height - pad_t - pad_b)
+
+    targets = sorted({t for t, _, _, _ in rows})
     lines = []
     for i, target in enumerate(targets):
-        pts = " ".join(xy(at, size) for t, at, size in rows if t == target)
+        mine = [r for r in rows if r[0] == target]
+        pts = " ".join(f"{x_of(at):.1f},{y_of(size):.1f}" for _, at, size, _ in mine)
         color = COLORS[i % len(COLORS)]
+        repository = any(added is not None for _, _, _, added in mine)
+        legend = f"{target} (repository size; bars: added)" if repository else target
+        for _, at, _, added in mine if repository else ():
+            h = max(1.0, base - y_of(added or 0))
+            lines.append(format_html(
+                '<rect class="dbs-chart-added" x="{}" y="{}" width="4" height="{}" fill="{}" '
+                'fill-opacity="0.45"><title>{}: {} added</title></rect>',
+                f"{x_of(at) - 2:.1f}", f"{base - h:.1f}", f"{h:.1f}", color, target, human_size(added or 0)))
         lines.append(format_html(
             '<polyline fill="none" stroke="{}" stroke-width="2" points="{}"><title>{}</title></polyline>'
             '<rect x="{}" y="{}" width="10" height="10" fill="{}"/>'
             '<text class="dbs-chart-label" x="{}" y="{}" fill="currentColor" font-size="11">{}</text>',
-            color, pts, target, width - pad_r - 120, pad_t + 3 + 14 * i, color,
-            width - pad_r - 106, pad_t + 12 + 14 * i, target,
+            color, pts, legend, width - pad_r - 230, pad_t + 3 + 14 * i, color,
+            width - pad_r - 216, pad_t + 12 + 14 * i, legend,
         ))
         for p in pts.split():
             x, y = p.split(",")
@@ -102,7 +130,7 @@ def size_chart(width: int = 900, height: int = 200, limit: int = 200) -> SafeStr
         '<text x="2" y="{b}" font-size="11" fill="currentColor">0</text>'
         '<text x="{l}" y="{h}" font-size="11" fill="currentColor">{first}</text>'
         '<text x="{lx}" y="{h}" font-size="11" fill="currentColor" text-anchor="end">{last}</text>',
-        l=pad_l, r=width - pad_r, t=pad_t, b=height - pad_b, ty=pad_t + 10, top=human_size(top), h=height - 6,
+        l=pad_l, r=width - pad_r, t=pad_t, b=base, ty=pad_t + 10, top=human_size(top), h=height - 6,
         first=timezone.localtime(rows[0][1]).strftime("%Y-%m-%d %H:%M"), lx=width - pad_r,
         last=timezone.localtime(rows[-1][1]).strftime("%Y-%m-%d %H:%M"),
     )

@@ -6,22 +6,35 @@ a proxy log, a pasted chat message) is useless to anyone else and dies after
 over (backup id, user id); every use, good or bad, is audited. Bytes are
 streamed from the target that holds the copy (never from MEDIA_ROOT, never
 loaded in memory).
+
+A snapshot in a repository target has no file to stream: its link leads to a
+form asking for the key (the repository's passphrase, or an identity file),
+then the snapshot is exported into a private work folder (``private_dir``:
+staged on disk, never in memory; the sealed container needs a seekable file
+for its two copies and trailing metadata) and streamed; the folder goes when
+the response is closed, and a killed worker's is swept with the other
+leftovers. A backup that also has a file copy streams that file instead.
 """
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from django.core import signing
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from dbs_admin.backups.catalog import stored_copies
 from dbs_admin.backups.host_disks import OnAnotherHostError, refuse_if_elsewhere
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console import audit
-from dbs_admin.console.access import console_view
+from dbs_admin.console.access import admin_context, console_view
 from dbs_admin.models import AuditEvent, Backup
 from dbs_admin.targets import get_target
+from dbs_admin.targets.repository import is_repository
 
 SALT = "dbs_admin.download"
 
@@ -47,6 +60,7 @@ def _refuse(request: HttpRequest, status: int, detail: str, backup: Backup | Non
     return HttpResponse(message, status=status, content_type="text/plain")
 
 
+@sensitive_post_parameters("passphrase")
 @console_view
 def download(request: HttpRequest, token: str) -> HttpResponse:
     """Stream the backup if the token is intact, fresh and was issued to this user."""
@@ -62,7 +76,7 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         return _refuse(request, 403, f"link issued to user id {data.get('u')}", backup)
     if backup is None:
         raise Http404("This backup no longer exists.")
-    elsewhere = []
+    elsewhere, repositories = [], []
     for copy in stored_copies(backup):  # the first copy that opens; the audit says which
         try:
             refuse_if_elsewhere(copy)
@@ -71,6 +85,9 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
             continue
         try:
             target = get_target(copy.target)
+            if is_repository(target):
+                repositories.append(target)
+                continue
             stream = target.open(backup.name)
         except Exception as exc:  # try the next copy; the audit says why this one failed
             audit.record(request, "download", backup=backup, outcome=AuditEvent.Outcome.FAILED,
@@ -82,7 +99,63 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         if "Content-Length" not in response and backup.size:
             response["Content-Length"] = str(backup.size)
         return response
+    if repositories:
+        return _export(request, backup, repositories[0])
     if elsewhere:
         audit.record(request, "download", backup=backup, outcome=AuditEvent.Outcome.FAILED, detail=elsewhere[0])
         return HttpResponse(elsewhere[0], status=404, content_type="text/plain")  # the one line, as it is
     raise Http404("No target holds a readable copy of this backup.")
+
+
+class _ExportFile:
+    """The exported file, read by the response; closing it removes its private folder."""
+
+    def __init__(self, path: Path):
+        self._folder = path.parent
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by the response
+
+    def read(self, n: int = -1) -> bytes:
+        return self._file.read(n)
+
+    def close(self) -> None:
+        self._file.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+@sensitive_variables("passphrase", "identity_text", "key")
+def _export(request: HttpRequest, backup: Backup, target) -> HttpResponse:
+    """GET: the key form. POST: export the snapshot with that key and stream the file (see the docstring)."""
+    from dbs_admin.backups.repository import export_snapshot
+    from dbs_admin.backups.sealing_keys import argon2_params
+    from dbs_admin.backups.sources import private_dir
+    from dbs_admin.console.restore_views import explain_key_failure
+    from dbs_admin.jobs.handed_keys import open_identity
+
+    context = {**admin_context(request, "Download a repository snapshot"), "backup": backup, "target": target.name}
+    if request.method != "POST":
+        return render(request, "dbs_admin/export_key.html", context)
+    passphrase = request.POST.get("passphrase", "")
+    upload = request.FILES.get("identity")
+    work = None
+    try:
+        if not passphrase:
+            raise ValueError("Give the passphrase.")
+        identity = open_identity(upload.read(64 << 10), passphrase) if upload else None
+        params, allow_weak = argon2_params()
+        keys = {"recipients": [identity.recipient]} if identity is not None else {"passphrase": passphrase}
+        work = private_dir("export")
+        dest = work / backup.name
+        report = export_snapshot(target, backup.name, dest, passphrase=None if identity else passphrase,
+                                 identity=identity, keys={**keys, "argon2": params, "allow_weak_argon2": allow_weak})
+    except Exception as exc:  # every failure gets one sentence; nothing is left behind
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        why = explain_key_failure(exc)
+        audit.record(request, "download", backup=backup, outcome=AuditEvent.Outcome.DENIED,
+                     detail=f"export from target {target.name}: {why}")
+        return render(request, "dbs_admin/export_key.html", {**context, "error": why}, status=400)
+    audit.record(request, "download", backup=backup, detail=f"export of the snapshot on target {target.name}")
+    response = FileResponse(_ExportFile(dest), as_attachment=True, filename=backup.name,
+                            content_type="application/octet-stream")
+    response["Content-Length"] = str(report.size)
+    return response

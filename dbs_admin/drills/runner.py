@@ -55,6 +55,7 @@ from dbs_admin.hosts import this_host
 from dbs_admin.models import Backup, DrillReport, Job
 from dbs_admin.sealed import SealedError, verify
 from dbs_admin.targets import get_target
+from dbs_admin.targets.repository import is_repository
 
 log = logging.getLogger("dbs_admin.drills")
 
@@ -178,8 +179,27 @@ def _local_copy(report: DrillReport, source: str | Path, target: str | None, hol
         return str(source)
     folder = drills_root() / f"dbs_drill_{report.pk}.download"
     folder.mkdir(exist_ok=True)
+    repo = get_target(target)
+    if is_repository(repo):
+        return _export(repo, str(source), folder / Path(str(source)).name, holder)
     holder["path"], used = fetch_verified(str(source), target, folder)
     return f"{holder['path']} (the copy on target {used!r})"
+
+
+def _export(repo: Any, name: str, dest: Path, holder: dict[str, Any]) -> str:
+    """A snapshot of a repository target is drilled through its export: a standalone sealed file made with
+    the drill's key (sealed to the identity's own recipient, or with the passphrase), then drilled as any
+    file. The export is part of the RTO, as reading the chunks is part of a real recovery from it."""
+    from dbs_admin.backups.repository import export_snapshot
+    from dbs_admin.backups.sealing_keys import argon2_params
+
+    passphrase, identity = holder["key"]["passphrase"], holder["key"]["identity"]
+    params, allow_weak = argon2_params()
+    keys = {"passphrase": passphrase} if passphrase else {"recipients": [identity.recipient]}
+    report = export_snapshot(repo, name, dest, passphrase=passphrase, identity=identity,
+                             keys={**keys, "argon2": params, "allow_weak_argon2": allow_weak})
+    holder["path"] = dest
+    return f"snapshot {name} exported from repository target {repo.name!r} ({report.size} bytes)"
 
 
 def _created_at(backup: Backup | None, manifest: dict[str, Any]) -> datetime | None:
@@ -355,7 +375,7 @@ def _clean_up_after_crashed_drills(report: DrillReport) -> None:
 def _run_steps(drill: Drill, scratch: ScratchDatabase, source, target, backup, key) -> None:
     report = drill.report
     holder: dict[str, Any] = {}
-    fetched: dict[str, Any] = {"path": Path(source)}
+    fetched: dict[str, Any] = {"path": Path(source), "key": key}
     if target:
         drill.step("fetch", lambda: _local_copy(report, source, target, fetched), rto=True)
     local_path = Path(fetched["path"])

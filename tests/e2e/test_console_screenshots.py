@@ -31,11 +31,14 @@ WIDTH, HEIGHT = 1280, 800
 
 @pytest.fixture
 def console_data(tmp_path, settings, media_root, django_user_model):
-    """Two real backups, a running job, a drill, audit events, and a post with three versions."""
+    """Two real backups and a repository snapshot (the newest, first in the list), a running job, a drill, audit
+    events, and a post with three versions."""
     from demo_site.celery import app
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "HISTORY_ROOT": str(tmp_path / "history")}
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "HISTORY_ROOT": str(tmp_path / "history"), "TARGETS": {
+        **settings.DBS_ADMIN["TARGETS"],
+        "repository": {"kind": "local", "path": str(tmp_path / "repository"), "format": "repository"}}}
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     boss = django_user_model.objects.create_superuser("boss", "boss@example.com", PASSWORD)
     seed(posts=12, images=2, seed=7)
@@ -43,6 +46,10 @@ def console_data(tmp_path, settings, media_root, django_user_model):
     Backup.objects.filter(name=first.name).update(created_at=timezone.now() - timedelta(days=1))
     backup = Backup.objects.get(name=create_backup(target="local", passphrase="screenshot passphrase",
                                                    label="nightly with a long label").name)
+    create_backup(target=["repository", "local"], passphrase="screenshot passphrase", label="teed")
+    Post.objects.filter(pk=Post.objects.order_by("pk").last().pk).update(title="edited for the snapshot")
+    snapshot = Backup.objects.get(name=create_backup(target="repository", passphrase="screenshot passphrase",
+                                                     label="snapshot").name)
     post = Post.objects.order_by("pk").first()
     for n in (1, 2):
         with transaction.atomic():
@@ -66,7 +73,7 @@ def console_data(tmp_path, settings, media_root, django_user_model):
     audit.record(None, "download", backup=backup, user=boss, detail="from target local")
     audit.record(None, "history-restore", user=boss, object_repr=f"blog.post {post.slug} to version initial",
                  detail="0 image file(s) written")
-    yield {"backup": backup, "post": post, "running": running}
+    yield {"backup": backup, "post": post, "running": running, "snapshot": snapshot}
     app.conf.task_always_eager, app.conf.task_eager_propagates = False, False
 
 
@@ -165,6 +172,19 @@ def _pages(page, base: str, data: dict, scheme: str) -> None:
     assert "{" not in page.inner_text("#dbs-backup-detail")  # no raw JSON anywhere
     _no_side_scroll(page, "backup detail")
     _shoot(page, "backup-detail", scheme)
+
+    snapshot = data["snapshot"]
+    page.goto(f"{base}{reverse('admin:dbs_admin_backup_changelist')}")
+    first = page.locator("#result_list tbody tr:first-child .dbs-snapshot-size")
+    assert first.inner_text().startswith("+") and "→" in first.inner_text()
+    assert "repository repository" in first.get_attribute("title")
+    page.goto(f"{base}{reverse('admin:dbs_admin_backup_change', args=[snapshot.pk])}")
+    assert "in repository (repository" in page.inner_text(".dbs-size")
+    page.click("#dbs-detail-download")
+    page.wait_for_selector("#dbs-export-form")
+    _inside(page, "#dbs-export-form input:not([type=hidden]), #dbs-export-submit", name="snapshot download form")
+    _no_side_scroll(page, "snapshot download")
+    _shoot(page, "snapshot-download", scheme)
 
     page.goto(f"{base}{reverse('dbs_admin:job', args=[running.pk])}")
     page.wait_for_selector(".dbs-bar")

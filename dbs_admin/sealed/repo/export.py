@@ -1,0 +1,153 @@
+"""A backup snapshot read back as the payload of a sealed file, and exported as a standalone ``.dbs``.
+
+Why here, below Django: a snapshot must be exportable (and so restorable
+anywhere) with nothing but this package, as ``python -m dbs_admin.sealed
+repo-export`` on a rescue machine; ``backups.repository`` reads snapshots for
+restores through the same ``SnapshotReader``.
+
+What a backup snapshot holds (written by ``backups.repository``; the layout is
+in docs/FORMAT.md, part 2): the payload's magic and HEAD frame in the record's
+``meta["head"]``, the rest of the payload as stream ``payload`` (each ROWS
+frame cut into one-row frames), the manifest in ``meta["manifest"]`` but for
+its list of file hashes, which is stream ``file_sha256`` (JSON). Reading gives
+the payload with consecutive one-row frames merged into batches again (what a
+restore inserts at once); only the frame prefix (a type byte and a 4-byte
+big-endian length) and MessagePack's array header are read here, no row.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from dbs_admin.sealed.errors import SealedError, UsageError
+from dbs_admin.sealed.repo.repository import Repository
+
+PREFIX = struct.Struct(">cI")
+PAYLOAD_MAGIC = b"DBSPAYL\x01"  # docs/PAYLOAD.md
+ROWS = b"R"
+STREAM = "payload"
+MANIFEST_STREAM = "file_sha256"
+FILE_LIST = "file_sha256"
+REBATCH_ROWS = 1000
+REBATCH_BYTES = 4 << 20
+
+
+def frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """``(type, whole frame bytes)`` of a payload stream given as pieces; the magic comes as type b""."""
+    buf = bytearray()
+    magic_seen = False
+    for piece in pieces:
+        buf += piece
+        pos = 0
+        if not magic_seen:
+            if len(buf) < len(PAYLOAD_MAGIC):
+                continue
+            yield b"", bytes(buf[: len(PAYLOAD_MAGIC)])
+            pos, magic_seen = len(PAYLOAD_MAGIC), True
+        while len(buf) - pos >= PREFIX.size:
+            kind, length = PREFIX.unpack_from(buf, pos)
+            end = pos + PREFIX.size + length
+            if end > len(buf):
+                break
+            yield kind, bytes(buf[pos:end])
+            pos = end
+        del buf[:pos]
+    if buf:
+        raise SealedError("the backup's payload ended inside a record")
+
+
+def rebatched(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """The payload with consecutive one-row ROWS frames merged into batches (what a restore inserts at once)."""
+    rows: list[bytes] = []
+    size = 0
+
+    def flush() -> Iterator[bytes]:
+        nonlocal rows, size
+        if rows:
+            n = len(rows)
+            head = bytes([0x90 | n]) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
+                                                      else b"\xdd" + n.to_bytes(4, "big"))
+            yield PREFIX.pack(ROWS, len(head) + size) + head
+            yield from rows
+            rows, size = [], 0
+
+    for kind, frame in frames(pieces):
+        if kind == ROWS and frame[PREFIX.size : PREFIX.size + 1] == b"\x91":
+            rows.append(frame[PREFIX.size + 1 :])
+            size += len(frame) - PREFIX.size - 1
+            if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
+                yield from flush()
+            continue
+        yield from flush()
+        yield frame
+    yield from flush()
+
+
+class SnapshotReader:
+    """A snapshot's payload as the restore reads a sealed file: ``manifest``, ``read(n)``, ``healed_blocks``.
+
+    Every chunk is authenticated and checked against its keyed id as it is
+    read; ``read`` returns b"" only once every chunk of the snapshot was read.
+    """
+
+    healed_blocks: list[int] = []
+
+    def __init__(self, repo: Repository, name: str):
+        info = repo.snapshot(name)
+        if "head" not in info.meta or STREAM not in info.streams:
+            raise UsageError(f"snapshot {name} is not a dbs_admin backup (no payload stream)")
+        self.manifest: dict = {**info.meta.get("manifest", {}),
+                               FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
+        self._pieces = rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
+        self._buf = bytearray()
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes (all if ``n < 0``); a position in one buffer, so small reads copy only what they return."""
+        if n is None or n < 0:
+            out = bytes(self._buf[self._pos :]) + b"".join(self._pieces)
+            self._buf, self._pos = bytearray(), 0
+            return out
+        while len(self._buf) - self._pos < n:
+            piece = next(self._pieces, None)
+            if piece is None:
+                break
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
+            self._buf += piece
+        out = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        self._pieces.close()
+
+    def __enter__(self) -> SnapshotReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_backup_snapshot(repo: Repository, name: str) -> SnapshotReader:
+    """The reader of snapshot ``name``; UsageError naming it when the repository has no such snapshot."""
+    if name not in repo.snapshot_names():
+        raise UsageError(f"the repository holds no snapshot named {name!r}")
+    return SnapshotReader(repo, name)
+
+
+def export_snapshot(repo: Repository, name: str, destination: Any, **keys: Any) -> Any:
+    """Seal snapshot ``name`` into a new standalone ``.dbs`` file at ``destination`` (a SealReport).
+
+    ``keys`` are the writer's (passphrase, recipients, argon2 ...). The file appears only once whole and
+    verified (the writer's atomic publication); an existing ``destination`` is refused unless ``overwrite``.
+    """
+    from dbs_admin.sealed.writer import seal
+
+    with open_backup_snapshot(repo, name) as reader:
+        return seal(reader, destination, manifest=reader.manifest, file_sha256=True, **keys)
