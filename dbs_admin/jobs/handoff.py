@@ -16,6 +16,10 @@ How:
   with an expiry of minutes. :func:`take` deletes the row in the same
   call that reads it (only one caller can delete it): a secret is used at most once.
 - Expired rows are deleted by :func:`purge_expired` (the reaper calls it).
+- How long "minutes" is: at least ``DEFAULT_TTL``, and long enough for the reaper to notice a lost
+  message (``JOB_QUEUE_TIMEOUT``) and send it again: when it does, it extends a hand-off that has not
+  expired by the same span (:func:`extend`). Before, both were five minutes, so a passphrase job whose
+  message was lost was re-sent just as its hand-off expired, and failed with "enter it again".
 
 Threat model:
 - Someone who reads the broker, the worker log, a result backend or a
@@ -43,9 +47,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.utils import timezone
 
+from dbs_admin.conf import dbs_settings
 from dbs_admin.models import HandoffSecret
 
 DEFAULT_TTL = timedelta(minutes=5)
+RESEND_MARGIN = timedelta(minutes=2)  # beyond JOB_QUEUE_TIMEOUT: the reaper's own period and a worker's start
 # What a hand-off is for (bound into its encryption: one sealed for a backup cannot open a restore).
 BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE, DRILL_PURPOSE = "backup", "restore", "validate", "drill"
 _INFO = b"dbs_admin handoff v1"
@@ -65,8 +71,14 @@ def _aad(ref: str, purpose: str) -> bytes:
     return f"{ref}\x00{purpose}".encode()
 
 
-def put(secret: str, *, purpose: str, ttl: timedelta = DEFAULT_TTL) -> str:
-    """Seal ``secret`` and return the reference id to put in a task message."""
+def queue_ttl() -> timedelta:
+    """How long a hand-off waits for its worker: DEFAULT_TTL, or a lost message's detection and re-sending."""
+    return max(DEFAULT_TTL, timedelta(seconds=int(dbs_settings.JOB_QUEUE_TIMEOUT)) + RESEND_MARGIN)
+
+
+def put(secret: str, *, purpose: str, ttl: timedelta | None = None) -> str:
+    """Seal ``secret`` and return the reference id to put in a task message (kept for ``queue_ttl()``)."""
+    ttl = queue_ttl() if ttl is None else ttl
     ref = secrets.token_urlsafe(24)
     salt, nonce = os.urandom(_SALT), os.urandom(_NONCE)
     sealed = AESGCM(_key(salt)).encrypt(nonce, secret.encode(), _aad(ref, purpose))
@@ -94,6 +106,15 @@ def take(ref: str, *, purpose: str) -> str:
         raise HandoffError("The passphrase hand-off cannot be opened (SECRET_KEY changed?); enter it again.") from None
 
 
+def extend(ref: str | None) -> bool:
+    """Give a hand-off that has not expired another ``queue_ttl()``: its job's message is being sent again.
+    An expired one stays expired (its job then asks for the passphrase again)."""
+    if not ref:
+        return False
+    now = timezone.now()
+    return bool(HandoffSecret.objects.filter(id=ref, expires_at__gte=now).update(expires_at=now + queue_ttl()))
+
+
 def discard(ref: str | None) -> None:
     """Delete a hand-off nobody will use (job cancelled before it started)."""
     if ref:
@@ -104,7 +125,7 @@ def purge_expired() -> int:
     return HandoffSecret.objects.filter(expires_at__lt=timezone.now()).delete()[0]
 
 
-def put_key(*, passphrase: str, identity_file: str | None, purpose: str, ttl: timedelta = DEFAULT_TTL) -> str:
+def put_key(*, passphrase: str, identity_file: str | None, purpose: str, ttl: timedelta | None = None) -> str:
     """Seal what opens a backup: a passphrase, or an identity file's text and the passphrase that unlocks it."""
     return put(json.dumps({"passphrase": passphrase, "identity_file": identity_file}), purpose=purpose, ttl=ttl)
 

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from dbs_admin import signals
 from dbs_admin.conf import dbs_settings
-from dbs_admin.jobs import locks
+from dbs_admin.jobs import handoff, locks
 from dbs_admin.jobs import unattended_alerts as alerts
 from dbs_admin.jobs.progress_plan import SIZING, ProgressPlan
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
@@ -220,6 +220,7 @@ def resend(job: Job) -> bool:
     task_name, kwargs = job.dispatch.get("task"), job.dispatch.get("kwargs")
     if not task_name or not isinstance(kwargs, dict):
         return False
+    handoff.extend(kwargs.get("secret_ref"))  # the key waits for the new message as long as for the first
     result = current_app.send_task(task_name, kwargs=kwargs)
     Job.objects.filter(pk=job.pk, state=Job.State.QUEUED).update(celery_task_id=result.id or "")
     return True

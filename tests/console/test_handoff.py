@@ -62,3 +62,38 @@ def test_purge_removes_only_expired_rows():
     keep = handoff.put(SECRET, purpose="backup")
     assert handoff.purge_expired() == 1
     assert list(HandoffSecret.objects.values_list("id", flat=True)) == [keep]
+
+
+def test_a_hand_off_waits_as_long_as_the_reaper_takes_to_send_a_lost_message_again(settings, redis_broker):
+    """The reaper re-sends a queued job silent for JOB_QUEUE_TIMEOUT; its passphrase must still be there then,
+    and for as long again for the new message (both were five minutes: a re-sent job always failed)."""
+    import redis
+    from django.utils import timezone
+
+    from dbs_admin.jobs.reaper import reap_lost_jobs
+    from dbs_admin.models import Job
+    from tests import services
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "JOB_QUEUE_TIMEOUT": 900}
+    ref = handoff.put(SECRET, purpose="backup")
+    row = HandoffSecret.objects.get(id=ref)
+    assert row.expires_at >= timezone.now() + timedelta(seconds=900)  # outlives the reaper's wait
+    job = Job.objects.create(kind=Job.Kind.BACKUP, params={"target": "local"},
+                             dispatch={"task": "dbs_admin.backup", "kwargs": {"job_id": 0, "secret_ref": ref}})
+    long_ago = timezone.now() - timedelta(seconds=901)
+    Job.objects.filter(pk=job.pk).update(created_at=long_ago, touched_at=long_ago)
+    HandoffSecret.objects.filter(id=ref).update(expires_at=timezone.now() + timedelta(seconds=30))  # nearly gone
+    broker = redis.Redis.from_url(redis_broker)
+    before = broker.llen(services.RUN_QUEUE)
+    assert reap_lost_jobs() == [] and Job.objects.get(pk=job.pk).resends == 1
+    assert broker.llen(services.RUN_QUEUE) == before + 1  # the message went out again...
+    assert HandoffSecret.objects.get(id=ref).expires_at >= timezone.now() + timedelta(seconds=900)  # ...with time
+    assert handoff.take(ref, purpose="backup") == SECRET
+    broker.delete(services.RUN_QUEUE)
+
+
+def test_an_expired_hand_off_is_not_revived_by_a_resend():
+    ref = handoff.put(SECRET, purpose="backup", ttl=timedelta(seconds=-1))
+    assert handoff.extend(ref) is False and handoff.extend(None) is False
+    with pytest.raises(handoff.HandoffError, match="expired"):
+        handoff.take(ref, purpose="backup")
