@@ -8,6 +8,7 @@ Pure Python, no Django (like the container it reuses). Modules, each with one jo
     chunker     content-defined cuts: FastCDC for bytes, record-aligned for rows
     packs       chunks compressed, encrypted and grouped into pack objects
     records     index and snapshot objects (encrypted MessagePack)
+    chunkindex  the in-memory chunk index, compact (sorted numpy columns)
     repository  Repository / SnapshotWriter: backup, list, read
     check       keyless and keyed validation, healing in place
 

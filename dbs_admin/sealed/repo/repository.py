@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError, UsageError
 from dbs_admin.sealed.keys import Argon2Params, Identity
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
+from dbs_admin.sealed.repo.chunkindex import ChunkIndex
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME, RepositoryKey, create_keys, open_keys
 from dbs_admin.sealed.repo.locks import lock
 from dbs_admin.sealed.repo.objects import SealedObject
@@ -37,7 +38,6 @@ from dbs_admin.sealed.repo.packs import PACK_PREFIX, ChunkOpener, Entry, PackWri
 from dbs_admin.sealed.repo.records import (
     INDEX_PREFIX,
     SNAPSHOT_PREFIX,
-    decode_index,
     encode_index,
     read_record,
     write_record,
@@ -69,7 +69,7 @@ class Repository:
         self.store = store
         self.rkey = key
         self._id_key = key.chunk_id_key
-        self._index: dict[bytes, Entry] | None = None
+        self._index: ChunkIndex | None = None
 
     # --- creating and opening
 
@@ -96,12 +96,13 @@ class Repository:
         return hashlib.blake2b(chunk, digest_size=ID_SIZE, key=self._id_key).digest()
 
     @property
-    def index(self) -> dict[bytes, Entry]:
-        """Chunk id -> where it is: the union of every index object (loaded once)."""
+    def index(self) -> ChunkIndex:
+        """Chunk id -> where it is: the union of every index object (loaded once, in compact columns)."""
         if self._index is None:
-            index: dict[bytes, Entry] = {}
+            index = ChunkIndex()
             for name in self.store.list(INDEX_PREFIX):
-                index.update(decode_index(read_record(self.store, name, "index", **self._kw())))
+                doc = read_record(self.store, name, "index", **self._kw())
+                index.add_blob(doc["packs"], doc["entries"])
             self._index = index
         return self._index
 
@@ -285,7 +286,8 @@ class SnapshotWriter:
             written = write_record(repo.store, INDEX_PREFIX + self.name + "." + secrets.token_hex(16), "index",
                                    encode_index(self.packer.written), **repo._kw())
             added += written.size
-            repo._index = None if repo._index is None else {**repo._index, **self.packer.written}
+            if repo._index is not None:
+                repo._index.update(self.packer.written)
         now = time.time()
         name = self.name
         doc = {"format": 1, "created": now, "host": socket.gethostname(), "meta": dict(meta or {}),
