@@ -54,3 +54,14 @@ def test_truncated_or_inconsistent_blobs_are_refused():
         ChunkIndex().add_blob(doc["packs"], doc["entries"][:-1])
     with pytest.raises(SealedError, match="does not list"):
         ChunkIndex().add_blob([], doc["entries"])
+
+
+def test_feeding_records_in_bulk_cuts_exactly_where_one_by_one_does():
+    from dbs_admin.sealed.repo.chunker import RecordChunker
+
+    rng = random.Random(3)
+    records = [rng.randbytes(rng.choice([5, 80, 700, 3000, 70_000])) for _ in range(3000)]
+    one, bulk = RecordChunker(), RecordChunker()
+    expected = [c for r in records for c in one.feed(r)] + one.finish()
+    got = bulk.feed_many(records[:1000]) + bulk.feed_many(records[1000:]) + bulk.finish()
+    assert got == expected and b"".join(got) == b"".join(records)
