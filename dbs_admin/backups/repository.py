@@ -275,70 +275,6 @@ def _rebatched(pieces: Iterable[bytes]) -> Iterator[bytes]:
     yield from flush()
 
 
-class ReadAhead:
-    """An iterator's items produced on a thread of their own, up to ``depth`` ahead of the consumer.
-
-    Why: a restore spends its time in two places that can overlap, reading the
-    snapshot (block hashes, AES-GCM, zstd, keyed ids: C code that releases the
-    GIL for most of it) and inserting rows into the database (the driver
-    releases it too). Errors are raised to the consumer where the item would
-    have come; ``close`` stops the producer.
-    """
-
-    _DONE = object()
-
-    def __init__(self, items: Iterator[bytes], depth: int = 256):
-        import queue
-        import threading
-
-        self._items = items
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="dbs-snapshot-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _produce(self) -> None:
-        import queue
-
-        try:
-            for item in self._items:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            outcome: object = self._DONE
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            outcome = exc
-        finally:
-            if self._stop.is_set():
-                close = getattr(self._items, "close", None)
-                if close is not None:
-                    close()
-        while not self._stop.is_set():
-            try:
-                self._queue.put(outcome, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 class SnapshotReader:
     """A snapshot's payload as the restore reads a sealed file: ``manifest``, ``read(n)``, ``healed_blocks``.
 
@@ -352,8 +288,7 @@ class SnapshotReader:
         info = repo.snapshot(name)
         self.manifest: dict = {**info.meta["manifest"],
                                FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
-        self._ahead = ReadAhead(_rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM))))
-        self._pieces = iter(self._ahead)
+        self._pieces = _rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
         self._buf = bytearray()
         self._pos = 0
 
@@ -376,7 +311,7 @@ class SnapshotReader:
         return out
 
     def close(self) -> None:
-        self._ahead.close()
+        self._pieces.close()
 
     def __enter__(self) -> SnapshotReader:
         return self
