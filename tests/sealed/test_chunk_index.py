@@ -42,6 +42,10 @@ def test_the_index_answers_as_a_dict_would():
     for _ in range(2000):
         absent = rng.randbytes(32)
         assert absent not in index and index.get(absent) is None
+    probe = list(reference)[::7] + [rng.randbytes(32) for _ in range(300)]
+    rng.shuffle(probe)
+    assert list(index.locate_many(probe, batch=100)) == [(cid, reference.get(cid)) for cid in probe]
+    assert list(ChunkIndex().locate_many(probe[:3])) == [(cid, None) for cid in probe[:3]]
     assert len(index) == len(reference)
     assert dict(index.items()) == reference
     with pytest.raises(KeyError):

@@ -134,6 +134,33 @@ class ChunkIndex:
         return Entry(self._packs[int(c["pack"][i])], int(c["offset"][i]), int(c["length"][i]), int(c["seq"][i]),
                      int(c["flags"][i]), int(c["raw"][i]))
 
+    def locate_many(self, ids: Iterable[bytes], batch: int = 4096) -> Iterator[tuple[bytes, Entry | None]]:
+        """``(id, entry or None)`` for each id in order, looked up a batch at a time (a restore's whole stream)."""
+        self._build()
+        pending: list[bytes] = []
+        for cid in ids:
+            pending.append(cid)
+            if len(pending) >= batch:
+                yield from self._locate_batch(pending)
+                pending = []
+        if pending:
+            yield from self._locate_batch(pending)
+
+    def _locate_batch(self, ids: list[bytes]) -> Iterator[tuple[bytes, Entry | None]]:
+        wanted = np.array(ids, dtype="S32")
+        found = np.searchsorted(self._ids, wanted) if len(self._ids) else np.zeros(len(ids), dtype=np.intp)
+        found = np.minimum(found, max(0, len(self._ids) - 1))
+        hit = (self._ids[found] == wanted) if len(self._ids) else np.zeros(len(ids), dtype=bool)
+        c = self._cols
+        columns = [c[f][found].tolist() for f in _FIELDS] if len(self._ids) else [[0] * len(ids)] * len(_FIELDS)
+        packs = self._packs
+        for i, (cid, ok) in enumerate(zip(ids, hit.tolist())):
+            if ok:
+                yield cid, Entry(packs[columns[0][i]], columns[1][i], columns[2][i], columns[3][i], columns[4][i],
+                                 columns[5][i])
+            else:
+                yield cid, self._extra.get(cid)
+
     def __getitem__(self, cid: bytes) -> Entry:
         entry = self.get(cid)
         if entry is None:

@@ -161,13 +161,14 @@ class Repository:
         index = self.index
         opened: dict[str, ChunkOpener] = {}
         try:
-            for cid in ids:
-                entry = index.get(cid)
+            for cid, entry in index.locate_many(ids):
                 if entry is None:
                     raise UnrecoverableError(f"chunk {cid.hex()} is in no index: the repository lost data it "
                                              "needs (run check; rebuild the index from the packs)")
-                opener = opened.get(entry.pack)
-                if opener is None:
+                opener = opened.pop(entry.pack, None)
+                if opener is not None:
+                    opened[entry.pack] = opener  # most recently used last: the oldest is closed first
+                else:
                     if len(opened) >= 8:
                         old = next(iter(opened))
                         opened.pop(old).obj.close()
