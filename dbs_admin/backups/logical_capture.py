@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import connections, models, transaction
 
-from dbs_admin.backups import mysql_session, payload, sizing, storage_media
+from dbs_admin.backups import files_cache, mysql_session, payload, sizing, storage_media
 from dbs_admin.backups.errors import BackupError, UnsafePathError
 from dbs_admin.backups.files import clean_name, file_roots, locate, safe_path
 from dbs_admin.backups.native import media_files
@@ -184,6 +184,12 @@ def stream(
     for (root_id, name), ref in listed:  # the files stage moves by bytes: one large video is most of it
         reporter.check()
         reporter.report("files", done_bytes, total_bytes)
+        hit = files_cache.reusable(root_id, name, _local_path(root_id, name, roots))
+        if hit is not None:  # a repository backup, and the file is unchanged since the last snapshot read it
+            yield from files_cache.reused_frames({"root": root_id, "name": name, "ref": ref, "size": hit.size}, hit)
+            files.append([root_id, name, hit.size, hit.sha256])
+            done_bytes += hit.size
+            continue
         f, size = _open(root_id, name, roots)
         if f is None:
             missing.append([root_id, name])
@@ -223,6 +229,16 @@ def _in_storage(root_id: str, value: str) -> tuple[str, str] | None:
     try:
         return root_id, clean_name(value)
     except UnsafePathError:
+        return None
+
+
+def _local_path(root_id: str, name: str, roots: dict[str, Path]) -> Path | None:
+    """The file's path on this machine (None for a storage's file, or a name that is not safe)."""
+    if storage_media.is_storage_root(root_id):
+        return None
+    try:
+        return safe_path(roots[root_id], name)
+    except Exception:  # noqa: BLE001 - _open then refuses or skips it with its own message
         return None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbs_admin.backups import payload, sizing, storage_media
+from dbs_admin.backups import files_cache, payload, sizing, storage_media
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
 from dbs_admin.backups.files import MEDIA, RestoreNames, check_not_protected, clean_name, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
@@ -84,6 +84,12 @@ def stream(
     for root_id, name, path in entries:  # by bytes, as the dump
         reporter.check()
         reporter.report("files", done_bytes, media_total)
+        hit = files_cache.reusable(root_id, name, None if path is None else Path(path))
+        if hit is not None:  # a repository backup, and the file is unchanged since the last snapshot read it
+            yield from files_cache.reused_frames({"root": root_id, "name": name, "ref": name}, hit)
+            files.append([root_id, name, hit.size, hit.sha256])
+            done_bytes += hit.size
+            continue
         try:
             f = storage_media.open_file(root_id, name) if path is None else open(path, "rb")
         except OSError:

@@ -22,6 +22,7 @@ reading its index: a recipients-only host cannot add to it yet).
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -30,15 +31,25 @@ from typing import Any
 
 import msgpack
 
-from dbs_admin.backups import payload
+from dbs_admin.backups import files_cache, payload
 from dbs_admin.backups.errors import BackupError, KeyMissingError
+from dbs_admin.backups.files_cache import Reused
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.repo import Repository
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
-from dbs_admin.sealed.repo.export import FILE_LIST, MANIFEST_STREAM, PREFIX, STREAM, SnapshotReader, frames
+from dbs_admin.sealed.repo.export import (
+    FILE_LIST,
+    MANIFEST_STREAM,
+    MARKER,
+    PREFIX,
+    STREAM,
+    SnapshotReader,
+    frames,
+)
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME
 
 _PREFIX = PREFIX
+REUSED = MARKER  # the kind _frames gives a files_cache.Reused marker
 
 
 @dataclass
@@ -73,9 +84,10 @@ def open_for_writing(target: Any, keys: dict) -> Repository:
 
 
 def _frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """``(type, whole frame bytes)`` of a payload stream given as pieces (``sealed.repo.export.frames``)."""
+    """``(type, whole frame bytes)`` of a payload stream given as pieces (``sealed.repo.export.frames``); an
+    unchanged file's ``files_cache.Reused`` comes through as ``(REUSED, marker)``."""
     try:
-        yield from frames(pieces)
+        yield from frames(pieces, markers=(Reused,))
     except SealedError as exc:
         raise BackupError(str(exc)) from None
 
@@ -94,12 +106,28 @@ def _row_frames(frame: bytes) -> Iterator[bytes]:
         pos = end
 
 
-def payload_chunks(pieces: Iterable[bytes], head: list[bytes]) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class FileStart:
+    """In ``payload_chunks``' output: the data chunks of the file ``header`` (a FILE frame's JSON) follow."""
+
+    header: dict
+
+
+@dataclass(frozen=True)
+class FileEnd:
+    """In ``payload_chunks``' output: the file's data chunks are over; ``end`` is its END_DATA (size, sha256)."""
+
+    end: dict
+
+
+def payload_chunks(pieces: Iterable[Any], head: list[bytes]) -> Iterator[Any]:
     """The chunks of a payload stream (see the module docstring); ``head`` receives the magic and HEAD frame.
 
     The head (which holds the backup's time, so differs every time) is kept in the snapshot record rather
     than in a chunk: a backup in which nothing changed then adds no chunk, hence no pack and no index object.
-    Head + the chunks concatenated is the payload.
+    Head + the chunks concatenated is the payload. Besides chunks (bytes) it yields ``FileStart`` and
+    ``FileEnd`` around a file's own data chunks, and a ``files_cache.Reused`` (ids already stored) in place
+    of the data chunks of a file the files cache knows unchanged.
     """
     frames = _frames(pieces)
     for kind, frame in frames:
@@ -109,8 +137,9 @@ def payload_chunks(pieces: Iterable[bytes], head: list[bytes]) -> Iterator[bytes
     records = RecordChunker()
     end_data: list[bytes] = []
 
-    def file_data() -> Iterator[bytes]:
-        for kind, frame in frames:
+    def file_data(first: Any) -> Iterator[bytes]:
+        pending = [first] if first is not None else []
+        for kind, frame in itertools.chain(pending, frames):
             if kind == payload.END_DATA:
                 end_data.append(frame)
                 return
@@ -120,30 +149,85 @@ def payload_chunks(pieces: Iterable[bytes], head: list[bytes]) -> Iterator[bytes
 
     for kind, frame in frames:
         if kind == payload.ROWS:
-            for row in _row_frames(frame):
-                yield from records.feed(row)
+            yield from records.feed_many(_row_frames(frame))
         elif kind in (payload.FILE, payload.DUMP):
             yield from records.feed(frame)
             yield from records.finish()
-            yield from cdc_chunks(file_data())
-            yield from records.feed(end_data.pop())
+            first = next(frames, None)
+            if first is not None and first[0] == REUSED:
+                yield first[1]
+                first = next(frames, (None, b""))
+                if first[0] != payload.END_DATA:
+                    raise BackupError("a cached file in the payload is not followed by its end record")
+                yield from records.feed(first[1])
+                continue
+            header = json.loads(frame[_PREFIX.size :]) if kind == payload.FILE else None
+            if header is not None:
+                yield FileStart(header)
+            yield from cdc_chunks(file_data(first))
+            if not end_data:
+                raise BackupError("the backup's payload ended inside a file's bytes")
+            end = end_data.pop()
+            if header is not None:
+                yield FileEnd(json.loads(end[_PREFIX.size :]))
+            yield from records.feed(end)
         else:
             yield from records.feed(frame)
     yield from records.finish()
 
 
+def _files_cache(repo: Repository, writer: Any) -> files_cache.FilesCache:
+    from dbs_admin.conf import dbs_settings
+
+    known = writer._known
+    return files_cache.FilesCache(files_cache.cache_path(dbs_settings.PRIVATE_ROOT, repo.rkey.repository_id),
+                                  repo.rkey.key, known.__contains__)
+
+
+def _store_payload(writer: Any, items: Iterable[Any], cache: files_cache.FilesCache) -> list[bytes]:
+    """Add the chunks of ``payload_chunks`` to the snapshot; record read files in the cache; the stream's ids."""
+    ids: list[bytes] = []
+    current: list[bytes] | None = None
+    header: dict = {}
+    for item in items:
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            writer.plaintext_size += len(item)
+            cid = writer.add_chunk(item)
+            ids.append(cid)
+            if current is not None:
+                current.append(cid)
+        elif isinstance(item, Reused):
+            writer.plaintext_size += item.size
+            ids.extend(item.id_list())
+        elif isinstance(item, FileStart):
+            current, header = [], item.header
+        elif isinstance(item, FileEnd):
+            if current is not None:
+                cache.record(str(header.get("root")), str(header.get("name")), current,
+                             int(item.end.get("size", -1)), str(item.end.get("sha256")))
+            current = None
+    return ids
+
+
 def write_snapshot(target: Any, name: str, body: Iterable[bytes], manifest: dict, keys: dict) -> SnapshotReport:
-    """Store one backup's payload as snapshot ``name``; the manifest is read after the body (it completes then)."""
+    """Store one backup's payload as snapshot ``name``; the manifest is read after the body (it completes then).
+
+    ``body`` is consumed with the repository's files cache active (``files_cache``): the capture skips
+    reading media files that did not change since the last snapshot read them.
+    """
     repo = open_for_writing(target, keys)
-    writer = repo.new_snapshot(name)
     head: list[bytes] = []
-    writer.set_stream(STREAM, writer.add_chunks(payload_chunks(body, head)))
-    # The manifest's list of file hashes (large, and the same while the files are) is a stream of its own, so
-    # an unchanged list costs nothing again; the rest (small, and with the backup's time) is in the record.
-    files = json.dumps(manifest.get(FILE_LIST, []), separators=(",", ":")).encode()
-    writer.set_stream(MANIFEST_STREAM, writer.add_bytes([files]))
-    rest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != FILE_LIST}, default=str))
-    info = writer.commit(meta={"head": b"".join(head), "manifest": rest})
+    with repo.new_snapshot(name) as writer:  # a failed capture releases the lock (its packs stay unreferenced)
+        cache = _files_cache(repo, writer)
+        with files_cache.activated(cache):
+            writer.set_stream(STREAM, _store_payload(writer, payload_chunks(body, head), cache))
+        # The manifest's list of file hashes (large, and the same while the files are) is a stream of its own,
+        # so an unchanged list costs nothing again; the rest (small, with the backup's time) is in the record.
+        files = json.dumps(manifest.get(FILE_LIST, []), separators=(",", ":")).encode()
+        writer.set_stream(MANIFEST_STREAM, writer.add_bytes([files]))
+        rest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != FILE_LIST}, default=str))
+        info = writer.commit(meta={"head": b"".join(head), "manifest": rest})
+    cache.save()  # after the commit: the ids it names are now in the index
     return SnapshotReport(info.name, info.added_bytes, info.plaintext_size, key_slots=key_slots(target))
 
 

@@ -22,7 +22,8 @@ Settings shape::
             # Any alias of Django's STORAGES (S3, GCS, Azure... through django-storages); credentials stay in
             # the storage's own settings or the environment. Optional: "prefix": "dbs/" (a folder inside it).
             "s3": {"kind": "storage", "storage": "backups"},
-            # Incremental, deduplicated snapshots in a repository instead of one file per backup (local so far).
+            # Incremental, deduplicated snapshots in a repository instead of one file per backup; on any kind
+            # ("sftp" with its usual keys, or "storage" on S3 or a FileSystemStorage), plus "format".
             "nightly": {"kind": "local", "path": "/var/lib/site/dbs_repository", "format": "repository"},
         },
         "DEFAULT_TARGET": "local",
@@ -105,15 +106,15 @@ def build_target(name: str, entry: Any) -> Target:
 
 
 def _repository_target(name: str, kind: str, options: dict, where: str) -> Target:
-    from dbs_admin.targets.repository import local_repository
+    from dbs_admin.targets.repository import local_repository, remote_repository
 
     fmt = options.pop("format")
     if fmt not in ("repository", "files"):
         raise TargetConfigError(f"{where} has format {fmt!r}; use 'repository' (or 'files', the default)")
     if fmt == "files":
         return build_target(name, {"kind": kind, **options})
-    if kind != "local":
-        raise TargetConfigError(f"{where}: repositories are on local targets so far (not {kind})")
+    if kind != "local":  # the file target checks its own settings; its connection code then serves the store
+        return remote_repository(name, build_target(name, {"kind": kind, **options}))
     if set(options) != {"path"} or not isinstance(options["path"], str) or not options["path"]:
         raise TargetConfigError(f"{where} (local repository) takes exactly 'path' (a non-empty string)")
     return local_repository(name, options["path"])

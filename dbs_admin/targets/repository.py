@@ -8,8 +8,9 @@ needs no key: each snapshot's name, and what it added (its record plus the
 packs and index objects named after it), are visible from object names and
 sizes alone.
 
-Today the repository lives in a local folder (``sealed.repo.DirectoryStore``);
-SFTP and storage repositories plug in behind the same ``ObjectStore``.
+The repository lives in a local folder (``sealed.repo.DirectoryStore``), in
+a folder of an SFTP server or under a prefix of an S3 bucket
+(``targets.repository_stores``), all behind the same ``ObjectStore``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def local_repository(name: str, path: str | os.PathLike[str]) -> RepositoryTarge
     except OSError as exc:
         raise TargetError(f"target {name!r}: cannot create {folder}: {exc.strerror}") from None
     return RepositoryTarget(name, "local", DirectoryStore(folder))
+
+
+def remote_repository(name: str, target: Any) -> RepositoryTarget:
+    """A repository in an SFTP or storage target's place (its settings, connection and error handling)."""
+    from dbs_admin.targets.repository_stores import store_for
+
+    return RepositoryTarget(name, target.kind, store_for(target))
 
 
 def is_repository(target: object) -> bool:

@@ -224,7 +224,7 @@ def test_format_md_states_the_repository_constants_the_code_uses():
             "OBJECT_KEY_LABEL": objects.OBJECT_KEY_LABEL, "CHUNK_ID_LABEL": keyfile.CHUNK_ID_LABEL,
             "SMALL_BLOCK_SIZE": objects.SMALL_BLOCK_SIZE, "SMALL_OBJECT_LIMIT": objects.SMALL_OBJECT_LIMIT,
             "MIN_DATA_LENGTH": objects.MIN_DATA_LENGTH, "PACK_TARGET_SIZE": packs.PACK_TARGET_SIZE,
-            "ENTRY_SIZE": records.ENTRY.size}
+            "ENTRY_SIZE": records.ENTRY.size, "FLAG_DICT": packs.FLAG_DICT, "DICT_SIZE": packs.DICT_SIZE}
     text = (Path(__file__).resolve().parents[2] / "docs" / "FORMAT.md").read_text(encoding="utf-8")
     section = text.split("## R2. Repository constants", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([A-Z0-9_]+)` \| `(.+?)` \|", section, flags=re.MULTILINE)

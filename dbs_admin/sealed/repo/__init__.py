@@ -6,8 +6,9 @@ Pure Python, no Django (like the container it reuses). Modules, each with one jo
     objects     an object is a sealed container with a repository-derived key
     keyfile     the repository key, kept in a plain sealed ``.dbs`` file (``keys``)
     chunker     content-defined cuts: FastCDC for bytes, record-aligned for rows
-    packs       chunks compressed, encrypted and grouped into pack objects
+    packs       chunks compressed (trained zstd dictionary), encrypted, grouped into packs
     records     index and snapshot objects (encrypted MessagePack)
+    chunkindex  the in-memory chunk index, compact (sorted numpy columns)
     repository  Repository / SnapshotWriter: backup, list, read
     check       keyless and keyed validation, healing in place
 

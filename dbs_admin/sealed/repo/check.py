@@ -25,7 +25,7 @@ from dbs_admin.sealed.errors import SealedError, UnrecoverableError
 from dbs_admin.sealed.heal import heal
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME
 from dbs_admin.sealed.repo.objects import SealedObject
-from dbs_admin.sealed.repo.packs import PACK_PREFIX, ChunkOpener, pack_entries
+from dbs_admin.sealed.repo.packs import DICT_PREFIX, PACK_PREFIX, ChunkOpener, pack_entries
 from dbs_admin.sealed.repo.records import INDEX_PREFIX, SNAPSHOT_PREFIX
 from dbs_admin.sealed.repo.repository import Repository
 from dbs_admin.sealed.repo.store import ObjectStore
@@ -54,7 +54,7 @@ class RepositoryCheck:
 
 def object_names(store: ObjectStore) -> list[str]:
     names = [KEYS_NAME] if KEYS_NAME in store.list("") or _has(store, KEYS_NAME) else []
-    for prefix in (PACK_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX):
+    for prefix in (PACK_PREFIX, DICT_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX):
         names.extend(store.list(prefix))
     return names
 
@@ -127,7 +127,7 @@ def _check_with_key(store: ObjectStore, repo: Repository, report: RepositoryChec
             continue
         try:
             with SealedObject(store, name, kind="pack", **repo._kw()) as obj:
-                opener = ChunkOpener(obj)
+                opener = ChunkOpener(obj, repo.dictionary)
                 data = obj.read_all()
                 for cid, entry in pack_entries(obj).items():
                     chunk = opener.open(cid, entry, data[entry.offset : entry.offset + entry.length])

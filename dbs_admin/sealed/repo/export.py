@@ -36,11 +36,23 @@ REBATCH_ROWS = 1000
 REBATCH_BYTES = 4 << 20
 
 
-def frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
-    """``(type, whole frame bytes)`` of a payload stream given as pieces; the magic comes as type b""."""
+MARKER = b"marker"  # the type ``frames`` gives a piece that stands for records (a writer's files-cache hit)
+
+
+def frames(pieces: Iterable[Any], markers: tuple[type, ...] = ()) -> Iterator[tuple[bytes, Any]]:
+    """``(type, whole frame bytes)`` of a payload stream given as pieces; the magic comes as type b"".
+
+    A piece that is an instance of one of ``markers`` (a writer's placeholder for records it already stored,
+    such as an unchanged file's chunk ids) is passed through as ``(MARKER, piece)``; it must fall between
+    records."""
     buf = bytearray()
     magic_seen = False
     for piece in pieces:
+        if markers and isinstance(piece, markers):
+            if buf:
+                raise SealedError("the backup's payload has a stored file's placeholder inside a record")
+            yield MARKER, piece
+            continue
         buf += piece
         pos = 0
         if not magic_seen:

@@ -7,11 +7,14 @@ repository key, from which every other key derives (object keys, the
 chunk-id key). Opening it unwraps the slots (Argon2 runs once per opening),
 derives the object key and authenticates the object's manifest, so a
 wrong key is refused before anything else is read. It heals like every
-object.
+object. A process keeps the keys it unwrapped with a passphrase in memory
+(``_UNWRAPPED``), so a worker pays Argon2 once per repository, not per backup.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 
@@ -50,6 +53,26 @@ def create_keys(store: ObjectStore, *, passphrase: str | bytes | None = None, re
     return key
 
 
+# Unwrapped repository keys of this process, so that a long-lived worker runs Argon2 once per repository and
+# passphrase, not at every backup: (SHA-256 of the key slots, HMAC of the passphrase under a per-process random
+# key) -> repository key. Memory only (never written anywhere), and only for a passphrase this process was given
+# anyway; the key slots changing (a passphrase added or replaced) or another passphrase misses it, and the key it
+# gives is still authenticated by the keys object's manifest, as an unwrapped one is.
+_UNWRAPPED: dict[tuple[bytes, bytes], bytes] = {}
+_CACHE_SIZE = 16
+_PROCESS_SECRET = secrets.token_bytes(32)
+
+
+def _passphrase_tag(passphrase: str | bytes) -> bytes:
+    data = passphrase.encode() if isinstance(passphrase, str) else bytes(passphrase)
+    return hmac.new(_PROCESS_SECRET, data, hashlib.sha256).digest()
+
+
+def forget_unwrapped_keys() -> None:
+    """Drop every repository key this process keeps (after a passphrase change, or before handing work off)."""
+    _UNWRAPPED.clear()
+
+
 def open_keys(store: ObjectStore, *, passphrase: str | bytes | None = None,
               identity: Identity | None = None) -> RepositoryKey:
     """Unwrap the repository key (a wrong key raises the container's key errors; nothing is read further)."""
@@ -58,8 +81,19 @@ def open_keys(store: ObjectStore, *, passphrase: str | bytes | None = None,
     except OSError:
         raise SealedError("this is not a repository (it has no keys object)") from None
 
+    tag = _passphrase_tag(passphrase) if passphrase is not None and identity is None else None
+
     def unwrap(slots: bytes) -> bytes:
-        return unwrap_key_slots(slots, passphrase=passphrase, identity=identity)
+        if tag is None:
+            return unwrap_key_slots(slots, passphrase=passphrase, identity=identity)
+        slot = (hashlib.sha256(slots).digest(), tag)
+        key = _UNWRAPPED.get(slot)
+        if key is None:
+            key = unwrap_key_slots(slots, passphrase=passphrase, identity=identity)
+            if len(_UNWRAPPED) >= _CACHE_SIZE:
+                _UNWRAPPED.pop(next(iter(_UNWRAPPED)))
+            _UNWRAPPED[slot] = key
+        return key
 
     with SealedObject(store, KEYS_NAME, repository_key=unwrap, repository_id=None, kind="keys") as obj:
         return RepositoryKey(obj.repository_id, obj.repository_key)

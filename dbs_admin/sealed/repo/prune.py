@@ -72,7 +72,8 @@ def collect_garbage(repo: Repository, *, wait: float = 0.0) -> GcReport:
             by_pack.setdefault(entry.pack, []).append((cid, entry))
         keep: dict[bytes, Entry] = {}
         doomed: list[str] = []
-        packer = PackWriter(store, repo.rkey.key, repo.rkey.repository_id, prefix="gc-" + secrets.token_hex(4) + ".")
+        packer = PackWriter(store, repo.rkey.key, repo.rkey.repository_id, prefix="gc-" + secrets.token_hex(4) + ".",
+                            dictionary=repo.current_dictionary())
         for pack in store.list(PACK_PREFIX):
             entries = by_pack.get(pack, [])
             live_entries = [(c, e) for c, e in entries if c in live]
@@ -82,7 +83,7 @@ def collect_garbage(repo: Repository, *, wait: float = 0.0) -> GcReport:
                 doomed.append(pack)
             elif live_bytes / total < REPACK_BELOW:
                 with SealedObject(store, pack, kind="pack", **repo._kw()) as obj:
-                    opener = ChunkOpener(obj)
+                    opener = ChunkOpener(obj, repo.dictionary)
                     for cid, entry in live_entries:
                         if not packer.holds(cid):
                             packer.add(cid, opener.open(cid, entry))

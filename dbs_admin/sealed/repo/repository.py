@@ -23,21 +23,32 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+
+import zstandard
 
 from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError, UsageError
 from dbs_admin.sealed.keys import Argon2Params, Identity
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
+from dbs_admin.sealed.repo.chunkindex import ChunkIndex
 from dbs_admin.sealed.repo.keyfile import KEYS_NAME, RepositoryKey, create_keys, open_keys
 from dbs_admin.sealed.repo.locks import lock
 from dbs_admin.sealed.repo.objects import SealedObject
-from dbs_admin.sealed.repo.packs import PACK_PREFIX, ChunkOpener, Entry, PackWriter, pack_entries
+from dbs_admin.sealed.repo.packs import (
+    DICT_PREFIX,
+    DICT_SIZE,
+    PACK_PREFIX,
+    ChunkOpener,
+    Dictionary,
+    Entry,
+    PackWriter,
+    pack_entries,
+)
 from dbs_admin.sealed.repo.records import (
     INDEX_PREFIX,
     SNAPSHOT_PREFIX,
-    decode_index,
     encode_index,
     read_record,
     write_record,
@@ -69,7 +80,8 @@ class Repository:
         self.store = store
         self.rkey = key
         self._id_key = key.chunk_id_key
-        self._index: dict[bytes, Entry] | None = None
+        self._index: ChunkIndex | None = None
+        self._dicts: dict[str, bytes] = {}
 
     # --- creating and opening
 
@@ -96,14 +108,43 @@ class Repository:
         return hashlib.blake2b(chunk, digest_size=ID_SIZE, key=self._id_key).digest()
 
     @property
-    def index(self) -> dict[bytes, Entry]:
-        """Chunk id -> where it is: the union of every index object (loaded once)."""
+    def index(self) -> ChunkIndex:
+        """Chunk id -> where it is: the union of every index object (loaded once, in compact columns)."""
         if self._index is None:
-            index: dict[bytes, Entry] = {}
+            index = ChunkIndex()
             for name in self.store.list(INDEX_PREFIX):
-                index.update(decode_index(read_record(self.store, name, "index", **self._kw())))
+                doc = read_record(self.store, name, "index", **self._kw())
+                index.add_blob(doc["packs"], doc["entries"])
             self._index = index
         return self._index
+
+    def dictionary(self, name: str) -> bytes:
+        """The bytes of zstd dictionary ``name`` (``dicts/…``), read once."""
+        data = self._dicts.get(name)
+        if data is None:
+            doc = read_record(self.store, name, "dict", **self._kw())
+            data = self._dicts[name] = bytes(doc["dict"])
+        return data
+
+    def current_dictionary(self) -> Dictionary | None:
+        """The dictionary new chunks are compressed with: the first by name (None before one was trained)."""
+        names = self.store.list(DICT_PREFIX)
+        return Dictionary(names[0], self.dictionary(names[0])) if names else None
+
+    def dictionary_trainer(self, prefix: str) -> Callable[[list[bytes]], tuple[Dictionary | None, int]]:
+        """``train(samples)`` for a PackWriter: trains, publishes ``dicts/<prefix><random>``; (it, its size)."""
+
+        def train(samples: list[bytes]) -> tuple[Dictionary | None, int]:
+            try:
+                data = zstandard.train_dictionary(DICT_SIZE, samples).as_bytes()
+            except zstandard.ZstdError:
+                return None, 0  # too few or too uniform samples: compress without one
+            name = DICT_PREFIX + prefix + secrets.token_hex(16)
+            written = write_record(self.store, name, "dict", {"format": 1, "dict": data}, **self._kw())
+            self._dicts[name] = data
+            return Dictionary(name, data), written.size
+
+        return train
 
     def rebuild_index(self) -> int:
         """Publish one index object listing every chunk of every pack (after an index was lost); returns count."""
@@ -120,18 +161,19 @@ class Repository:
         index = self.index
         opened: dict[str, ChunkOpener] = {}
         try:
-            for cid in ids:
-                entry = index.get(cid)
+            for cid, entry in index.locate_many(ids):
                 if entry is None:
                     raise UnrecoverableError(f"chunk {cid.hex()} is in no index: the repository lost data it "
                                              "needs (run check; rebuild the index from the packs)")
-                opener = opened.get(entry.pack)
-                if opener is None:
+                opener = opened.pop(entry.pack, None)
+                if opener is not None:
+                    opened[entry.pack] = opener  # most recently used last: the oldest is closed first
+                else:
                     if len(opened) >= 8:
                         old = next(iter(opened))
                         opened.pop(old).obj.close()
                     obj = SealedObject(self.store, entry.pack, kind="pack", **self._kw())
-                    opener = opened[entry.pack] = ChunkOpener(obj)
+                    opener = opened[entry.pack] = ChunkOpener(obj, self.dictionary)
                 chunk = opener.open(cid, entry)
                 if self.chunk_id(chunk) != cid:
                     raise AuthenticationError(f"chunk {cid.hex()} in {entry.pack} does not match its id")
@@ -185,7 +227,7 @@ class Repository:
 
     def size(self) -> int:
         """Bytes of every object in the store."""
-        return sum(self.store.size(n) for p in (KEYS_NAME, PACK_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX)
+        return sum(self.store.size(n) for p in (KEYS_NAME, PACK_PREFIX, DICT_PREFIX, INDEX_PREFIX, SNAPSHOT_PREFIX)
                    for n in (self.store.list(p) if p.endswith("/") else [p]))
 
 
@@ -203,7 +245,10 @@ class SnapshotWriter:
         self._lock = ExitStack()
         self._lock.enter_context(lock(repo.store, exclusive=False, wait=lock_wait))
         try:
-            self.packer = PackWriter(repo.store, repo.rkey.key, repo.rkey.repository_id, prefix=self.name + ".")
+            dictionary = repo.current_dictionary()
+            self.packer = PackWriter(repo.store, repo.rkey.key, repo.rkey.repository_id, prefix=self.name + ".",
+                                     dictionary=dictionary,
+                                     train=None if dictionary else repo.dictionary_trainer(self.name + "."))
             self.streams: dict[str, list] = {}
             self.plaintext_size = 0
             repo._index = None
@@ -285,7 +330,8 @@ class SnapshotWriter:
             written = write_record(repo.store, INDEX_PREFIX + self.name + "." + secrets.token_hex(16), "index",
                                    encode_index(self.packer.written), **repo._kw())
             added += written.size
-            repo._index = None if repo._index is None else {**repo._index, **self.packer.written}
+            if repo._index is not None:
+                repo._index.update(self.packer.written)
         now = time.time()
         name = self.name
         doc = {"format": 1, "created": now, "host": socket.gethostname(), "meta": dict(meta or {}),
@@ -315,7 +361,7 @@ def keyless_listing(store: ObjectStore) -> list[tuple[str, int]]:
     names = [n[len(SNAPSHOT_PREFIX):] for n in store.list(SNAPSHOT_PREFIX)]
     for name in names:
         added[name] = store.size(SNAPSHOT_PREFIX + name)
-    for prefix in (PACK_PREFIX, INDEX_PREFIX):
+    for prefix in (PACK_PREFIX, DICT_PREFIX, INDEX_PREFIX):
         for obj in store.list(prefix):
             owner = obj[len(prefix):].rsplit(".", 1)[0]
             if owner in added:
