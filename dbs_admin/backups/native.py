@@ -57,11 +57,13 @@ def media_files() -> list[tuple[str, str, Path | None]]:
 def stream(
     head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter,
     manifest: dict[str, Any] | None = None, dump_size: int | None = None,
+    entries: list[tuple[str, str, Path | None]] | None = None,
 ) -> Iterator[bytes]:
     """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
 
     ``manifest`` is completed with the dump's and the files' hashes (``dump``, ``file_sha256``) at the end.
     ``dump_size``: the dump's size when known beforehand (SQLite's copy), so progress has a total.
+    ``entries``: :func:`media_files` as the caller already listed them for the manifest (else listed here).
     """
     yield payload.MAGIC
     yield payload.json_frame(payload.HEAD, head)
@@ -76,7 +78,7 @@ def stream(
     dump_end = {"size": size, "sha256": digest.hexdigest()}
     yield payload.json_frame(payload.END_DATA, dump_end)
     files = []
-    entries = media_files()
+    entries = media_files() if entries is None else entries
     for n, (root_id, name, path) in enumerate(entries):
         reporter.check()
         reporter.report("files", n, len(entries))
