@@ -17,7 +17,8 @@ with each round's time beside them.
 Floors (what any backup of this site must at least do):
 - backup: SQLite's online backup of the database file + an uncompressed tar
   of MEDIA_ROOT (PostgreSQL: ``pg_dump -Fc`` + tar; MariaDB:
-  ``mariadb-dump --single-transaction | zstd`` + tar);
+  ``mariadb-dump --single-transaction | zstd`` + tar), each file fsynced
+  (``pg_dump`` does that itself; a backup is made once it is on disk);
 - restore: copying that file back + untar (PostgreSQL: ``pg_restore`` into
   an empty database + untar; MariaDB: ``mariadb db < dump`` into an empty
   database + untar; the dump is decompressed before, not timed).
@@ -93,7 +94,18 @@ def in_child(func, *args):
 def tar_media(media: Path, dest: Path) -> int:
     with tarfile.open(dest, "w") as tar:
         tar.add(media, arcname="media")
+    durable(dest)
     return dest.stat().st_size
+
+
+def durable(path: Path) -> None:
+    """fsync ``path``: a backup is only made once it is on disk. ``pg_dump`` does it itself (unless ``--no-sync``)
+    and our sealed writer does it; the floors written by other tools must pay for it too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def untar(archive: Path, dest: Path) -> None:
@@ -115,6 +127,7 @@ def floor_backup(work: str) -> dict:
         src.backup(dst)
         src.close()
         dst.close()
+        durable(work_p / "floor.sqlite3")
         db_size = (work_p / "floor.sqlite3").stat().st_size
     elif conn.vendor == "mysql":
         with open(work_p / "floor.sql.zst", "wb") as out:
@@ -123,6 +136,7 @@ def floor_backup(work: str) -> dict:
             subprocess.run(["zstd", "-q", "-c"], stdin=dump.stdout, stdout=out, check=True)
             dump.stdout.close()
             assert dump.wait() == 0, "mariadb-dump failed"
+        durable(work_p / "floor.sql.zst")
         db_size = (work_p / "floor.sql.zst").stat().st_size
     else:
         s = conn.settings_dict

@@ -82,11 +82,12 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
         try:
             copy = work / "db.sqlite3"
             counts = native_sqlite.capture(database, copy)
+            media = native.media_files()
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
-                                       files=len(native.media_files()), extra={"dump_format": "sqlite3"})
+                                       files=len(media), extra={"dump_format": "sqlite3"})
             body = native.stream(_public(head), native_sqlite.dump_chunks(copy),
                                  {"engine": "sqlite", "format": "sqlite3"}, reporter, manifest=summary,
-                                 dump_size=copy.stat().st_size)
+                                 dump_size=copy.stat().st_size, entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -96,13 +97,14 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
         with logical_capture.snapshot(database):
             snapshot_id = native_postgres.export_snapshot(database)
             counts = logical_capture.count_rows(database)
+            media = native.media_files()
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
-                                       files=len(native.media_files()),
+                                       files=len(media),
                                        extra={"dump_format": "pg_dump-custom",
                                               "server_version": connection.pg_version})
             body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary,
-                                 dump_size=sizing.dump_bytes(database))
+                                 dump_size=sizing.dump_bytes(database), entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     if vendor == "mysql":
@@ -110,12 +112,13 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
         mysql_session.refuse_non_transactional(connection, connection.introspection.table_names(), error=BackupError)
         with native_mysql.consistent_dump(database) as dump:
             counts = logical_capture.count_rows(database)
+            media = native.media_files()
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
-                                       files=len(native.media_files()),
+                                       files=len(media),
                                        extra={"dump_format": "mariadb-dump-sql",
                                               "server_version": ".".join(map(str, connection.mysql_version))})
             body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
-                                 reporter, manifest=summary, dump_size=sizing.dump_bytes(database))
+                                 reporter, manifest=summary, dump_size=sizing.dump_bytes(database), entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")

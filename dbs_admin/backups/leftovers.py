@@ -78,8 +78,16 @@ def orphaned(folder: Path, now: float | None = None) -> bool:
 
 def journal_move(folder: Path, final: Path, aside: Path | None) -> None:
     """Append one move of a restore to its journal, durably, before the move itself."""
+    journal_moves(folder, [(final, aside)])
+
+
+def journal_moves(folder: Path, moves: list[tuple[Path, Path | None]]) -> None:
+    """Append moves of a restore to its journal, durably (one fsync), before any of them is made.
+
+    The undo (:func:`_undo_moves`) only acts on what did move: a file set aside that exists, a new file in place.
+    """
     with open(folder / JOURNAL, "a", encoding="utf-8") as f:
-        f.write(json.dumps([str(final), str(aside) if aside else None]) + "\n")
+        f.write("".join(json.dumps([str(final), str(aside) if aside else None]) + "\n" for final, aside in moves))
         f.flush()
         os.fsync(f.fileno())
 

@@ -11,12 +11,15 @@ writing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, models, transaction
+from django.db.models import F, Func, TextField
 
 from dbs_admin.backups import files_cache, mysql_session, payload, sizing, storage_media
 from dbs_admin.backups.errors import BackupError, UnsafePathError
@@ -98,11 +101,19 @@ def references(alias: str) -> dict[str, list[list[Any]]]:
     return out
 
 
-def _rows(model: type[models.Model], alias: str, batch: int) -> Iterator[list[tuple]]:
+def _rows(model: type[models.Model], alias: str, batch: int, as_text: frozenset[str] = frozenset()
+          ) -> Iterator[list[tuple]]:
+    """Every row of ``model`` in pk order, in batches; the columns named in ``as_text`` as the database stores
+    them (no converter: see :func:`sqlite_datetime_encoders`)."""
     cols = columns(model)
     attnames = [f.attname for f in cols]
     pk = model._meta.pk.attname
     qs = model._base_manager.using(alias).order_by(pk)
+    if as_text:
+        # an expression (``col || ''``), not the bare column: sqlite3 converts a column declared "datetime" itself
+        qs = qs.annotate(**{f"_dbs_text_{a}": Func(F(a), template="%(expressions)s || ''", output_field=TextField())
+                            for a in as_text})
+        attnames = [f"_dbs_text_{a}" if a in as_text else a for a in attnames]
     last = None
     while True:
         page = qs if last is None else qs.filter(**{f"{pk}__gt": last})
@@ -113,6 +124,41 @@ def _rows(model: type[models.Model], alias: str, batch: int) -> Iterator[list[tu
         if len(rows) < batch:
             return
         last = rows[-1][0]
+
+
+# How Django's SQLite backend stores an aware datetime: ``str()`` of it in UTC, naive ("2026-01-02 03:04:05" or
+# with ".ffffff"); isoformat() of the aware value is the same text with a "T" and "+00:00".
+_SQLITE_UTC_TEXT = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d{6})?")
+
+
+def sqlite_datetime_encoders(model: type[models.Model], alias: str) -> dict[str, Callable[[Any], Any]]:
+    """Encoders of ``model``'s DateTimeField columns that read SQLite's stored text directly, by attname.
+
+    Why: through the ORM every datetime is parsed into an aware datetime (Django's converter) only for the
+    backup to turn it back into text (isoformat): 2 of every 5 values of a blog post, the most expensive step
+    of the row loop. On SQLite with USE_TZ and the database in UTC (Django's defaults) the stored text IS the
+    isoformat without its "T" and "+00:00"; a value in any other shape (written by hand, by another tool) takes
+    the converter's path, so the payload is the same byte for byte either way. Empty elsewhere.
+    """
+    connection = connections[alias]
+    if connection.vendor != "sqlite" or not settings.USE_TZ or connection.timezone_name != "UTC":
+        return {}
+    out = {}
+    for field in columns(model):
+        if type(field) is not models.DateTimeField:  # built-in only: a subclass may store something else
+            continue
+        convert = connection.ops.convert_datetimefield_value
+
+        def encode(v, field=field, convert=convert):
+            if v is None:
+                return None
+            if isinstance(v, str) and _SQLITE_UTC_TEXT.fullmatch(v):
+                return f"{v[:10]}T{v[11:]}+00:00"
+            value = convert(v, None, connection)
+            return None if value is None else value.isoformat()
+
+        out[field.attname] = encode
+    return out
 
 
 def stream(
@@ -138,7 +184,9 @@ def stream(
         sizing.announce(reporter, sizing.database_bytes(alias), sizing.file_bytes(sizing.media_sizes(media)))
     for model in backed_up_models() if models_ is None else models_:
         cols = columns(model)
-        encoders = [(i, enc) for i, enc in ((i, encoder(f)) for i, f in enumerate(cols)) if enc is not None]
+        stored = sqlite_datetime_encoders(model, alias)
+        encoders = [(i, enc) for i, enc in ((i, stored.get(f.attname) or encoder(f)) for i, f in enumerate(cols))
+                    if enc is not None]
         fcols = [(cols.index(fc.field), fc) for fc in file_columns(model)]
         # Files of a field whose storage is not a local folder (S3...) are read through that storage.
         sroots = {fc.attname: storage_media.root_for_field(model, fc.field) if fc.kind is FieldKind.FILE else None
@@ -149,7 +197,7 @@ def stream(
             "pk": model._meta.pk.attname,
         })
         counts[label] = 0
-        for rows in _rows(model, alias, batch):
+        for rows in _rows(model, alias, batch, frozenset(stored)):
             reporter.check()
             if encoders:
                 out = []

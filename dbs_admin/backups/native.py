@@ -57,14 +57,16 @@ def media_files() -> list[tuple[str, str, Path | None]]:
 def stream(
     head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter,
     manifest: dict[str, Any] | None = None, dump_size: int | None = None,
+    entries: list[tuple[str, str, Path | None]] | None = None,
 ) -> Iterator[bytes]:
     """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
 
     ``manifest`` is completed with the dump's and the files' hashes (``dump``, ``file_sha256``) at the end.
     ``dump_size``: the dump's size, known beforehand (SQLite's copy) or estimated (``sizing.dump_bytes``), so
     progress has a total and the bar's database and files parts are sized by bytes.
+    ``entries``: :func:`media_files` as the caller already listed them for the manifest (else listed here).
     """
-    entries = media_files()
+    entries = media_files() if entries is None else entries
     sizes = sizing.media_sizes(entries)
     media_total = sizing.file_bytes(sizes)
     sizing.announce(reporter, dump_size, media_total)

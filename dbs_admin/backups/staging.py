@@ -86,8 +86,8 @@ class Staging:
                 return d
         raise AssertionError("staged file outside its root")
 
-    def _aside(self, final: Path) -> Path:
-        return self._dir_of(final) / "old" / f"{len(self._moved):09d}"
+    def _aside(self, final: Path, n: int) -> Path:
+        return self._dir_of(final) / "old" / f"{n:09d}"
 
     def committed(self) -> None:
         """The database committed: the moves are final, and a sweep after a crash must not undo them."""
@@ -105,14 +105,24 @@ class Staging:
             self._created_dirs.append(d)
 
     def apply(self) -> None:
-        """Move every staged file to its final place, setting aside what it replaces."""
+        """Move every staged file to its final place, setting aside what it replaces.
+
+        Every move is journalled (durably, one fsync per staging folder) before the first one is made, so a
+        crash at any point can be undone: the undo skips what never moved (no file set aside, no new file in
+        place). One fsync per file cost a third of a second per 300 media files.
+        """
+        plan: list[tuple[StagedFile, Path | None]] = []
+        journal: dict[Path, list[tuple[Path, Path | None]]] = {}
         for staged in self.files:
             final = staged.final
             self._make_parents(final)
-            old = None
-            if final.exists() or final.is_symlink():
-                old = self._aside(final)
-            leftovers.journal_move(self._dir_of(final), final, old)  # before the move: a crash can undo it
+            old = self._aside(final, len(self._moved) + len(plan)) if final.exists() or final.is_symlink() else None
+            plan.append((staged, old))
+            journal.setdefault(self._dir_of(final), []).append((final, old))
+        for folder, moves in journal.items():
+            leftovers.journal_moves(folder, moves)  # before any move: a crash can undo them
+        for staged, old in plan:
+            final = staged.final
             if old is not None:
                 os.replace(final, old)
             self._moved.append((final, old))

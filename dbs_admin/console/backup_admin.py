@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from dbs_admin.console import audit, backup_detail, dashboard, deletion
+from dbs_admin.console import audit, backup_detail
 from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.humanize import human_size
 from dbs_admin.jobs import launch
@@ -29,6 +29,8 @@ class DashboardAdmin(SuperuserOnlyAdmin):
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         if not is_console_user(request):
             return forbidden(request)
+        from dbs_admin.console import dashboard  # imported when the page is shown: commands never need it
+
         if request.htmx and request.GET.get("partial") == "jobs":  # the jobs card refreshing itself
             return TemplateResponse(request, "dbs_admin/_dashboard_jobs.html", dashboard.jobs_context())
         context = {
@@ -144,6 +146,8 @@ class BackupAdmin(SuperuserOnlyAdmin):
     @admin.action(description="Delete the selected backups and their files on every target")
     def delete_with_files(self, request, queryset):
         if request.POST.get("confirmed") == "yes":
+            from dbs_admin.console import deletion  # the targets' code: when a deletion is confirmed
+
             removed = deletion.delete_backups(request, queryset)
             self.message_user(request, f"Deleted {removed} backup(s) and their files.")
             return None

@@ -21,8 +21,6 @@ from __future__ import annotations
 from django.core.checks import Warning, register
 from django.db import DatabaseError
 
-from dbs_admin.drills.health import SETUP_LINE, health_status
-
 TAG = "dbs_admin"
 IDS = {"backup_too_old": "dbs_admin.W001", "backup_failing": "dbs_admin.W001", "drill_failed": "dbs_admin.W002"}
 NOT_CONFIGURED = "dbs_admin.W003"
@@ -42,6 +40,10 @@ def recoverability_check(app_configs=None, **kwargs) -> list[Warning]:
     global _reported
     if _reported:
         return []
+    # imported when a check runs, not when it is registered at start-up: health reads the key settings, which
+    # brings in the key code (cryptography, argon2) that most commands never use
+    from dbs_admin.drills.health import SETUP_LINE, health_status
+
     try:
         health = health_status()
     except (DatabaseError, RuntimeError):  # not migrated, unreachable, or DB access blocked (tests)

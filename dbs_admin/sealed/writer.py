@@ -1,6 +1,6 @@
 """``seal``: compress, encrypt and lay out a new sealed file, atomically, then verify it.
 
-Pipeline (constant memory): source pieces -> zstd stream -> AES-256-GCM
+Pipeline (constant memory): source pieces -> zstd stream (compression.py) -> AES-256-GCM
 chunks (aead.ChunkEncryptor) -> 64 KiB blocks with hashes and RS parity
 (container.ContainerWriter) -> ``<dest>.tmp-<random>`` -> fsync, with the
 keyless read-back of both copies running during it -> link/rename to ``dest``.
@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dbs_admin.sealed.aead import PLAINTEXT_CHUNK_SIZE, ChunkEncryptor, derive_subkey
 from dbs_admin.sealed.atomic import atomic_output
+from dbs_admin.sealed.compression import compressed
 from dbs_admin.sealed.container import ContainerWriter
 from dbs_admin.sealed.errors import UsageError
 from dbs_admin.sealed.keys import Argon2Params, describe_key_slots, new_data_key, parse_recipient, wrap_key_slots
@@ -35,11 +36,8 @@ READ_SIZE = 1 << 20
 MANIFEST_PURPOSE = b"manifest"
 MANIFEST_NONCE_SIZE = 12
 DEFAULT_ZSTD_LEVEL = 3
-# zstd's own worker threads. At level 3, compressing is the slowest step of a seal (and as slow on incompressible
-# media as on text) while the second core idles. Jobs of 2 MiB keep their buffers to ~20 MiB (zstd's default,
-# 8 MiB at this level, costs ~85 MiB) at the same ratio. The output is one ordinary zstd frame either way.
+# zstd's own worker threads (compression.py: why, and how incompressible pieces skip the search)
 DEFAULT_ZSTD_THREADS = 2 if (os.cpu_count() or 1) > 1 else 0
-ZSTD_JOB_SIZE = 2 << 20
 
 
 def source_chunks(source: Source, counter: list[int]) -> Iterator[bytes]:
@@ -75,25 +73,6 @@ def source_chunks(source: Source, counter: list[int]) -> Iterator[bytes]:
             raise UsageError(f"the source yielded {type(piece).__name__}, expected bytes")
         counter[0] += len(piece)
         yield piece
-
-
-def _compressor(level: int, threads: int) -> zstandard.ZstdCompressor:
-    if threads <= 0:
-        return zstandard.ZstdCompressor(level=level)
-    params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads, job_size=ZSTD_JOB_SIZE)
-    return zstandard.ZstdCompressor(compression_params=params)
-
-
-def _compressed(pieces: Iterable[bytes], level: int, counter: list[int], threads: int = 0) -> Iterator[bytes]:
-    cobj = _compressor(level, threads).compressobj()
-    for piece in pieces:
-        out = cobj.compress(piece)
-        if out:
-            counter[0] += len(out)
-            yield out
-    out = cobj.flush()
-    counter[0] += len(out)
-    yield out
 
 
 def encrypt_manifest(data_key: bytes, digest: bytes, envelope: Mapping) -> bytes:
@@ -241,8 +220,8 @@ def seal(
         consumer = threading.Thread(target=encrypt_and_write, args=(f,), name="dbs-seal-writer", daemon=True)
         consumer.start()
         try:
-            for piece in _compressed(source_chunks(source, input_size), compression_level, compressed_size,
-                                     compression_threads):
+            for piece in compressed(source_chunks(source, input_size), compression_level, compressed_size,
+                                    compression_threads):
                 handoff.put(piece)
             handoff.close()
         except _PeerFailed:

@@ -102,6 +102,28 @@ def test_a_restore_that_died_while_moving_files_gets_the_old_files_put_back(medi
     assert live.read_bytes() == b"the original photo" and not new.exists() and not folder.exists()
 
 
+def test_a_restore_that_died_between_journalling_all_its_moves_and_making_them_is_undone_exactly(media_root):
+    """Staging.apply journals every move first (one fsync), then moves: a crash half-way through the moves puts
+    back what moved and leaves alone what never did (its old file still in place, its new file never made)."""
+    (media_root / "uploads").mkdir()
+    moved, unmoved = media_root / "uploads" / "a.jpg", media_root / "uploads" / "b.jpg"
+    moved.write_bytes(b"the original a")
+    unmoved.write_bytes(b"the original b")
+    new_moved, new_unmoved = media_root / "uploads" / "c.jpg", media_root / "uploads" / "d.jpg"
+    folder = owned_by(media_root.parent / f".dbs-restore-{media_root.name}-0123456789ab", pid=dead_pid())
+    (folder / "old").mkdir()
+    leftovers.journal_moves(folder, [(moved, folder / "old" / "000000000"), (new_moved, None),
+                                     (unmoved, folder / "old" / "000000002"), (new_unmoved, None)])
+    os.replace(moved, folder / "old" / "000000000")  # the first two moves happened, then the process died
+    moved.write_bytes(b"restored a, never committed")
+    new_moved.write_bytes(b"restored c, never committed")
+
+    assert sweep_leftovers() == [folder]
+
+    assert moved.read_bytes() == b"the original a" and unmoved.read_bytes() == b"the original b"
+    assert not new_moved.exists() and not new_unmoved.exists() and not folder.exists()
+
+
 def test_a_committed_restore_keeps_its_files_when_swept(media_root):
     (media_root / "uploads").mkdir()
     live = media_root / "uploads" / "photo.jpg"

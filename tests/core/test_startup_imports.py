@@ -1,6 +1,8 @@
 """Start-up stays light: setting Django up (the admin's autodiscovery imports the console) and loading a
-command do not import the sealed container's codec (numpy), the Celery tasks module or the services behind
-it. Speed itself is measured by bench/stages.py; this holds the import graph that makes it possible."""
+command do not import the sealed container's codec (numpy), the Celery tasks module, the services behind
+it, or what only the console's pages use (the dashboard, the drill form, deletion, the health summary, which a
+system check imports when it runs, not when it is registered). Speed itself is measured by bench/stages.py;
+this holds the import graph that makes it possible."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["numpy", "reedsolo", "dbs_admin.jobs.tasks", "dbs_admin.backups.create", "dbs_admin.sealed.writer",
-         "dbs_admin.sealed.reader", "dbs_admin.drills.runner"]
+         "dbs_admin.sealed.reader", "dbs_admin.drills.runner",
+         # what only the console's pages use (the admin's autodiscovery imports the console at every start)
+         "dbs_admin.console.dashboard", "dbs_admin.console.drill_views", "dbs_admin.console.deletion",
+         "dbs_admin.drills.health", "dbs_admin.jobs.reaper"]
 
 PROBE = """
 import json, sys
