@@ -261,6 +261,21 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
+def seed_reference_site(posts: int, images: int, *, reuse: bool) -> None:
+    """Migrate, then seed the reference workload with ``demo_seed`` (not timed), unless ``reuse`` and a seed of
+    that size is there. In a separate process, so the bench's parent (whose memory every forked child starts
+    with) stays lean."""
+    from django.core.management import call_command
+
+    from blog.models import Post
+
+    call_command("migrate", verbosity=0)
+    if not (reuse and Post.objects.count() == posts):
+        print(f"seeding {posts} posts and {images} images (not timed)...", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(posts),
+                        "--images", str(images), "--flush", "--no-history"], check=True, cwd=ROOT)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=20000)
@@ -277,10 +292,8 @@ def main() -> None:
     var = Path(os.environ.get("DBS_VAR_DIR", ROOT / "var"))
     settings.DATABASES[SCRATCH] = scratch_settings(settings.DATABASES["default"], var)
     django.setup()
-    from django.core.management import call_command
     from django.db import connections
 
-    from blog.models import Post
     from dbs_admin.sealed import Identity
     from dbs_admin.targets import get_target
 
@@ -298,12 +311,7 @@ def main() -> None:
                              autocommit=True) as pg:
             if not pg.execute("SELECT 1 FROM pg_database WHERE datname = %s", (s["NAME"],)).fetchone():
                 pg.execute(f'CREATE DATABASE "{s["NAME"]}"')
-    call_command("migrate", verbosity=0)
-    if not (args.reuse and Post.objects.count() == args.posts):
-        print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
-        # In a separate process, so this parent (whose memory every forked child starts with) stays lean.
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
-                        "--images", str(args.images), "--flush", "--no-history"], check=True, cwd=ROOT)
+    seed_reference_site(args.posts, args.images, reuse=args.reuse)
     work = var / "bench-backup"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)

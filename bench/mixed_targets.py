@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
 os.environ.setdefault("DBS_LOG_LEVEL", "WARNING")
 
-from bench.backup import in_child  # noqa: E402
+from bench.backup import in_child, seed_reference_site  # noqa: E402
 
 PASSPHRASE = "bench passphrase, not a secret"
 
@@ -58,15 +57,9 @@ def main() -> None:
                           "TARGETS": {"files": {"kind": "local", "path": str(work / "files")},
                                       "repo": {"kind": "local", "path": str(work / "repo"), "format": "repository"}}}
     django.setup()
-    from django.core.management import call_command
 
-    from blog.models import Post
 
-    call_command("migrate", verbosity=0)
-    if not (args.reuse and Post.objects.count() == args.posts):
-        print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
-                        "--images", str(args.images), "--flush", "--no-history"], check=True, cwd=ROOT)
+    seed_reference_site(args.posts, args.images, reuse=args.reuse)
     shutil.rmtree(work, ignore_errors=True)
     kinds = {"file alone": ["files"], "repository alone": ["repo"], "both (teed)": ["repo", "files"]}
     for targets in kinds.values():  # the repository's first, full snapshot is not what is compared

@@ -47,7 +47,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
 os.environ.setdefault("DBS_LOG_LEVEL", "WARNING")
 
-from bench.backup import SCRATCH, fresh_scratch, in_child, our_backup, our_restore, scratch_settings  # noqa: E402
+from bench.backup import (  # noqa: E402
+    SCRATCH,
+    fresh_scratch,
+    in_child,
+    our_backup,
+    our_restore,
+    scratch_settings,
+    seed_reference_site,
+)
 
 PASSPHRASE = "bench passphrase, not a secret"
 
@@ -126,7 +134,6 @@ def main() -> None:
         **settings.DBS_ADMIN["TARGETS"], "repo": {"kind": "local", "path": str(work / "ours"),
                                                   "format": "repository"}}}
     django.setup()
-    from django.core.management import call_command
     from django.db import connections
 
     from blog.models import Post
@@ -134,11 +141,7 @@ def main() -> None:
 
     if connections["default"].vendor != "sqlite":
         raise SystemExit("this bench compares file-level tools on the SQLite reference site: unset DATABASE_URL")
-    call_command("migrate", verbosity=0)
-    if not (args.reuse and Post.objects.count() == args.posts):
-        print(f"seeding {args.posts} posts and {args.images} images (not timed)...", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "manage.py"), "demo_seed", "--posts", str(args.posts),
-                        "--images", str(args.images), "--flush", "--no-history"], check=True, cwd=ROOT)
+    seed_reference_site(args.posts, args.images, reuse=args.reuse)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     media = Path(settings.MEDIA_ROOT)
