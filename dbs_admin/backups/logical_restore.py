@@ -27,7 +27,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import IntegrityError, connections, models
 
-from dbs_admin.backups import mysql_session, payload, storage_media
+from dbs_admin.backups import mysql_session, payload, sizing, storage_media
 from dbs_admin.backups.dry_run import FileDiff, RowComparer
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError
 from dbs_admin.backups.failures import database_errors, first_line
@@ -135,9 +135,7 @@ class LogicalRestore:
         self.files_written = 0
         self.wanted_refs: set[str] = set()
         # The files stage moves by bytes: the manifest lists every file's size (a whole restore writes them all).
-        listed = (manifest or {}).get("file_sha256") or []
-        self.file_bytes_total = None if selection.partial else sum(int(e[2]) for e in listed
-                                                                   if len(e) > 2 and isinstance(e[2], int)) or None
+        self.file_bytes_total = None if selection.partial else sizing.listed_file_bytes(manifest) or None
         self.file_bytes_staged = 0
         self.ct_map: dict[int, int] = {}
         self.perm_map: dict[int, int] = {}

@@ -141,9 +141,7 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     current: StagedFile | None = None
     target: str | None = None
     # Progress by bytes: the manifest knows the dump's size and every file's (backups.sizing).
-    dump_total = ((summary or {}).get("dump") or {}).get("size")
-    dump_total = dump_total if isinstance(dump_total, int) and dump_total > 0 else None
-    files_total = sum(e[2] for e in (summary or {}).get("file_sha256") or [] if len(e) > 2 and isinstance(e[2], int))
+    dump_total, files_total = sizing.listed_dump_bytes(summary), sizing.listed_file_bytes(summary)
     sizing.announce(reporter, dump_total, files_total)
     files_done = 0
     seen: dict[tuple[str, str], tuple[int, str]] = {}

@@ -89,6 +89,18 @@ def announce(reporter: Any, database_part: int | None, media_part: int) -> None:
         reporter.report(SIZING, database_part, database_part + media_part, force=True)
 
 
+def listed_file_bytes(manifest: dict | None) -> int:
+    """The bytes of the files a backup's manifest lists (``file_sha256`` rows: root, name, size, sha256)."""
+    listed = (manifest or {}).get("file_sha256") or []
+    return sum(e[2] for e in listed if len(e) > 2 and isinstance(e[2], int))
+
+
+def listed_dump_bytes(manifest: dict | None) -> int | None:
+    """The size of the native dump a backup's manifest records, or None."""
+    size = ((manifest or {}).get("dump") or {}).get("size")
+    return size if isinstance(size, int) and size > 0 else None
+
+
 def file_bytes(sizes: list[int]) -> int:
     """The bytes of files whose sizes are known (``-1``: unknown, e.g. in a remote storage, counted as the
     average of the known ones, so a share still exists for them)."""

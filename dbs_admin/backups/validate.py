@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbs_admin.backups import payload, repository
+from dbs_admin.backups import payload, repository, sizing
 from dbs_admin.backups.errors import BackupError, IntegrityCheckError, KeyMissingError, PayloadError
 from dbs_admin.backups.manifest import check_against_trailer
 from dbs_admin.backups.progress import Reporter
@@ -40,10 +40,8 @@ def check_contents(stream: BinaryIO, summary: dict[str, Any], progress: Progress
 
 def _contents_size(summary: dict[str, Any]) -> int:
     """What the decrypting pass will count: rows, plus every dump and file byte (the manifest knows them)."""
-    listed = summary.get("file_sha256") or []
-    dump = (summary.get("dump") or {}).get("size")
-    return (sum((summary.get("counts") or {}).values()) + (dump if isinstance(dump, int) else 0)
-            + sum(e[2] for e in listed if len(e) > 2 and isinstance(e[2], int)))
+    return (sum((summary.get("counts") or {}).values()) + (sizing.listed_dump_bytes(summary) or 0)
+            + sizing.listed_file_bytes(summary))
 
 
 def _check_contents(stream: BinaryIO, summary: dict[str, Any], reporter: Reporter) -> dict[str, Any]:
