@@ -12,6 +12,7 @@ collection fails instead).
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import importlib.util
 import os
 from contextlib import contextmanager
@@ -26,7 +27,10 @@ from dbs_admin.sealed import Identity
 
 VAR = Path(settings.VAR_DIR) if hasattr(settings, "VAR_DIR") else Path(os.environ.get("DBS_VAR_DIR", "/tmp"))
 _PG_BASE = os.environ.get("DBS_TEST_PG_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-_PREFIX = "dbs_" + VAR.name.replace("-", "_").replace(".", "_")
+# The cross-engine databases are named after this run's var folder, its name and a hash of its whole path:
+# two checkouts with the default ``var/`` (two CI clones at once) must never share a database.
+_PREFIX = ("dbs_" + VAR.name.replace("-", "_").replace(".", "_")[:20] + "_"
+           + hashlib.blake2b(str(VAR.resolve()).encode(), digest_size=3).hexdigest())
 
 
 def _pg(suffix: str) -> dict:
