@@ -29,6 +29,7 @@ from dbs_admin.sealed.errors import (
     NoKeyError,
     NotSealedError,
     SealedError,
+    SnapshotNotFoundError,
     UnrecoverableError,
     UnsupportedVersionError,
     UsageError,
@@ -119,4 +120,5 @@ __all__ = [
     "UnrecoverableError",
     "UsageError",
     "DestinationExistsError",
+    "SnapshotNotFoundError",
 ]

@@ -2,8 +2,8 @@
 
 Works without Django. Exit status: 0 intact; 1 damaged but fully healed (the
 data produced is exact; ``verify`` reports it, ``heal`` writes a fresh copy); 2
-unrecoverable, not authentic or not a sealed file; 3 wrong or missing key
-(nothing is written to OUTPUT after 2 or 3); 64 usage error. ``manage.py
+unrecoverable, not authentic, not a sealed file, or (``repo-export``) no such
+snapshot; 3 wrong or missing key (nothing is written to OUTPUT after 2 or 3); 64 usage error. ``manage.py
 dbs_validate`` uses the same statuses. Human-readable
 messages go to stderr; ``--json`` prints a machine-readable report on stdout.
 Passphrase: ``--passphrase-file F``, else ``$DBS_PASSPHRASE``, else a prompt
@@ -195,8 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Seal, check, heal and open dbs_admin sealed backups (.dbs). Works without Django.",
         epilog=(
             "exit status: 0 intact; 1 damaged but fully healed (output exact); 2 unrecoverable, "
-            "not authentic or not a sealed file; 3 wrong or missing key (nothing written to OUTPUT after 2 or 3); "
-            "64 usage error.\n"
+            "not authentic, not a sealed file, or no such snapshot; 3 wrong or missing key (nothing written to "
+            "OUTPUT after 2 or 3); 64 usage error.\n"
             "passphrase: --passphrase-file F, else $DBS_PASSPHRASE, else a prompt (terminal only).\n"
             "file format: docs/FORMAT.md"
         ),

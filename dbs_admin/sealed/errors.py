@@ -73,6 +73,11 @@ class UsageError(SealedError):
     """The caller asked for something impossible (bad argument, missing input)."""
 
 
+class SnapshotNotFoundError(SealedError):
+    """The repository holds no snapshot of that name: a refusal of what was asked for (exit 2 in the CLI,
+    like a file that is not a sealed file), not a mistake in how the command was written (64)."""
+
+
 class DestinationExistsError(UsageError):
     """The output file already exists (or appeared while writing); nothing is ever overwritten
     unless asked for explicitly."""

@@ -194,7 +194,8 @@ def test_the_rescue_cli_lists_and_exports_a_snapshot_without_django(media_root, 
                            env={"PATH": "", "DBS_PASSPHRASE": "wrong", "PYTHONPATH": str(ROOT)})
     assert wrong.returncode == 3 and not (tmp_path / "w.dbs").exists()
     unknown = _cli("repo-export", str(repo_target), "no-such-snapshot", str(tmp_path / "u.dbs"))
-    assert unknown.returncode != 0 and "no-such-snapshot" in unknown.stderr
+    assert unknown.returncode == 2, unknown.stderr  # a refusal, like an unrecoverable file; 64 is for bad usage
+    assert unknown.stderr.strip().splitlines() == ["error: the repository holds no snapshot named 'no-such-snapshot'"]
     assert not (tmp_path / "u.dbs").exists()
 
 

@@ -4,7 +4,8 @@ Why here: on a bare rescue machine the repository must be checkable (and
 healable) with nothing but this package, as a single ``.dbs`` file is, and a
 snapshot exportable to a standalone ``.dbs`` that restores anywhere.
 Exit status as the rest of the CLI: 0 intact, 1 damaged but healable (or
-healed), 2 something is lost (the objects are named), 3 wrong or missing key.
+healed), 2 something is lost (the objects are named) or no snapshot has the name asked for (one line naming
+it), 3 wrong or missing key, 64 a usage error (an OUTPUT that exists, a missing option).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from dbs_admin.sealed.errors import SealedError, UsageError
+from dbs_admin.sealed.errors import SealedError, SnapshotNotFoundError, UsageError
 from dbs_admin.sealed.repo.repository import Repository
 
 PREFIX = struct.Struct(">cI")
@@ -147,9 +147,9 @@ class SnapshotReader:
 
 
 def open_backup_snapshot(repo: Repository, name: str) -> SnapshotReader:
-    """The reader of snapshot ``name``; UsageError naming it when the repository has no such snapshot."""
+    """The reader of snapshot ``name``; SnapshotNotFoundError naming it when the repository has no such one."""
     if name not in repo.snapshot_names():
-        raise UsageError(f"the repository holds no snapshot named {name!r}")
+        raise SnapshotNotFoundError(f"the repository holds no snapshot named {name!r}")
     return SnapshotReader(repo, name)
 
 

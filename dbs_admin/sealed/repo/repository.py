@@ -29,7 +29,13 @@ from dataclasses import dataclass
 
 import zstandard
 
-from dbs_admin.sealed.errors import AuthenticationError, SealedError, UnrecoverableError, UsageError
+from dbs_admin.sealed.errors import (
+    AuthenticationError,
+    SealedError,
+    SnapshotNotFoundError,
+    UnrecoverableError,
+    UsageError,
+)
 from dbs_admin.sealed.keys import Argon2Params, Identity
 from dbs_admin.sealed.repo.chunker import RecordChunker, cdc_chunks
 from dbs_admin.sealed.repo.chunkindex import ChunkIndex
@@ -203,7 +209,7 @@ class Repository:
 
     def snapshot(self, name: str) -> SnapshotInfo:
         if name not in self.snapshot_names():
-            raise UsageError(f"no snapshot named {name} in this repository")
+            raise SnapshotNotFoundError(f"no snapshot named {name} in this repository")
         doc = read_record(self.store, SNAPSHOT_PREFIX + name, "snapshot", **self._kw())
         added = doc["added_bytes"] + self.store.size(SNAPSHOT_PREFIX + name)
         return SnapshotInfo(name, doc["created"], doc["host"], doc["meta"], added,
