@@ -17,6 +17,7 @@ from dbs_admin.backups.host_disks import copy_host
 from dbs_admin.models import Backup, BackupCopy
 
 LISTS_KEPT_IN_THE_FILE = ("file_sha256",)
+REPOSITORIES = "repositories"  # the manifest's key for its snapshots' figures (``create.REPOSITORIES``, the same)
 
 
 def record_backup(
@@ -51,3 +52,26 @@ def record_backup(
 def stored_copies(backup: Backup):
     """The copies that were stored and verified (not those that failed), the preferred target first."""
     return backup.copies.filter(state=BackupCopy.State.STORED).order_by("target")
+
+
+def describe_what_remains(backup: Backup, gone: str) -> None:
+    """After the copy on target ``gone`` was deleted, make the row describe the copies that remain.
+
+    Why: one capture can be teed to a sealed file and a repository snapshot (``--target repo --target
+    offsite``); its row then lists the file's size and hash beside what the snapshot added. Once retention
+    deletes the file, the row would go on showing a file size no copy has; once it deletes the snapshot, a
+    repository cost no repository bears. So the snapshot's figures go with its copy, and a backup left with
+    snapshots only becomes what a snapshot-only backup's row is: its size what the snapshots added, no file hash.
+    """
+    figures = dict((backup.manifest or {}).get(REPOSITORIES) or {})
+    if not figures:
+        return  # a sealed file alone: nothing in the row describes one copy rather than another
+    figures.pop(gone, None)
+    manifest = {k: v for k, v in backup.manifest.items() if k != REPOSITORIES}
+    if figures:
+        manifest[REPOSITORIES] = figures
+    fields: dict[str, Any] = {"manifest": manifest}
+    remaining = set(stored_copies(backup).values_list("target", flat=True))
+    if figures and remaining and remaining <= set(figures):  # no sealed file left anywhere
+        fields.update(size=sum(int(f.get("added") or 0) for f in figures.values()), sha256="")
+    Backup.objects.filter(pk=backup.pk).update(**fields)

@@ -230,6 +230,7 @@ def _forget_copy(name: str, target_name: str, policy: RetentionPolicy) -> None:
     """Drop the records of a pruned copy, and the backup's row when it was the last copy."""
     from django.db import transaction
 
+    from dbs_admin.backups.catalog import describe_what_remains
     from dbs_admin.models import AuditEvent, Backup, BackupCopy
 
     with transaction.atomic():
@@ -247,3 +248,5 @@ def _forget_copy(name: str, target_name: str, policy: RetentionPolicy) -> None:
         # failed when the backup was made hold nothing, so they do not keep it alive.
         if removed and not backup.copies.filter(state=BackupCopy.State.STORED).exists():
             backup.delete()
+        elif removed:
+            describe_what_remains(backup, target_name)  # a mixed backup's row: the size of what is left

@@ -222,6 +222,44 @@ def test_one_capture_goes_to_a_repository_and_a_file_target_each_recorded(media_
     assert Backup.objects.get(pk=again.backup_id).manifest["repositories"]["repo"]["added"] < figures["added"] / 4
 
 
+def test_retention_leaves_the_row_of_a_mixed_backup_describing_the_copies_that_remain(media_root, repo_target):
+    """A capture teed to a file and a snapshot: once retention deletes the file, the row says what the snapshot
+    added (not the file's size); once it deletes the snapshot, the row forgets the repository's figures."""
+    from dbs_admin.backups.retention import prune
+    from dbs_admin.console.backup_detail import size_words
+    from dbs_admin.models import Backup
+
+    build_site("sq_a", posts=25, images=2)
+    made = []
+    for n in range(3):
+        with on("sq_a"):
+            Post.objects.filter(pk=Post.objects.order_by("pk").first().pk).update(title=f"edit {n}")
+        made.append(Backup.objects.get(pk=create_backup(database="sq_a", passphrase=PASSPHRASE,
+                                                        target=["repo", "local"]).backup_id))
+    first, second, third = made
+    file_size = first.size
+    assert first.sha256 and file_size == {f.name: f.size for f in get_target("local").list()}[first.name]
+
+    plan = prune("local", policy={"last": 2})
+    assert plan.delete == (first.name,)
+    first.refresh_from_db()
+    added = first.manifest["repositories"]["repo"]["added"]
+    assert [c.target for c in first.copies.all()] == ["repo"]
+    assert first.size == added != file_size and first.sha256 == "", "the row is the snapshot's now"
+    assert size_words(first).startswith("+") and "repo" in size_words(first)
+
+    plan = prune("repo", policy={"last": 1})
+    assert set(plan.delete) == {first.name, second.name}
+    assert not Backup.objects.filter(pk=first.pk).exists(), "its last copy went"
+    second_file = second.size
+    second.refresh_from_db()
+    assert [c.target for c in second.copies.all()] == ["local"] and "repositories" not in second.manifest
+    assert second.size == second_file and second.sha256, "a file alone: the row is the file's, as before"
+    assert "repo" not in size_words(second)
+    third.refresh_from_db()
+    assert third.sha256 and "repo" in third.manifest["repositories"], "a kept backup is untouched"
+
+
 def test_a_repository_that_fails_fails_its_copy_alone(media_root, repo_target, monkeypatch):
     from dbs_admin.models import Backup, BackupCopy
 
