@@ -9,22 +9,22 @@ loaded in memory).
 
 A snapshot in a repository target has no file to stream: its link leads to a
 form asking for the key (the repository's passphrase, or an identity file),
-then the snapshot is exported into a private work folder (``private_dir``:
-staged on disk, never in memory; the sealed container needs a seekable file
-for its two copies and trailing metadata) and streamed; the folder goes when
-the response is closed, and a killed worker's is swept with the other
-leftovers. A backup that also has a file copy streams that file instead.
+then an export job is queued (the key sealed for the worker, never in the
+broker or the database in the clear): a multi-GB snapshot's export outlasts
+any proxy's timeout, so it runs in a worker with its progress on the job
+page. The worker seals the file into a private folder (``jobs.exports``); the
+job page then offers it through a link of this same kind (signed over the job
+and the user, expiring), and the file goes when its link expires. A backup
+that also has a file copy streams that file instead.
 """
 
 from __future__ import annotations
-
-import shutil
-from pathlib import Path
 
 from django.core import signing
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from dbs_admin.backups.catalog import stored_copies
@@ -32,7 +32,9 @@ from dbs_admin.backups.host_disks import OnAnotherHostError, refuse_if_elsewhere
 from dbs_admin.conf import dbs_settings
 from dbs_admin.console import audit
 from dbs_admin.console.access import admin_context, console_view
-from dbs_admin.models import AuditEvent, Backup
+from dbs_admin.jobs import exports
+from dbs_admin.jobs.handed_keys import NOT_AN_IDENTITY
+from dbs_admin.models import AuditEvent, Backup, Job
 from dbs_admin.targets import get_target
 from dbs_admin.targets.repository import is_repository
 
@@ -74,6 +76,8 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     backup = Backup.objects.filter(pk=data.get("b")).first()
     if data.get("u") != request.user.pk:
         return _refuse(request, 403, f"link issued to user id {data.get('u')}", backup)
+    if "e" in data:  # an export job's file (a repository snapshot's download)
+        return _serve_export(request, data["e"])
     if backup is None:
         raise Http404("This backup no longer exists.")
     elsewhere, repositories = [], []
@@ -107,55 +111,78 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
     raise Http404("No target holds a readable copy of this backup.")
 
 
-class _ExportFile:
-    """The exported file, read by the response; closing it removes its private folder."""
-
-    def __init__(self, path: Path):
-        self._folder = path.parent
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by the response
-
-    def read(self, n: int = -1) -> bytes:
-        return self._file.read(n)
-
-    def close(self) -> None:
-        self._file.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+IDENTITY_LIMIT = 64 << 10  # an identity file is a line of text; anything larger is not one
 
 
-@sensitive_variables("passphrase", "identity_text", "key")
+@sensitive_variables("passphrase", "identity_text")
 def _export(request: HttpRequest, backup: Backup, target) -> HttpResponse:
-    """GET: the key form. POST: export the snapshot with that key and stream the file (see the docstring)."""
-    from dbs_admin.backups.repository import export_snapshot
-    from dbs_admin.backups.sealing_keys import argon2_params
-    from dbs_admin.backups.sources import private_dir
-    from dbs_admin.console.restore_views import explain_key_failure
-    from dbs_admin.jobs.handed_keys import open_identity
+    """GET: the key form. POST: queue the export job with that key (sealed for the worker, see
+    ``jobs.handoff``) and show its page, which offers the file once made (see the module docstring)."""
+    from dbs_admin.jobs import launch
 
     context = {**admin_context(request, "Download a repository snapshot"), "backup": backup, "target": target.name}
     if request.method != "POST":
         return render(request, "dbs_admin/export_key.html", context)
     passphrase = request.POST.get("passphrase", "")
     upload = request.FILES.get("identity")
-    work = None
-    try:
-        if not passphrase:
-            raise ValueError("Give the passphrase.")
-        identity = open_identity(upload.read(64 << 10), passphrase) if upload else None
-        params, allow_weak = argon2_params()
-        keys = {"recipients": [identity.recipient]} if identity is not None else {"passphrase": passphrase}
-        work = private_dir("export")
-        dest = work / backup.name
-        report = export_snapshot(target, backup.name, dest, passphrase=None if identity else passphrase,
-                                 identity=identity, keys={**keys, "argon2": params, "allow_weak_argon2": allow_weak})
-    except Exception as exc:  # every failure gets one sentence; nothing is left behind
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
-        why = explain_key_failure(exc)
+    error = None
+    identity_text = None
+    if not passphrase:
+        error = "Give the passphrase."
+    elif upload is not None:
+        try:
+            identity_text = upload.read(IDENTITY_LIMIT + 1).decode("ascii")
+        except UnicodeDecodeError:
+            identity_text = None
+        if identity_text is None or len(identity_text) > IDENTITY_LIMIT:
+            error = NOT_AN_IDENTITY
+    if error is None:
+        try:
+            job = launch.queue_export(user=request.user, backup=backup, target=target.name, passphrase=passphrase,
+                                      identity_file=identity_text)
+        except launch.QueueUnavailable as exc:
+            error = str(exc)
+    if error is not None:
         audit.record(request, "download", backup=backup, outcome=AuditEvent.Outcome.DENIED,
-                     detail=f"export from target {target.name}: {why}")
-        return render(request, "dbs_admin/export_key.html", {**context, "error": why}, status=400)
-    audit.record(request, "download", backup=backup, detail=f"export of the snapshot on target {target.name}")
-    response = FileResponse(_ExportFile(dest), as_attachment=True, filename=backup.name,
+                     detail=f"export from target {target.name}: {error}")
+        return render(request, "dbs_admin/export_key.html", {**context, "error": error}, status=400)
+    audit.record(request, "export", backup=backup, detail=f"job {job.pk} queued (target {target.name})")
+    return redirect("dbs_admin:job", pk=job.pk)
+
+
+def export_link(job: Job, user) -> str:
+    """The signed link to an export job's file, for ``user`` only (the download links' signer and life)."""
+    token = signing.TimestampSigner(salt=SALT).sign_object({"e": job.pk, "u": user.pk})
+    return reverse("dbs_admin:download", args=[token])
+
+
+def export_context(job: Job, user) -> dict:
+    """What the job page shows of a finished export: its link while it is kept, or that it expired."""
+    if job.kind != Job.Kind.EXPORT or job.state != Job.State.SUCCEEDED:
+        return {}
+    expires = exports.expires_at(job)
+    if expires is None or expires <= timezone.now() or not (job.params or {}).get("file"):
+        return {"export_expired": True}
+    return {"export_url": export_link(job, user), "export_expires": expires,
+            "export_size": (job.params or {}).get("size")}
+
+
+def _serve_export(request: HttpRequest, job_pk) -> HttpResponse:
+    """Stream an export job's file (the link was checked: intact, fresh, this user's)."""
+    job = Job.objects.select_related("backup").filter(pk=job_pk, kind=Job.Kind.EXPORT).first()
+    if job is None:
+        raise Http404("This export no longer exists.")
+    try:
+        path = exports.served_file(job)
+    except exports.ExportUnavailable as exc:
+        if exc.expired:
+            return _refuse(request, 410, str(exc), job.backup)
+        audit.record(request, "download", backup=job.backup, outcome=AuditEvent.Outcome.FAILED, detail=str(exc))
+        return HttpResponse(str(exc), status=404, content_type="text/plain")
+    audit.record(request, "download", backup=job.backup,
+                 detail=f"export of the snapshot on target {job.params.get('target')} (job #{job.pk})")
+    name = job.params.get("backup_name") or path.name
+    response = FileResponse(open(path, "rb"), as_attachment=True, filename=name,  # noqa: SIM115 - the response closes it
                             content_type="application/octet-stream")
-    response["Content-Length"] = str(report.size)
+    response["Content-Length"] = str(path.stat().st_size)
     return response

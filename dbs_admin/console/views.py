@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from dbs_admin.console import audit
 from dbs_admin.console.access import admin_context, console_view
+from dbs_admin.console.downloads import export_context
 from dbs_admin.console.forms import BackupNowForm, DrillScheduleForm, TargetScheduleForm, target_choices
 from dbs_admin.drills.health import setup_sentence
 from dbs_admin.jobs import launch, schedules
@@ -118,7 +119,7 @@ def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("backup"), pk=pk)
     if job.state in (Job.State.RUNNING, Job.State.QUEUED) and reap_lost_jobs():  # dead or never started: say so
         job.refresh_from_db()
-    context = progress_context(job)
+    context = {**progress_context(job), **export_context(job, request.user)}  # an export: its download link
     if request.htmx:
         return render(request, "dbs_admin/_job_progress.html", context)
     return render(request, "dbs_admin/job.html", {**admin_context(request, str(job)), **context})

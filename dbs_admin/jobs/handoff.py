@@ -54,6 +54,7 @@ DEFAULT_TTL = timedelta(minutes=5)
 RESEND_MARGIN = timedelta(minutes=2)  # beyond JOB_QUEUE_TIMEOUT: the reaper's own period and a worker's start
 # What a hand-off is for (bound into its encryption: one sealed for a backup cannot open a restore).
 BACKUP_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE, DRILL_PURPOSE = "backup", "restore", "validate", "drill"
+EXPORT_PURPOSE = "export"
 _INFO = b"dbs_admin handoff v1"
 _SALT, _NONCE = 32, 12
 

@@ -100,3 +100,14 @@ def queue_drill(*, target: str | None = None, user: Any = None, passphrase: str 
                              params={"target": target, **({"key": "handed"} if ref else {})})
     send("run_drill_task", job, target=target, secret_ref=ref)
     return job
+
+
+@sensitive_variables("passphrase", "identity_file")
+def queue_export(*, user: Any, backup: Backup, target: str, passphrase: str, identity_file: str | None = None) -> Job:
+    """An export job of snapshot ``backup`` on repository ``target`` to a standalone file for download (its
+    job page links to the file once made); the key is sealed for the worker as for a restore."""
+    ref = handoff.put_key(passphrase=passphrase, identity_file=identity_file, purpose=handoff.EXPORT_PURPOSE)
+    job = Job.objects.create(kind=Job.Kind.EXPORT, created_by=user, backup=backup,
+                             params={"target": target, "backup_name": backup.name})
+    send("run_export", job, secret_ref=ref)
+    return job

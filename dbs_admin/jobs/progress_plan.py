@@ -42,6 +42,8 @@ DRILL: tuple[Band, ...] = (("database", 0.05, 0.6), ("rows", 0.05, 0.6), ("files
 VALIDATE: tuple[Band, ...] = (("downloading from ", 0.0, 0.3), ("checking blocks", 0.3, 0.99))
 VALIDATE_WITH_KEY: tuple[Band, ...] = (("downloading from ", 0.0, 0.2), ("checking blocks", 0.2, 0.5),
                                        ("decrypting", 0.5, 0.99))
+# An export reads the snapshot and seals it (two copies written), then the writer reads the file back once.
+EXPORT: tuple[Band, ...] = (("exporting", 0.0, 0.85), ("verifying the export", 0.85, 0.99))
 DATABASE_PARTS = ("rows", "database")  # the capture's two parts: these bands, then "files"
 
 # kind -> {stage that starts a phase (None: from the start): (phase start, phase end, its bands)}
@@ -52,6 +54,7 @@ PLANS: dict[str, dict[str | None, tuple[float, float, tuple[Band, ...]]]] = {
     "drill": {None: (0.0, 1.0, DRILL)},
     "validate": {None: (0.0, 1.0, VALIDATE), "validating": (0.0, 1.0, VALIDATE),
                  "validating with the key": (0.0, 1.0, VALIDATE_WITH_KEY)},
+    "export": {None: (0.0, 1.0, EXPORT)},
 }
 
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from dbs_admin.backups.sources import sweep_leftovers
 from dbs_admin.conf import dbs_settings
 from dbs_admin.humanize import human_duration
-from dbs_admin.jobs import handoff, locks, uploads
+from dbs_admin.jobs import exports, handoff, locks, uploads
 from dbs_admin.jobs import unattended_alerts as alerts
 from dbs_admin.jobs.job_run import resend
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
@@ -121,7 +121,7 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     """Declare RUNNING jobs without a recent heartbeat LOST; clean their files and locks. Returns their ids.
 
     Also fails jobs that never started (:func:`fail_stale_queued_jobs`), returned with them, and removes
-    expired hand-offs and abandoned uploads.
+    expired hand-offs, abandoned uploads and expired exports.
     """
     timeout = dbs_settings.JOB_HEARTBEAT_TIMEOUT if timeout is None else timeout
     cutoff = timezone.now() - timedelta(seconds=timeout)
@@ -146,6 +146,7 @@ def reap_lost_jobs(timeout: float | None = None) -> list[int]:
     lost += fail_stale_queued_jobs()
     handoff.purge_expired()
     uploads.purge_abandoned()
+    exports.remove_expired()  # downloads' exports whose link expired
     sweep_leftovers()  # work and staging folders of backups and restores killed on this host
     from dbs_admin.backups.native_mysql import sweep_default_scratch  # MariaDB sites only need it
 

@@ -35,12 +35,12 @@ from dbs_admin.hosts import this_host
 from dbs_admin.jobs import handoff, locks, ticks
 from dbs_admin.jobs import unattended_alerts as alerts
 from dbs_admin.jobs.handed_keys import HandedKey, KeyRefused
-from dbs_admin.jobs.handoff import BACKUP_PURPOSE, DRILL_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
+from dbs_admin.jobs.handoff import BACKUP_PURPOSE, DRILL_PURPOSE, EXPORT_PURPOSE, RESTORE_PURPOSE, VALIDATE_PURPOSE
 from dbs_admin.jobs.job_run import JobFailed, JobRun, send
 from dbs_admin.jobs.reaper import reap_lost_jobs
 from dbs_admin.jobs.workspace import job_dir, private_root, remote_entry
 from dbs_admin.models import AuditEvent, Backup, Job
-from dbs_admin.sealed import SealedError
+from dbs_admin.sealed import KeySlotError, SealedError
 from dbs_admin.targets.errors import TargetError
 
 log = logging.getLogger("dbs_admin.jobs")
@@ -533,6 +533,67 @@ def run_validate(self, job_id: int, secret_ref: str | None = None, transport_att
 
     _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id, "secret_ref": key.fresh_ref()},
          attempt=transport_attempt)
+
+
+@shared_task(name="dbs_admin.export", **_job_task)
+def run_export(self, job_id: int, secret_ref: str | None = None, transport_attempt: int = 0) -> None:
+    """Export snapshot params.backup_name of repository params.target to a standalone sealed file, kept in the
+    job's private folder for its download link (``jobs.exports``: removed when the link expires; a failed or
+    lost job leaves nothing). The key comes from the hand-off, as a restore's."""
+    from dbs_admin.backups.exports import export_for_download
+    from dbs_admin.jobs import exports
+    from dbs_admin.targets import get_target
+
+    job = _load_job(job_id)
+    if job is None or job.state != Job.State.QUEUED or job.cancel_requested:
+        if job is not None and job.state == Job.State.QUEUED:
+            Job.objects.filter(pk=job.pk).update(
+                state=Job.State.CANCELLED, finished_at=timezone.now(), message="Cancelled before it started.")
+        handoff.discard(secret_ref)
+        return
+    run = _claim(self, job)
+    if run is None:
+        handoff.discard(secret_ref)
+        return
+    folder = exports.export_dir(job)
+    run.set_partial_files([str(folder)])  # removed however the job ends, unless it made the file
+    key = HandedKey(secret_ref, EXPORT_PURPOSE)
+    target_name, name = job.params["target"], job.params["backup_name"]
+    refused: list[str] = []
+
+    def body():
+        try:
+            passphrase, identity = key.open()
+        except KeyRefused as exc:
+            refused.append(str(exc))
+            raise BackupError(str(exc)) from None
+        run.stage("opening the repository")
+        destination = folder / name
+        try:
+            report = export_for_download(get_target(target_name), name, destination,
+                                         passphrase=None if identity is not None else passphrase, identity=identity,
+                                         progress=run.progress, cancel=run.cancel_requested)
+        except KeySlotError as exc:
+            refused.append(str(exc))
+            raise BackupError(f"The repository on target {target_name!r} refused the key ({exc}); nothing was "
+                              "exported. Check it and try again.") from None
+        run.set_partial_files([])  # made: kept for its link, until it expires (``exports.remove_expired``)
+        minutes = max(1, int(dbs_settings.DOWNLOAD_LINK_TTL) // 60)
+        params = {**job.params, "file": str(destination), "host": this_host(), "size": report.size}
+        return (f"Exported {name} from target {target_name!r} ({report.size} bytes, verified); the download "
+                f"below is kept for {minutes} min.", {"params": params, "stage": "done"})
+
+    try:
+        _run(self, run, body, retry_kwargs=lambda: {"job_id": job_id, "secret_ref": key.fresh_ref()},
+             attempt=transport_attempt)
+    except JobFailed:
+        run.job.refresh_from_db()
+        user = run.job.created_by
+        AuditEvent.objects.create(  # the download asked for, refused or failed (as when it ran in the request)
+            user=user, username=user.get_username() if user else "", action="download", backup=run.job.backup,
+            object_repr=name[:300], outcome=AuditEvent.Outcome.DENIED if refused else AuditEvent.Outcome.FAILED,
+            detail=f"export from target {target_name} (job #{job_id}): {run.job.message}")
+        raise
 
 
 @shared_task(name="dbs_admin.reap_lost_jobs", ignore_result=True)

@@ -1,4 +1,4 @@
-"""A unit of background work (backup, restore, validate, drill, prune) and its progress."""
+"""A unit of background work (backup, restore, validate, drill, prune, export) and its progress."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class Job(models.Model):
         VALIDATE = "validate", "Validate"
         DRILL = "drill", "Restore drill"
         PRUNE = "prune", "Prune"
+        EXPORT = "export", "Export for download"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"

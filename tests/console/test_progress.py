@@ -194,3 +194,34 @@ def test_an_sftp_copys_read_back_moves_the_bar_after_its_upload():
     checked = [plan.fraction("verifying on offsite", n * (size // 4), size) for n in range(5)]
     assert sent == sorted(sent) and checked == sorted(checked) and sent[-1] < checked[-1]
     assert sent[0] >= 0.7 and sent[-1] < checked[1] < checked[2] < checked[3] <= 0.99
+
+
+def test_an_export_job_moves_through_the_snapshot_then_the_read_back(two_targets, settings, tmp_path):
+    """A download's export reports the payload bytes read against the snapshot's size, then the writer's
+    read-back; the bar only moves forward and stops short of done until the job ends; cancel stops it."""
+    from dbs_admin.backups.errors import CancelledError
+    from dbs_admin.backups.exports import EXPORTING, VERIFYING, export_for_download
+    from dbs_admin.targets import get_target
+
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "TARGETS": {**settings.DBS_ADMIN["TARGETS"], "repo": {
+        "kind": "local", "path": str(tmp_path / "repo"), "format": "repository"}}}
+    seed(posts=30, images=2, seed=15)
+    result = create_backup(target="repo", passphrase=PASSPHRASE)
+    plan, seen = ProgressPlan("export"), []
+
+    def progress(stage, done, total):
+        seen.append((stage, done, total, plan.fraction(stage, done, total)))
+
+    report = export_for_download(get_target("repo"), result.name, tmp_path / "out.dbs", passphrase=PASSPHRASE,
+                                 progress=progress)
+    assert report.size == (tmp_path / "out.dbs").stat().st_size
+    read = [(d, t) for s, d, t, _ in seen if s == EXPORTING]
+    assert read and read[-1][0] == read[-1][1] > 0, "the stage ends at its end"
+    assert abs(read[0][1] - read[-1][0]) <= 0.1 * read[-1][0], "the snapshot's size announced is about what is read"
+    assert [s for s, *_ in seen][-1] == VERIFYING
+    fractions = [f for *_, f in seen]
+    assert fractions == sorted(fractions) and 0.8 < fractions[-1] <= 0.99
+    with pytest.raises(CancelledError):
+        export_for_download(get_target("repo"), result.name, tmp_path / "cancelled.dbs", passphrase=PASSPHRASE,
+                            cancel=lambda: True)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("out", "cancelled"))) == ["out.dbs"]
