@@ -52,6 +52,79 @@ def test_the_index_answers_as_a_dict_would():
         index[rng.randbytes(32)]
 
 
+def test_later_builds_merge_into_the_built_columns_and_keep_the_first_listing():
+    """A backup's chunks after the index was built (merged, not rebuilt), duplicates of built and of new ids
+    (the first listing wins: built, then blobs in order, then updates), and an iteration that holds the built
+    column while a build happens (the column is copied, not reallocated under it)."""
+    rng = random.Random(11)
+    reference: dict[bytes, Entry] = {}
+    index = ChunkIndex()
+    first = entries(rng, 4000, ["packs/a", "packs/b"])
+    doc = encode_index(first)
+    index.add_blob(doc["packs"], doc["entries"])
+    reference.update(first)
+    assert len(index) == len(reference)
+    walking = iter(index)
+    seen = [next(walking) for _ in range(10)]
+    again = dict(list(first.items())[:500])
+    later = {**{cid: Entry("packs/c", 9, 9, 9, 1, 9) for cid in again}, **entries(rng, 3000, ["packs/c"])}
+    doc = encode_index(later)
+    index.add_blob(doc["packs"], doc["entries"])
+    for cid, e in later.items():
+        reference.setdefault(cid, e)
+    updated = {**{cid: Entry("packs/d", 1, 1, 1, 0, 1) for cid in list(later)[-50:]}, **entries(rng, 40, ["packs/d"])}
+    index.update(updated)
+    for cid, e in updated.items():
+        reference.setdefault(cid, e)
+    assert len(index) == len(reference)
+    assert dict(index.items()) == reference
+    assert seen + list(walking) == sorted(first), "the iteration goes on over the column it started on"
+    assert [cid for cid in index] == sorted(reference)
+
+
+def test_the_build_never_holds_a_second_copy_of_the_ids():
+    """Building the index allocates, beyond what the added entries already hold, less than half the ids'
+    size (the arrival order and blocks): the ids are sorted in place, not copied (numpy's buffers are traced)."""
+    import tracemalloc
+
+    rng = random.Random(5)
+    docs = [encode_index(entries(rng, 10_000, [f"packs/{b}"])) for b in range(4)]
+    n = sum(len(d["entries"]) for d in docs) // 61
+    tracemalloc.start()
+    try:
+        index = ChunkIndex()
+        for doc in docs:
+            index.add_blob(doc["packs"], doc["entries"])
+        held = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        assert len(index) == n
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak - held < 32 * n / 2, f"the build allocated {peak - held} bytes beside {32 * n} bytes of ids"
+
+
+def test_arrival_numbers_widen_past_what_their_bytes_count():
+    """Past 2^24 ids the 3-byte arrival numbers become 4 bytes (here from 1 byte, past 256): the order holds."""
+    import numpy as np
+
+    from dbs_admin.sealed.repo.idsort import ArrivingColumn, ArrivingIds
+
+    rng = random.Random(9)
+    raw = [rng.randbytes(32) for _ in range(700)]
+    raw[600] = raw[3]  # a duplicate: the first arrival first
+    arriving, column = ArrivingIds(), ArrivingColumn()
+    arriving._width = 1
+    for start in range(0, 700, 100):
+        arriving.append(np.array(raw[start : start + 100], dtype="S32"))
+        column.append(np.arange(start, start + 100, dtype=np.uint32))
+    assert arriving._width == 4
+    ids, (positions,) = arriving.sorted_with([column])
+    expected = sorted(range(700), key=lambda i: (raw[i], i))
+    assert positions.tolist() == expected
+    assert [bytes(i).ljust(32, b"\0") for i in ids] == [raw[i] for i in expected]
+
+
 def test_truncated_or_inconsistent_blobs_are_refused():
     doc = encode_index(entries(random.Random(1), 10, ["packs/a"]))
     with pytest.raises(SealedError, match="truncated"):
