@@ -15,6 +15,7 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.console.error_reports import protect
 from dbs_admin.console.rto_chart import rto_chart
+from dbs_admin.drills.report import rto_words
 from dbs_admin.models import DrillCheck, DrillReport
 
 
@@ -103,11 +104,14 @@ class DrillReportAdmin(SuperuserOnlyAdmin):
 
     @admin.display(description="restore time (RTO)", ordering="restore_seconds")
     def rto(self, report: DrillReport) -> str:
-        return _seconds(report.restore_seconds)
+        """The RTO, and what it measured in its title (each step's time; a snapshot's export, and what it adds)."""
+        return format_html('<span class="dbs-rto" title="{}">{}</span>', rto_words(report),
+                           _seconds(report.restore_seconds))
 
     @admin.display(description="restore (RTO) / whole drill", ordering="restore_seconds")
     def times(self, report: DrillReport) -> str:
-        return f"{_seconds(report.restore_seconds)} / {_seconds(report.total_seconds)}"
+        return format_html('<span class="dbs-rto" title="{}">{}</span> / {}', rto_words(report),
+                           _seconds(report.restore_seconds), _seconds(report.total_seconds))
 
     @admin.display(description="drill time (total)", ordering="total_seconds")
     def total(self, report: DrillReport) -> str:

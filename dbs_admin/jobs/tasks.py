@@ -608,7 +608,9 @@ DRILL_TASK_NAME = "dbs_admin.drill"  # the name the Schedules page schedules (sc
 
 def drill_summary(report) -> str:
     if report.passed:
-        return f"Drill #{report.pk} of {report.backup_name} passed; restore took {report.restore_seconds or 0:.1f} s."
+        from dbs_admin.drills.report import rto_words
+
+        return f"Drill #{report.pk} of {report.backup_name} passed; restore (RTO) took {rto_words(report)}."
     failed = [c.name for c in report.checks.all() if not c.passed]
     why = ("failed checks: " + ", ".join(failed)) if failed else (report.error or "no check ran")
     return f"Drill #{report.pk} of {report.backup_name} FAILED ({why})."

@@ -1,5 +1,6 @@
 """Drills of repository snapshots: the unattended drill identity picks the newest snapshot its key opens,
-exports it with that key, and drills it as a file; a snapshot sealed with a passphrase only is skipped."""
+exports it with that key, and drills it as a file (the report saying what its RTO then measured); a snapshot
+sealed with a passphrase only is skipped."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from blog.models import Post
 from dbs_admin.backups.api import create_backup
 from dbs_admin.drills.runner import run_drill
 from dbs_admin.drills.scratch import drills_root, scratch_exists
+from dbs_admin.jobs.tasks import drill_summary
 from dbs_admin.models import Backup
 
 PASSPHRASE = "repository passphrase for drills"
@@ -34,8 +36,13 @@ def test_the_drill_identity_drills_the_newest_snapshot_its_key_opens(repo):
     report = run_drill(target="repo")  # DRILL_IDENTITY, unattended
     assert report.passed, [(c.name, c.detail) for c in report.checks.all() if not c.passed] or report.error
     assert report.backup_name == second.name
-    fetch = report.checks.get(name="fetch")
-    assert "exported from repository target 'repo'" in fetch.detail
+    export = report.checks.get(name="export")
+    assert "exported from repository target 'repo'" in export.detail and "upper bound" in export.detail
+    # The report says what its RTO measured: each step, and what the export adds to a restore from the repository.
+    counted = {c.name: c.seconds for c in report.checks.all() if c.name in ("export", "schema", "restore")}
+    assert report.restore_seconds == pytest.approx(sum(counted.values()), abs=0.01)
+    summary = drill_summary(report)
+    assert f"export {counted['export']:.1f} s + schema" in summary and "upper bound" in summary
     assert not scratch_exists(report.pk)
     assert not any(p.name.startswith(f"dbs_drill_{report.pk}.") for p in drills_root().iterdir())
 
