@@ -40,10 +40,14 @@ def exports_root() -> Path:
 
 
 def export_dir(job: Job) -> Path:
-    """The job's private folder (made 0700 with its parents when missing)."""
-    root = exports_root()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = root / str(job.pk)
+    """The job's private folder (see :func:`make_export_dir`)."""
+    return exports_root() / str(job.pk)
+
+
+def make_export_dir(job: Job) -> Path:
+    """The job's private folder, made 0700 with its parents when missing."""
+    exports_root().mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = export_dir(job)
     folder.mkdir(exist_ok=True, mode=0o700)
     return folder
 

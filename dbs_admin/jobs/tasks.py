@@ -568,7 +568,7 @@ def run_export(self, job_id: int, secret_ref: str | None = None, transport_attem
             refused.append(str(exc))
             raise BackupError(str(exc)) from None
         run.stage("opening the repository")
-        destination = folder / name
+        destination = exports.make_export_dir(job) / name
         try:
             report = export_for_download(get_target(target_name), name, destination,
                                          passphrase=None if identity is not None else passphrase, identity=identity,
