@@ -141,3 +141,42 @@ def test_an_export_that_expires_before_its_link_is_used_is_removed_by_the_link(
     assert response.status_code == 410 and _exports() == [], "refused, and removed on the way"
     denied = AuditEvent.objects.get(action="download", outcome=AuditEvent.Outcome.DENIED)
     assert "expired" in denied.detail
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_snapshot_sealed_to_recipients_is_exported_with_an_uploaded_identity(eager, su_client, settings, tmp_path):
+    """A scheduled snapshot (recipient slots only) is exported with its identity file: the export is sealed to
+    that identity; a wrong identity passphrase fails the job in one line, audited, leaving nothing."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from dbs_admin import create_backup
+    from dbs_admin.jobs.handed_keys import WRONG_IDENTITY_PASSPHRASE
+    from dbs_admin.models import Backup
+    from dbs_admin.sealed import Argon2Params, generate_identity, info
+
+    weak = Argon2Params(time_cost=1, memory_kib=8192, parallelism=1)
+    identity = generate_identity(tmp_path / "id.txt", "identity passphrase", argon2=weak, allow_weak=True)
+    settings.DBS_ADMIN = {**settings.DBS_ADMIN, "RECIPIENTS": [identity.recipient],
+                          "PRIVATE_ROOT": str(tmp_path / "private"),
+                          "TARGETS": {"repo": {"kind": "local", "path": str(tmp_path / "repo"),
+                                               "format": "repository"}}}
+    seed(posts=6, images=1, seed=8)
+    snap = Backup.objects.get(pk=create_backup(target="repo").backup_id)  # sealed to the recipient alone
+    link = su_client.get(reverse("dbs_admin:download_link", args=[snap.pk]))["Location"]
+
+    def export(passphrase: str) -> Job:
+        upload = SimpleUploadedFile("id.txt", (tmp_path / "id.txt").read_bytes(), "text/plain")
+        return Job.objects.get(pk=_queued(su_client.post(link, {"passphrase": passphrase, "identity": upload})))
+
+    refused = export("not it")
+    assert refused.state == Job.State.FAILED and refused.message == WRONG_IDENTITY_PASSPHRASE
+    assert _exports() == [] and AuditEvent.objects.get(action="download").outcome == AuditEvent.Outcome.DENIED
+    done = export("identity passphrase")
+    assert done.state == Job.State.SUCCEEDED, done.message
+    out = tmp_path / "out.dbs"
+    response = _download(su_client, su_client.get(reverse("dbs_admin:job", args=[done.pk])).context["export_url"],
+                         out)
+    assert response.status_code == 200
+    assert [s["type"] for s in info(out)["key_slots"]] == ["recipient"], "sealed to the identity, no passphrase"
+    with open(out, "rb") as f:
+        assert read_manifest(f, out.stat().st_size, identity=identity)["counts"] == snap.manifest["counts"]
