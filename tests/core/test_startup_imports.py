@@ -17,7 +17,10 @@ HEAVY = ["numpy", "reedsolo", "dbs_admin.jobs.tasks", "dbs_admin.backups.create"
          "dbs_admin.sealed.reader", "dbs_admin.drills.runner",
          # what only the console's pages use (the admin's autodiscovery imports the console at every start)
          "dbs_admin.console.dashboard", "dbs_admin.console.drill_views", "dbs_admin.console.deletion",
-         "dbs_admin.drills.health", "dbs_admin.jobs.reaper"]
+         "dbs_admin.drills.health", "dbs_admin.jobs.reaper",
+         # what only one console page or action uses: validating from the list (the job launcher, Celery's
+         # sending side, the hand-off's cryptography), comparing and restoring versions of an object
+         "dbs_admin.jobs.launch", "dbs_admin.jobs.handoff", "dbs_admin.history.revert", "dbs_admin.history.diff"]
 
 PROBE = """
 import json, sys
