@@ -132,7 +132,7 @@ def whole_backups(recipient: str, out_dir: Path, kinds: tuple[str, ...], rounds:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     times: dict[str, list[float]] = {kind: [] for kind in kinds}
-    for round_ in range(rounds):
+    for _ in range(rounds):
         for kind in kinds:  # interleaved
             out = out_dir / f"whole-{kind}-{time.time_ns()}.dbs"  # names are never reused
             os.sync()

@@ -45,6 +45,10 @@ class DbsCommand(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         add_no_input(parser)
+        if "--skip-checks" not in parser._option_string_actions:
+            # Django offers --skip-checks only to commands that run checks; scripts (and call_command(...,
+            # skip_checks=...)) that passed it before must still work: accepted, and there is nothing to skip.
+            parser.add_argument("--skip-checks", action="store_true", help=argparse.SUPPRESS)
         return parser
 
 
