@@ -77,7 +77,9 @@ def in_child(func, *args):
             out["seconds"] = time.perf_counter() - started
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             out, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
-        out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["rss_mib"] = usage.ru_maxrss / 1024
+        out["cpu"] = usage.ru_utime + usage.ru_stime  # the child's own CPU seconds: steadier than wall on a busy host
         with os.fdopen(write, "w") as f:
             json.dump(out, f)
         os._exit(code)

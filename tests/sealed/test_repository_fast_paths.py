@@ -12,7 +12,7 @@ import pytest
 from dbs_admin.sealed.errors import SealedError
 from dbs_admin.sealed.repo.chunker import RecordChunker
 from dbs_admin.sealed.repo.chunkindex import ChunkIndex
-from dbs_admin.sealed.repo.export import PAYLOAD_MAGIC, PREFIX, frames, rebatched
+from dbs_admin.sealed.repo.export import PAYLOAD_MAGIC, PREFIX, REBATCH_ROWS, frames, rebatched
 from dbs_admin.sealed.repo.packs import Entry
 from dbs_admin.sealed.repo.records import encode_index
 
@@ -59,7 +59,7 @@ def _plain_rebatched(payload: bytes) -> bytes:
     for kind, frame in frames([payload]):
         if kind == b"R" and frame[PREFIX.size] == 0x91:
             rows.append(msgpack.unpackb(frame[PREFIX.size :])[0])
-            if len(rows) >= 1000:
+            if len(rows) >= REBATCH_ROWS:
                 flush()
             continue
         flush()
@@ -74,7 +74,7 @@ def test_rebatching_gives_the_payload_whatever_the_chunks_cut(seed):
     parts = [PAYLOAD_MAGIC, _frame(b"H", b'{"format":1}')]
     for _ in range(30):
         parts.append(_frame(b"M", b'{"model":"x"}'))
-        for _ in range(rng.randrange(0, 2500)):
+        for _ in range(rng.randrange(0, 4500)):
             parts.append(_frame(b"R", msgpack.packb([[rng.randrange(1 << 40), rng.randbytes(rng.randrange(50))]])))
         if rng.random() < 0.3:
             parts.append(_frame(b"R", msgpack.packb([[1], [2]])))  # a batch of two is passed on as it is

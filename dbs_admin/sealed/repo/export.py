@@ -32,7 +32,7 @@ ROWS = b"R"
 STREAM = "payload"
 MANIFEST_STREAM = "file_sha256"
 FILE_LIST = "file_sha256"
-REBATCH_ROWS = 1000
+REBATCH_ROWS = 2000  # as the capture's batches (BATCH_SIZE): a restore inserts as many rows at once as from a file
 REBATCH_BYTES = 4 << 20
 
 

@@ -160,22 +160,25 @@ class Repository:
         """The chunks ``ids`` in order, each authenticated and checked against its keyed id."""
         index = self.index
         opened: dict[str, ChunkOpener] = {}
+        current, opener = None, None
+        blake2b, id_key = hashlib.blake2b, self._id_key
         try:
             for cid, entry in index.locate_many(ids):
                 if entry is None:
                     raise UnrecoverableError(f"chunk {cid.hex()} is in no index: the repository lost data it "
                                              "needs (run check; rebuild the index from the packs)")
-                opener = opened.pop(entry.pack, None)
-                if opener is not None:
-                    opened[entry.pack] = opener  # most recently used last: the oldest is closed first
-                else:
-                    if len(opened) >= 8:
-                        old = next(iter(opened))
-                        opened.pop(old).obj.close()
-                    obj = SealedObject(self.store, entry.pack, kind="pack", **self._kw())
-                    opener = opened[entry.pack] = ChunkOpener(obj, self.dictionary)
+                if entry.pack != current:  # chunks come mostly pack after pack: the LRU is kept only on a change
+                    current = entry.pack
+                    opener = opened.pop(current, None)
+                    if opener is None:
+                        if len(opened) >= 8:
+                            old = next(iter(opened))
+                            opened.pop(old).obj.close()
+                        obj = SealedObject(self.store, current, kind="pack", **self._kw())
+                        opener = ChunkOpener(obj, self.dictionary)
+                    opened[current] = opener  # most recently used last: the oldest is closed first
                 chunk = opener.open(cid, entry)
-                if self.chunk_id(chunk) != cid:
+                if blake2b(chunk, digest_size=ID_SIZE, key=id_key).digest() != cid:
                     raise AuthenticationError(f"chunk {cid.hex()} in {entry.pack} does not match its id")
                 yield chunk
         finally:
