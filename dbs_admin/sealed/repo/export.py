@@ -115,13 +115,13 @@ def rebatched(pieces: Iterable[bytes]) -> Iterator[bytes | memoryview]:
                 continue
             yield bytes(view[: len(PAYLOAD_MAGIC)])
             pos, magic_seen = len(PAYLOAD_MAGIC), True
-        while end_all - pos >= PREFIX.size:
+        while end_all - pos >= 5:  # PREFIX.size
             kind, length = unpack(data, pos)
-            end = pos + PREFIX.size + length
+            end = pos + 5 + length
             if end > end_all:
                 break
-            if kind == ROWS and length and data[pos + PREFIX.size] == 0x91:
-                rows.append(view[pos + PREFIX.size + 1 : end])
+            if kind == ROWS and length and data[pos + 5] == 0x91:
+                rows.append(view[pos + 6 : end])
                 size += length - 1
                 if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
                     prefix, head = _batch_prefix(len(rows), size)

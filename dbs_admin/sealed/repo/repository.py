@@ -161,6 +161,7 @@ class Repository:
         index = self.index
         opened: dict[str, ChunkOpener] = {}
         current, opener = None, None
+        decompressors: dict = {}
         blake2b, id_key = hashlib.blake2b, self._id_key
         try:
             for cid, entry in index.locate_many(ids):
@@ -175,7 +176,7 @@ class Repository:
                             old = next(iter(opened))
                             opened.pop(old).obj.close()
                         obj = SealedObject(self.store, current, kind="pack", **self._kw())
-                        opener = ChunkOpener(obj, self.dictionary)
+                        opener = ChunkOpener(obj, self.dictionary, decompressors)
                     opened[current] = opener  # most recently used last: the oldest is closed first
                 chunk = opener.open(cid, entry)
                 if blake2b(chunk, digest_size=ID_SIZE, key=id_key).digest() != cid:
