@@ -131,6 +131,7 @@ def main() -> None:
                         "(0: skip it)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of the nothing-changed backup and of the "
                         "restores (ours alternating with the single file's); medians are reported")
+    parser.add_argument("--no-stages", action="store_true", help="skip the stage-by-stage breakdown of ours")
     parser.add_argument("--cold-key", action="store_true", help="run Argon2 at every backup (a process per "
                         "backup, as cron + manage.py) instead of keeping the key of a worker process")
     args = parser.parse_args()
@@ -188,7 +189,7 @@ def main() -> None:
 
     def backup(tool: str, n: int) -> dict:
         if tool == "ours":
-            if n:  # each stage alone first, while what is new is still new (nothing is committed)
+            if n and not args.no_stages:  # each stage alone first, while what is new is still new (not committed)
                 breakdown[stages[n]] = in_child(backup_stages, PASSPHRASE)
             runs = [in_child(repo_backup) for _ in range(args.rounds if stages[n] == "nothing changed" else 1)]
             out = dict(runs[len(runs) // 2])
@@ -242,10 +243,11 @@ def main() -> None:
                                                   "seconds": statistics.median(r["seconds"] for r in
                                                                                single_restores),
                                                   "cpu": statistics.median(r["cpu"] for r in single_restores)})
-            fresh_scratch()
-            (work / "restored-stages").mkdir()
-            breakdown["restore latest"] = in_child(restore_stages, names["ours"], PASSPHRASE,
-                                                   str(work / "restored-stages"), SCRATCH)
+            if not args.no_stages:
+                fresh_scratch()
+                (work / "restored-stages").mkdir()
+                breakdown["restore latest"] = in_child(restore_stages, names["ours"], PASSPHRASE,
+                                                       str(work / "restored-stages"), SCRATCH)
         elif tool == "borg":
             out = in_child(run_tool, ["borg", "extract", "::s2"], tools[tool], str(dest))
             out["rss_mib"], out["cpu"] = out.pop("child_rss_mib"), out.pop("child_cpu")
@@ -269,7 +271,8 @@ def main() -> None:
         each = "  (" + ", ".join(f"{x:.2f}" for x in r["rounds"]) + ")" if len(r.get("rounds", [])) > 1 else ""
         cpu = f"{r['cpu']:6.2f}" if "cpu" in r else f"{'':>6}"
         print(f"{tool:<12} {stage:<16} {r['seconds']:8.2f} {added} {r['rss_mib']:13.0f} {cpu}{each}")
-    print("ours, each stage alone (CPU seconds; bench/repository_stages.py says what each covers):")
+    if breakdown:
+        print("ours, each stage alone (CPU seconds; bench/repository_stages.py says what each covers):")
     for stage, parts in breakdown.items():
         total = next(r["cpu"] for tool, st, r in rows if tool == "ours" and st == stage)
         print(f"  {stage:<16} {describe(parts, None if stage == 'restore latest' else total)}")
