@@ -28,6 +28,12 @@ after the restore). A worker keeps the repository key it unwrapped in memory
 (``sealed.repo.keyfile``): the parent unwraps it once after the first backup,
 so later backups skip Argon2 as a worker's would; ``--cold-key`` pays it every
 time (a process per backup).
+
+After the table, where ours spend their time: each stage of the 1% change and
+nothing-changed backups, and of the restore, timed alone
+(``bench/repository_stages.py``). ``--rounds N`` repeats the nothing-changed
+backup and the restores (ours alternating with the single file's) N times and
+reports medians.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -56,6 +63,7 @@ from bench.backup import (  # noqa: E402
     scratch_settings,
     seed_reference_site,
 )
+from bench.repository_stages import backup_stages, describe, restore_stages  # noqa: E402
 
 PASSPHRASE = "bench passphrase, not a secret"
 
@@ -93,7 +101,8 @@ def run_tool(argv: list[str], env: dict, cwd: str | None = None) -> dict:
     """A tool as a child process; the forked child reports its child's peak RSS."""
     subprocess.run(argv, env={**os.environ, **env}, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE)
-    return {"child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"child_rss_mib": usage.ru_maxrss / 1024, "child_cpu": usage.ru_utime + usage.ru_stime}
 
 
 def one_percent_change(media: Path, posts: int) -> None:
@@ -120,6 +129,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep an existing seed of the same size")
     parser.add_argument("--dailies", type=int, default=30, help="snapshots in all for the 30-dailies figure "
                         "(0: skip it)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of the nothing-changed backup and of the "
+                        "restores (ours alternating with the single file's); medians are reported")
+    parser.add_argument("--no-stages", action="store_true", help="skip the stage-by-stage breakdown of ours")
     parser.add_argument("--cold-key", action="store_true", help="run Argon2 at every backup (a process per "
                         "backup, as cron + manage.py) instead of keeping the key of a worker process")
     args = parser.parse_args()
@@ -154,8 +166,8 @@ def main() -> None:
     single = in_child(our_backup, "logical", identity.recipient)
     rows.append(("single file", "backup", {**single, "added": single["size"]}))
     fresh_scratch()
-    rows.append(("single file", "restore", in_child(our_restore, single["path"], identity, str(work / "m0"))))
-    Path(single["path"]).unlink(missing_ok=True)
+    single_restores = [in_child(our_restore, single["path"], identity, str(work / "m0"))]
+    rows.append(("single file", "restore", single_restores[0]))
 
     tools = {"ours": None}
     env_borg = {"BORG_PASSPHRASE": PASSPHRASE, "BORG_REPO": str(work / "borg"), "BORG_BASE_DIR": str(work / "bb"),
@@ -177,7 +189,14 @@ def main() -> None:
 
     def backup(tool: str, n: int) -> dict:
         if tool == "ours":
-            return in_child(repo_backup)
+            if n and not args.no_stages:  # each stage alone first, while what is new is still new (not committed)
+                breakdown[stages[n]] = in_child(backup_stages, PASSPHRASE)
+            runs = [in_child(repo_backup) for _ in range(args.rounds if stages[n] == "nothing changed" else 1)]
+            out = dict(runs[len(runs) // 2])
+            out["seconds"] = statistics.median(r["seconds"] for r in runs)
+            out["cpu"] = statistics.median(r["cpu"] for r in runs)
+            out["rounds"] = [r["seconds"] for r in runs]
+            return out
         repo = work / tool
         before = tree_bytes(repo)
         if tool == "borg":
@@ -186,10 +205,11 @@ def main() -> None:
             argv = ["restic", "backup", "--quiet", *sources]
         out = in_child(run_tool, argv, tools[tool])
         out["added"] = tree_bytes(repo) - before
-        out["rss_mib"] = out.pop("child_rss_mib")
+        out["rss_mib"], out["cpu"] = out.pop("child_rss_mib"), out.pop("child_cpu")
         return out
 
     stages = ["first backup", "1% change", "nothing changed"]
+    breakdown: dict[str, dict] = {}
     names = {}
     for n, stage in enumerate(stages):
         if stage == "1% change":
@@ -206,14 +226,34 @@ def main() -> None:
         dest = work / f"restored-{tool}"
         dest.mkdir()
         if tool == "ours":
-            fresh_scratch()
-            out = in_child(repo_restore, names["ours"], str(dest))
+            runs = []
+            for r in range(args.rounds):
+                if r:  # the single file's restore again, alternating with ours (the first ran above)
+                    fresh_scratch()
+                    single_restores.append(in_child(our_restore, single["path"], identity, str(work / f"m{r}")))
+                fresh_scratch()
+                (work / f"restored-ours-{r}").mkdir()
+                runs.append(in_child(repo_restore, names["ours"], str(work / f"restored-ours-{r}")))
+            out = dict(runs[0])
+            out["seconds"] = statistics.median(r["seconds"] for r in runs)
+            out["cpu"] = statistics.median(r["cpu"] for r in runs)
+            out["rounds"] = [r["seconds"] for r in runs]
+            rows[1] = ("single file", "restore", {**single_restores[0], "rounds": [r["seconds"] for r in
+                                                                                   single_restores],
+                                                  "seconds": statistics.median(r["seconds"] for r in
+                                                                               single_restores),
+                                                  "cpu": statistics.median(r["cpu"] for r in single_restores)})
+            if not args.no_stages:
+                fresh_scratch()
+                (work / "restored-stages").mkdir()
+                breakdown["restore latest"] = in_child(restore_stages, names["ours"], PASSPHRASE,
+                                                       str(work / "restored-stages"), SCRATCH)
         elif tool == "borg":
             out = in_child(run_tool, ["borg", "extract", "::s2"], tools[tool], str(dest))
-            out["rss_mib"] = out.pop("child_rss_mib")
+            out["rss_mib"], out["cpu"] = out.pop("child_rss_mib"), out.pop("child_cpu")
         else:
             out = in_child(run_tool, ["restic", "restore", "latest", "--target", str(dest)], tools[tool])
-            out["rss_mib"] = out.pop("child_rss_mib")
+            out["rss_mib"], out["cpu"] = out.pop("child_rss_mib"), out.pop("child_cpu")
         rows.append((tool, "restore latest", out))
 
     dailies = []
@@ -225,10 +265,17 @@ def main() -> None:
     print(f"{len(Post.objects.all())} posts; repository of ours: {tree_bytes(work / 'ours') / 2**20:.1f} MiB; "
           f"borg {tree_bytes(work / 'borg') / 2**20 if 'borg' in tools else 0:.1f} MiB; "
           f"restic {tree_bytes(work / 'restic') / 2**20 if 'restic' in tools else 0:.1f} MiB")
-    print(f"{'tool':<12} {'operation':<16} {'seconds':>8} {'bytes added':>12} {'peak RSS MiB':>13}")
+    print(f"{'tool':<12} {'operation':<16} {'seconds':>8} {'bytes added':>12} {'peak RSS MiB':>13} {'CPU s':>6}")
     for tool, stage, r in rows:
         added = f"{r['added']:12,d}" if "added" in r else f"{'':>12}"
-        print(f"{tool:<12} {stage:<16} {r['seconds']:8.2f} {added} {r['rss_mib']:13.0f}")
+        each = "  (" + ", ".join(f"{x:.2f}" for x in r["rounds"]) + ")" if len(r.get("rounds", [])) > 1 else ""
+        cpu = f"{r['cpu']:6.2f}" if "cpu" in r else f"{'':>6}"
+        print(f"{tool:<12} {stage:<16} {r['seconds']:8.2f} {added} {r['rss_mib']:13.0f} {cpu}{each}")
+    if breakdown:
+        print("ours, each stage alone (CPU seconds; bench/repository_stages.py says what each covers):")
+    for stage, parts in breakdown.items():
+        total = next(r["cpu"] for tool, st, r in rows if tool == "ours" and st == stage)
+        print(f"  {stage:<16} {describe(parts, None if stage == 'restore latest' else total)}")
     ref_backup = rows[0][2]["seconds"]
     ref_restore = rows[1][2]["seconds"]
     ours = {stage: r for tool, stage, r in rows if tool == "ours"}
@@ -248,6 +295,7 @@ def main() -> None:
                      "unwrapped once by the parent after the first backup and kept in memory, as a worker does"))
     from dbs_admin.models import Backup
 
+    Path(single["path"]).unlink(missing_ok=True)
     Backup.objects.filter(label="bench").delete()
     shutil.rmtree(work, ignore_errors=True)
 

@@ -15,6 +15,7 @@ The sum against the pipelined backup's wall time shows how much the overlap wins
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import statistics
 import subprocess
@@ -53,6 +54,95 @@ def startup(rounds: int = 3) -> dict[str, float]:
             if round_:
                 times[name].append(time.perf_counter() - started)
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+# A command's start-up, step by step, in one process started as ``manage.py`` starts (each step's time includes
+# the modules it is the first to import: Django's ORM is paid by the first app whose models load).
+_STARTUP_PROBE = """
+import time
+t0 = time.perf_counter()
+import json, os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+from django.apps.config import AppConfig
+steps = {}
+def step(name, since):
+    now = time.perf_counter()
+    steps[name] = steps.get(name, 0.0) + now - since
+    return now
+def group(label):
+    if label == "admin":
+        return "admin autodiscovery (every admin.py: the console)"
+    if label == "django_celery_beat":
+        return "django-celery-beat (its time-zone field: ~600 zones)"
+    if label == "dbs_admin":
+        return "dbs_admin (models, dbs.py, signals, wiring)"
+    if label in ("auth", "contenttypes", "sessions", "messages", "staticfiles"):
+        return "Django's contrib apps"
+    return "other apps (blog, django_htmx)"
+def timed(method):
+    def wrapper(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            step(group(self.label), started)
+    return wrapper
+create = AppConfig.create.__func__
+def timed_create(cls, entry):
+    config = create(cls, entry)
+    config.ready = timed(type(config).ready).__get__(config)
+    return config
+AppConfig.create = classmethod(timed_create)
+AppConfig.import_models = timed(AppConfig.import_models)
+t = step("django", t0)
+from django.conf import settings
+settings.INSTALLED_APPS
+t = step("the settings (the demo_site package: its Celery app)", t)
+import django
+before = sum(steps.values())
+django.setup()
+now = time.perf_counter()
+steps["django.setup(), the rest (logging, django.urls, app configs)"] = now - t - (sum(steps.values()) - before)
+t = now
+from django.core.management import load_command_class
+load_command_class("dbs_admin", "dbs_backup").create_parser("manage.py", "dbs_backup")
+t = step("dbs_backup: its module and parser (--help ends here)", t)
+import dbs_admin.backups.create  # what handle() imports: the capture, the sealed writer (numpy, zstd, ...)
+step("dbs_backup: what a real run imports (capture, sealed writer)", t)
+print(json.dumps(steps))
+"""
+
+
+def startup_steps(rounds: int = 3) -> dict[str, float]:
+    """Median seconds of each step of a command's start-up (``_STARTUP_PROBE``), from cached bytecode."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    runs: list[dict[str, float]] = []
+    for _ in range(rounds + 1):  # the first writes the bytecode cache
+        out = subprocess.run([sys.executable, "-c", _STARTUP_PROBE], check=True, cwd=ROOT, env=env,
+                             capture_output=True, text=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = runs[1:]
+    return {name: statistics.median(r.get(name, 0.0) for r in runs) for name in runs[0]}
+
+
+def whole_backups(recipient: str, out_dir: Path, kinds: tuple[str, ...], rounds: int = 3) -> dict[str, float]:
+    """Median wall time of ``manage.py dbs_backup --kind K --output F`` run as a user runs it: start-up, imports,
+    capture, sealing, verification and the record, all in (the table's figures exclude the start-up)."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    times: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(rounds):
+        for kind in kinds:  # interleaved
+            out = out_dir / f"whole-{kind}-{time.time_ns()}.dbs"  # names are never reused
+            os.sync()
+            started = time.perf_counter()
+            subprocess.run([sys.executable, str(ROOT / "manage.py"), "dbs_backup", "--kind", kind, "--recipient",
+                            recipient, "--output", str(out), "--label", "bench", "--no-input", "-v0"],
+                           check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times[kind].append(time.perf_counter() - started)
+            out.unlink()
+    return {kind: statistics.median(ts) for kind, ts in times.items()}
 
 
 class _Report:

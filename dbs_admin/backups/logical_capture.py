@@ -226,13 +226,15 @@ def stream(
         wanted.setdefault((root_id, name), name)
     files, missing = [], []
     listed = sorted(wanted.items())
-    sizes = [-1 if storage_media.is_storage_root(root_id) else _size(safe_path(roots[root_id], name))
+    # Each local file's path resolved once (resolving is most of this loop's cost): for its size and the cache.
+    paths = [None if storage_media.is_storage_root(root_id) else safe_path(roots[root_id], name)
              for (root_id, name), _ in listed]
+    sizes = [-1 if path is None else _size(path) for path in paths]
     total_bytes, done_bytes = sizing.file_bytes(sizes), 0
-    for (root_id, name), ref in listed:  # the files stage moves by bytes: one large video is most of it
+    for ((root_id, name), ref), path in zip(listed, paths):  # the files stage moves by bytes: one video is most
         reporter.check()
         reporter.report("files", done_bytes, total_bytes)
-        hit = files_cache.reusable(root_id, name, _local_path(root_id, name, roots))
+        hit = files_cache.reusable(root_id, name, path)
         if hit is not None:  # a repository backup, and the file is unchanged since the last snapshot read it
             yield from files_cache.reused_frames({"root": root_id, "name": name, "ref": ref, "size": hit.size}, hit)
             files.append([root_id, name, hit.size, hit.sha256])
@@ -277,16 +279,6 @@ def _in_storage(root_id: str, value: str) -> tuple[str, str] | None:
     try:
         return root_id, clean_name(value)
     except UnsafePathError:
-        return None
-
-
-def _local_path(root_id: str, name: str, roots: dict[str, Path]) -> Path | None:
-    """The file's path on this machine (None for a storage's file, or a name that is not safe)."""
-    if storage_media.is_storage_root(root_id):
-        return None
-    try:
-        return safe_path(roots[root_id], name)
-    except Exception:  # noqa: BLE001 - _open then refuses or skips it with its own message
         return None
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,17 +93,22 @@ def _frames(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
         raise BackupError(str(exc)) from None
 
 
-def _row_frames(frame: bytes) -> Iterator[bytes]:
-    """A ROWS frame split into one-row ROWS frames (rows sliced out of the MessagePack, not decoded)."""
+_ROW_HEAD = struct.Struct(">cIB")  # a one-row ROWS frame's prefix and its MessagePack array header (0x91)
+
+
+def _row_parts(frame: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """A ROWS frame split into one-row ROWS frames, each as ``(prefix, row)``: the row a slice of the batch's
+    MessagePack (skipped over, not decoded) and the prefix made for it, so neither is copied to be joined."""
     body = memoryview(frame)[_PREFIX.size :]
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(body) + 16)
     unpacker.feed(body)
     count = unpacker.read_array_header()
     pos = unpacker.tell()
+    skip, tell, pack, rows = unpacker.skip, unpacker.tell, _ROW_HEAD.pack, payload.ROWS
     for _ in range(count):
-        unpacker.skip()
-        end = unpacker.tell()
-        yield _PREFIX.pack(payload.ROWS, 1 + end - pos) + b"\x91" + body[pos:end]
+        skip()
+        end = tell()
+        yield pack(rows, 1 + end - pos, 0x91), body[pos:end]
         pos = end
 
 
@@ -149,7 +155,7 @@ def payload_chunks(pieces: Iterable[Any], head: list[bytes]) -> Iterator[Any]:
 
     for kind, frame in frames:
         if kind == payload.ROWS:
-            yield from records.feed_many(_row_frames(frame))
+            yield from records.feed_pairs(_row_parts(frame))
         elif kind in (payload.FILE, payload.DUMP):
             yield from records.feed(frame)
             yield from records.finish()
@@ -184,19 +190,36 @@ def _files_cache(repo: Repository, writer: Any) -> files_cache.FilesCache:
                                   repo.rkey.key, known.__contains__)
 
 
+ID_BATCH = 512  # chunks whose ids are looked up in the index at once
+
+
 def _store_payload(writer: Any, items: Iterable[Any], cache: files_cache.FilesCache) -> list[bytes]:
-    """Add the chunks of ``payload_chunks`` to the snapshot; record read files in the cache; the stream's ids."""
+    """Add the chunks of ``payload_chunks`` to the snapshot; record read files in the cache; the stream's ids.
+
+    Chunks are added a batch at a time (``SnapshotWriter.add_chunk_batch``: one vectorised index search for the
+    batch instead of one per chunk); the batch is emptied before any marker, so ids keep the stream's order."""
     ids: list[bytes] = []
     current: list[bytes] | None = None
     header: dict = {}
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        if batch:
+            added = writer.add_chunk_batch(batch)
+            ids.extend(added)
+            if current is not None:
+                current.extend(added)
+            batch.clear()
+
     for item in items:
         if isinstance(item, (bytes, bytearray, memoryview)):
             writer.plaintext_size += len(item)
-            cid = writer.add_chunk(item)
-            ids.append(cid)
-            if current is not None:
-                current.append(cid)
-        elif isinstance(item, Reused):
+            batch.append(item)
+            if len(batch) >= ID_BATCH:
+                flush()
+            continue
+        flush()
+        if isinstance(item, Reused):
             writer.plaintext_size += item.size
             ids.extend(item.id_list())
         elif isinstance(item, FileStart):
@@ -206,6 +229,7 @@ def _store_payload(writer: Any, items: Iterable[Any], cache: files_cache.FilesCa
                 cache.record(str(header.get("root")), str(header.get("name")), current,
                              int(item.end.get("size", -1)), str(item.end.get("sha256")))
             current = None
+    flush()
     return ids
 
 

@@ -29,9 +29,7 @@ from dbs_admin.console import audit
 from dbs_admin.console.access import SuperuserOnlyAdmin, forbidden, is_console_user
 from dbs_admin.history import context
 from dbs_admin.history.collect import model_label
-from dbs_admin.history.diff import diff_documents
 from dbs_admin.history.errors import HistoryError
-from dbs_admin.history.revert import apply_restore, plan_restore
 from dbs_admin.history.snapshot import describe_summary, history_in_folder, resolve_history
 from dbs_admin.history.store import META
 from dbs_admin.models import AuditEvent, HistoryVersion
@@ -148,6 +146,8 @@ class HistoryAdminMixin:
         if a not in ids or b not in ids:
             raise Http404("No such version.")
         old, new = history.read(a), history.read(b)
+        from dbs_admin.history.diff import diff_documents  # here, as the restore below: only these pages use them
+
         diff = diff_documents(old, new, {f.name for f in self.model._meta.many_to_many})
         image_url = lambda e: self._reverse("image", history.dir.name, e["stored"]) if e.get("stored") else ""  # noqa: E731
         labels = version_labels(history, ids)
@@ -193,6 +193,9 @@ class HistoryAdminMixin:
 
     def _restore_page(self, request: HttpRequest, folder: str, version_id: str | None, back: str, title: str
                       ) -> HttpResponse:
+        # here, not at import: the admin's autodiscovery imports this module at every start, commands included
+        from dbs_admin.history.revert import apply_restore, plan_restore
+
         try:
             plan = plan_restore(self.model, folder, version_id)
         except HistoryError as exc:

@@ -7,9 +7,9 @@ reachable or not migrated yet (a fresh checkout must still be able to run
 
 Once per process at most: the warnings are for the person starting a
 command, and ``runserver`` or a test run would otherwise repeat them on
-every check. The ``dbs_*`` commands skip this check altogether (their
-``requires_system_checks`` leaves the ``dbs_admin`` tag out): ``dbs_backup``
-is the fix for W001, ``dbs_status`` says the same things itself.
+every check. The ``dbs_*`` commands run no system checks at all
+(``management/cli.py`` says why): ``dbs_backup`` is the fix for W001,
+``dbs_status`` says the same things itself.
 
 - W001: the newest verified backup is older than the RPO, or backups are failing.
 - W002: the last restore drill failed.

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dbs_admin.backups.sizing import SIZING  # progress(SIZING, database part, whole): the capture's two parts
+# progress(SIZING, database part, whole): the capture's two parts (SIZING_FILES_FIRST: the media comes first)
+from dbs_admin.backups.sizing import SIZING_FILES_FIRST, SIZINGS
 
 MIN_PART = 0.02  # of the shared span: a part estimated at zero bytes still shows that it ran
 VERIFYING = "verifying on "  # an upload's verification by reading it back (targets that verify on put)
@@ -70,6 +71,7 @@ class ProgressPlan:
     _uploads_seen: list[str] = field(default_factory=list)
     _last: float = 0.0
     _database_part: float | None = None  # of the span database + files share, from the SIZING estimate
+    _files_first: bool = False  # the capture writes the media before the database (SIZING_FILES_FIRST)
 
     def __post_init__(self) -> None:
         self._phase = PLANS.get(self.kind, {}).get(None)
@@ -82,10 +84,12 @@ class ProgressPlan:
             self._phase = phases[stage]
             self._uploads_seen.clear()
             self._database_part = None
-        if stage == SIZING:
+            self._files_first = False
+        if stage in SIZINGS:
             if total:
                 part = min(max(done, 0) / total, 1.0)
                 self._database_part = min(max(part, MIN_PART), 1 - MIN_PART)
+                self._files_first = stage == SIZING_FILES_FIRST
             return self._last
         where = self._where(stage, done, total)
         if where is not None:
@@ -123,12 +127,17 @@ class ProgressPlan:
             return bands
         first = min(spans[p][0] for p in DATABASE_PARTS if p in spans)
         last = spans["files"][1]
-        cut = first + (last - first) * self._database_part
+        if self._files_first:  # the files' part, then the database's
+            cut = first + (last - first) * (1 - self._database_part)
+            database, files = (cut, last), (first, cut)
+        else:
+            cut = first + (last - first) * self._database_part
+            database, files = (first, cut), (cut, last)
         out = []
         for name, start, end in bands:
             if name in DATABASE_PARTS:
-                start, end = first, cut
+                start, end = database
             elif name == "files":
-                start, end = cut, last
+                start, end = files
             out.append((name, start, end))
         return tuple(out)

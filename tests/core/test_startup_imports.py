@@ -17,7 +17,10 @@ HEAVY = ["numpy", "reedsolo", "dbs_admin.jobs.tasks", "dbs_admin.backups.create"
          "dbs_admin.sealed.reader", "dbs_admin.drills.runner",
          # what only the console's pages use (the admin's autodiscovery imports the console at every start)
          "dbs_admin.console.dashboard", "dbs_admin.console.drill_views", "dbs_admin.console.deletion",
-         "dbs_admin.drills.health", "dbs_admin.jobs.reaper"]
+         "dbs_admin.drills.health", "dbs_admin.jobs.reaper",
+         # what only one console page or action uses: validating from the list (the job launcher, Celery's
+         # sending side, the hand-off's cryptography), comparing and restoring versions of an object
+         "dbs_admin.jobs.launch", "dbs_admin.jobs.handoff", "dbs_admin.history.revert", "dbs_admin.history.diff"]
 
 PROBE = """
 import json, sys
@@ -63,3 +66,33 @@ def test_verify_and_heal_stay_functions_when_their_modules_of_the_same_name_are_
     (it did once the repository's checker imported it first, and dbs_validate crashed)."""
     out = subprocess.run([sys.executable, "-c", SHADOWED], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["function", "function", "function", True]
+
+
+CHECKS_PROBE = """
+import json
+import django
+django.setup()
+from django.core import checks
+from django.core.management import call_command
+ran = []
+@checks.register(checks.Tags.urls)  # as the URL check, the costly one
+def probe(app_configs=None, **kwargs):
+    ran.append(1)
+    return []
+call_command("dbs_list", "--skip-checks")  # still accepted, as before
+call_command("dbs_list", skip_checks=False)
+after_dbs_list = len(ran)
+call_command("check")
+print(json.dumps([after_dbs_list, len(ran)]))
+"""
+
+
+def test_the_dbs_commands_run_no_system_checks_and_manage_py_check_still_does(tmp_path):
+    """The checks (the URL check imports every console page) cost a command ~0.2 s at each start and guard the
+    web site, not a backup: the commands skip them, still accepting --skip-checks; ``check`` runs them all."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings", DBS_VAR_DIR=str(tmp_path))
+    env.pop("DATABASE_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", CHECKS_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, 1]

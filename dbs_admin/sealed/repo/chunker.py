@@ -111,6 +111,29 @@ class RecordChunker:
         self._buf = buf
         return out
 
+    def feed_pairs(self, records: Iterable[tuple[bytes, bytes | memoryview]]) -> list[bytes]:
+        """``feed(head + tail)`` for each ``(head, tail)`` in turn (the same cuts), without joining the two:
+        a row is a frame prefix the caller made and a slice of the batch it came in, appended as they are."""
+        out: list[bytes] = []
+        buf = self._buf
+        low, high, span = self.min, self.max, max(1, self.avg - self.min)
+        crc32 = zlib.crc32
+        for head, tail in records:
+            n = len(head) + len(tail)
+            if n > high:
+                self._buf = buf
+                out.extend(self.feed(bytes(head) + bytes(tail)))
+                buf = self._buf
+                continue
+            buf += head
+            buf += tail
+            size = len(buf)
+            if size >= high or (size >= low and crc32(tail, crc32(head)) < min(1.0, n / span) * 0xFFFFFFFF):
+                out.append(bytes(buf))
+                buf = bytearray()
+        self._buf = buf
+        return out
+
     def finish(self) -> list[bytes]:
         out = [bytes(self._buf)] if self._buf else []
         self._buf = bytearray()

@@ -182,6 +182,21 @@ class ChunkIndex:
             else:
                 yield cid, self._extra.get(cid)
 
+    def contains_many(self, ids: list[bytes]) -> list[bool]:
+        """``cid in self`` for each id, with one vectorised search (a backup asks for every chunk it cuts)."""
+        if self._pending:
+            self._build()
+        if len(self._ids) and ids:
+            wanted = np.array(ids, dtype="S32")
+            found = np.minimum(np.searchsorted(self._ids, wanted), len(self._ids) - 1)
+            hits = (self._ids[found] == wanted).tolist()
+        else:
+            hits = [False] * len(ids)
+        extra = self._extra
+        if extra:
+            hits = [hit or cid in extra for hit, cid in zip(hits, ids)]
+        return hits
+
     def __getitem__(self, cid: bytes) -> Entry:
         entry = self.get(cid)
         if entry is None:

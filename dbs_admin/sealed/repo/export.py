@@ -32,7 +32,7 @@ ROWS = b"R"
 STREAM = "payload"
 MANIFEST_STREAM = "file_sha256"
 FILE_LIST = "file_sha256"
-REBATCH_ROWS = 1000
+REBATCH_ROWS = 2000  # as the capture's batches (BATCH_SIZE): a restore inserts as many rows at once as from a file
 REBATCH_BYTES = 4 << 20
 
 
@@ -53,6 +53,11 @@ def frames(pieces: Iterable[Any], markers: tuple[type, ...] = ()) -> Iterator[tu
                 raise SealedError("the backup's payload has a stored file's placeholder inside a record")
             yield MARKER, piece
             continue
+        if not buf and magic_seen and type(piece) is bytes and len(piece) >= PREFIX.size:
+            kind, length = PREFIX.unpack_from(piece)
+            if PREFIX.size + length == len(piece):  # a whole frame (what a capture mostly yields): no copy
+                yield kind, piece
+                continue
         buf += piece
         pos = 0
         if not magic_seen:
@@ -72,31 +77,76 @@ def frames(pieces: Iterable[Any], markers: tuple[type, ...] = ()) -> Iterator[tu
         raise SealedError("the backup's payload ended inside a record")
 
 
-def rebatched(pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """The payload with consecutive one-row ROWS frames merged into batches (what a restore inserts at once)."""
-    rows: list[bytes] = []
+def _batch_prefix(count: int, size: int) -> tuple[bytes, bytes]:
+    """The frame prefix and MessagePack array header of a ROWS frame of ``count`` rows of ``size`` bytes."""
+    head = bytes([0x90 | count]) if count < 16 else (b"\xdc" + count.to_bytes(2, "big") if count < 65536
+                                                      else b"\xdd" + count.to_bytes(4, "big"))
+    return PREFIX.pack(ROWS, len(head) + size), head
+
+
+def rebatched(pieces: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+    """The payload with consecutive one-row ROWS frames merged into batches (what a restore inserts at once).
+
+    Each chunk is walked in place: a frame wholly inside it is passed on as a slice of it (a row as a slice of
+    its body), and only a frame cut across chunks (file bytes, mostly) is joined. A frame comes as two pieces,
+    its prefix and its body, so a reader asking for one or the other gets it without a copy."""
+    rows: list[memoryview] = []
     size = 0
-
-    def flush() -> Iterator[bytes]:
-        nonlocal rows, size
-        if rows:
-            n = len(rows)
-            head = bytes([0x90 | n]) if n < 16 else (b"\xdc" + n.to_bytes(2, "big") if n < 65536
-                                                      else b"\xdd" + n.to_bytes(4, "big"))
-            yield PREFIX.pack(ROWS, len(head) + size) + head
-            yield from rows
-            rows, size = [], 0
-
-    for kind, frame in frames(pieces):
-        if kind == ROWS and frame[PREFIX.size : PREFIX.size + 1] == b"\x91":
-            rows.append(frame[PREFIX.size + 1 :])
-            size += len(frame) - PREFIX.size - 1
-            if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
-                yield from flush()
-            continue
-        yield from flush()
-        yield frame
-    yield from flush()
+    parts: list[Any] = []  # the start of a frame cut across chunks, and how many bytes make it whole
+    have = need = 0
+    magic_seen = False
+    unpack = PREFIX.unpack_from
+    for piece in pieces:
+        if parts:
+            parts.append(piece)
+            have += len(piece)
+            if have < need:
+                continue
+            data = b"".join(parts)
+            parts, have = [], 0
+        else:
+            data = piece
+        view = memoryview(data)
+        end_all = len(data)
+        pos = 0
+        if not magic_seen:
+            if end_all < len(PAYLOAD_MAGIC):
+                parts, have, need = [data], end_all, len(PAYLOAD_MAGIC)
+                continue
+            yield bytes(view[: len(PAYLOAD_MAGIC)])
+            pos, magic_seen = len(PAYLOAD_MAGIC), True
+        while end_all - pos >= 5:  # PREFIX.size
+            kind, length = unpack(data, pos)
+            end = pos + 5 + length
+            if end > end_all:
+                break
+            if kind == ROWS and length and data[pos + 5] == 0x91:
+                rows.append(view[pos + 6 : end])
+                size += length - 1
+                if len(rows) >= REBATCH_ROWS or size >= REBATCH_BYTES:
+                    prefix, head = _batch_prefix(len(rows), size)
+                    yield prefix
+                    yield b"".join([head, *rows])
+                    rows, size = [], 0
+            else:
+                if rows:
+                    prefix, head = _batch_prefix(len(rows), size)
+                    yield prefix
+                    yield b"".join([head, *rows])
+                    rows, size = [], 0
+                yield view[pos : pos + PREFIX.size]
+                yield view[pos + PREFIX.size : end]
+            pos = end
+        if pos < end_all:
+            rest = view[pos:]
+            parts, have = [rest], len(rest)
+            need = PREFIX.size + unpack(data, pos)[1] if len(rest) >= PREFIX.size else PREFIX.size
+    if parts:
+        raise SealedError("the backup's payload ended inside a record")
+    if rows:
+        prefix, head = _batch_prefix(len(rows), size)
+        yield prefix
+        yield b"".join([head, *rows])
 
 
 class SnapshotReader:
@@ -115,26 +165,37 @@ class SnapshotReader:
         self.manifest: dict = {**info.meta.get("manifest", {}),
                                FILE_LIST: json.loads(b"".join(repo.read_stream(info, MANIFEST_STREAM)))}
         self._pieces = rebatched(itertools.chain([info.meta["head"]], repo.read_stream(info, STREAM)))
-        self._buf = bytearray()
+        self._piece: bytes | memoryview = b""  # the piece being read, and how far
         self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        """Up to ``n`` bytes (all if ``n < 0``); a position in one buffer, so small reads copy only what they return."""
+        """Up to ``n`` bytes (all if ``n < 0``); a read that is exactly one piece (a frame's prefix or body) is
+        that piece, with no copy; others copy only what they return."""
+        piece, pos = self._piece, self._pos
         if n is None or n < 0:
-            out = bytes(self._buf[self._pos :]) + b"".join(self._pieces)
-            self._buf, self._pos = bytearray(), 0
+            out = b"".join([piece[pos:], *self._pieces])
+            self._piece, self._pos = b"", 0
             return out
-        while len(self._buf) - self._pos < n:
+        if len(piece) - pos >= n:
+            self._pos = pos + n
+            if pos == 0 and n == len(piece) and type(piece) is bytes:
+                return piece
+            return bytes(piece[pos : pos + n])
+        out = [piece[pos:]]
+        got = len(piece) - pos
+        while got < n:
             piece = next(self._pieces, None)
             if piece is None:
-                break
-            if self._pos:
-                del self._buf[: self._pos]
-                self._pos = 0
-            self._buf += piece
-        out = bytes(self._buf[self._pos : self._pos + n])
-        self._pos += len(out)
-        return out
+                self._piece, self._pos = b"", 0
+                return b"".join(out)
+            if got == 0 and len(piece) >= n:
+                self._piece, self._pos = piece, 0
+                return self.read(n)
+            take = min(n - got, len(piece))
+            out.append(piece[:take])
+            got += take
+            self._piece, self._pos = piece, take
+        return b"".join(out)
 
     def close(self) -> None:
         self._pieces.close()

@@ -182,8 +182,9 @@ class SealedObject:
         """Bytes of real data (the stream may be padded after them)."""
         return int(self.manifest["length"])
 
-    def read_range(self, offset: int, length: int) -> bytes:
-        """Bytes offset..offset+length of the data stream, each block from a copy that verifies or healed."""
+    def read_range(self, offset: int, length: int) -> bytes | memoryview:
+        """Bytes offset..offset+length of the data stream, each block from a copy that verifies or healed (a view
+        into a checked block when the range lies inside one)."""
         if length == 0:
             return b""
         table = self.structure.table
@@ -191,9 +192,12 @@ class SealedObject:
             raise UnrecoverableError(f"repository object {self.name}: range {offset}+{length} is outside its "
                                      f"{self.data_length} bytes of data")
         first, last = offset // table.block_size, (offset + length - 1) // table.block_size
+        cached = self._verified
+        if first == last and first in cached:  # most chunks: inside one block already checked, no copy
+            start = offset - first * table.block_size
+            return memoryview(cached[first])[start : start + length]
         out = bytearray()
         lost = []
-        cached = self._verified
         if all(i in cached for i in range(first, last + 1)):
             blocks = [(i, cached[i]) for i in range(first, last + 1)]
         else:  # read ahead: chunks are mostly read in the order they were packed

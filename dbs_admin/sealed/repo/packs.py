@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import zstandard
 from cryptography.exceptions import InvalidTag
@@ -54,9 +55,10 @@ class Dictionary:
     data: bytes
 
 
-@dataclass(frozen=True)
-class Entry:
-    """Where a chunk is: pack name, blob offset and length in its data stream, sequence number, flags, raw size."""
+class Entry(NamedTuple):
+    """Where a chunk is: pack name, blob offset and length in its data stream, sequence number, flags, raw size.
+
+    A named tuple (immutable, as a frozen dataclass, but made five times faster): a restore makes one per chunk."""
 
     pack: str
     offset: int
@@ -180,13 +182,18 @@ def pack_entries(obj: SealedObject) -> dict[bytes, Entry]:
 class ChunkOpener:
     """Decrypts chunks out of an opened pack."""
 
-    def __init__(self, obj: SealedObject, dictionaries: Callable[[str], bytes] | None = None):
-        """``dictionaries(name)`` gives a dictionary's bytes (for chunks flagged FLAG_DICT)."""
+    def __init__(self, obj: SealedObject, dictionaries: Callable[[str], bytes] | None = None,
+                 decompressors: dict[str, zstandard.ZstdDecompressor] | None = None):
+        """``dictionaries(name)`` gives a dictionary's bytes (for chunks flagged FLAG_DICT); ``decompressors``, a
+        cache the openers of one reader share (a dictionary is loaded once, not once per pack; one thread's)."""
         self.obj = obj
         self._aead = AESGCM(obj.key)
         self._zstd = zstandard.ZstdDecompressor()
         self._dictionaries = dictionaries
+        self._decompressors = {} if decompressors is None else decompressors
         self._zstd_dict: zstandard.ZstdDecompressor | None = None
+        self._block_size = obj.structure.table.block_size
+        self._checked = obj._verified  # the blocks read_range checked (the same dict, emptied in place)
 
     def _dict_decompressor(self) -> zstandard.ZstdDecompressor:
         if self._zstd_dict is None:
@@ -194,14 +201,23 @@ class ChunkOpener:
             if not isinstance(name, str) or not name.startswith(DICT_PREFIX) or self._dictionaries is None:
                 raise AuthenticationError(f"{self.obj.name} holds chunks compressed with a dictionary it does not "
                                           "name")
-            self._zstd_dict = zstandard.ZstdDecompressor(
-                dict_data=zstandard.ZstdCompressionDict(self._dictionaries(name)))
+            if name not in self._decompressors:
+                self._decompressors[name] = zstandard.ZstdDecompressor(
+                    dict_data=zstandard.ZstdCompressionDict(self._dictionaries(name)))
+            self._zstd_dict = self._decompressors[name]
         return self._zstd_dict
 
-    def open(self, chunk_id: bytes, entry: Entry, blob: bytes | None = None) -> bytes:
-        blob = self.obj.read_range(entry.offset, entry.length) if blob is None else blob
+    def open(self, chunk_id: bytes, entry: Entry, blob: bytes | memoryview | None = None) -> bytes:
+        if blob is None:
+            offset, length, size = entry.offset, entry.length, self._block_size
+            first = offset // size
+            if length and (offset + length - 1) // size == first and first in self._checked:
+                start = offset - first * size  # inside one block already checked (most chunks): a view of it
+                blob = memoryview(self._checked[first])[start : start + length]
+            else:
+                blob = self.obj.read_range(offset, length)
         try:
-            body = self._aead.decrypt(_nonce(entry.seq), blob, _ad(chunk_id, entry.flags))
+            body = self._aead.decrypt(entry.seq.to_bytes(12, "big"), blob, chunk_id + bytes((entry.flags,)))
         except InvalidTag:
             raise AuthenticationError(f"chunk {chunk_id.hex()} in {self.obj.name} failed authentication: the "
                                       "pack was tampered with or the index points to the wrong place") from None

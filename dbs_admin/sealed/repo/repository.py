@@ -166,22 +166,26 @@ class Repository:
         """The chunks ``ids`` in order, each authenticated and checked against its keyed id."""
         index = self.index
         opened: dict[str, ChunkOpener] = {}
+        current, opener = None, None
+        decompressors: dict = {}
+        blake2b, id_key = hashlib.blake2b, self._id_key
         try:
             for cid, entry in index.locate_many(ids):
                 if entry is None:
                     raise UnrecoverableError(f"chunk {cid.hex()} is in no index: the repository lost data it "
                                              "needs (run check; rebuild the index from the packs)")
-                opener = opened.pop(entry.pack, None)
-                if opener is not None:
-                    opened[entry.pack] = opener  # most recently used last: the oldest is closed first
-                else:
-                    if len(opened) >= 8:
-                        old = next(iter(opened))
-                        opened.pop(old).obj.close()
-                    obj = SealedObject(self.store, entry.pack, kind="pack", **self._kw())
-                    opener = opened[entry.pack] = ChunkOpener(obj, self.dictionary)
+                if entry.pack != current:  # chunks come mostly pack after pack: the LRU is kept only on a change
+                    current = entry.pack
+                    opener = opened.pop(current, None)
+                    if opener is None:
+                        if len(opened) >= 8:
+                            old = next(iter(opened))
+                            opened.pop(old).obj.close()
+                        obj = SealedObject(self.store, current, kind="pack", **self._kw())
+                        opener = ChunkOpener(obj, self.dictionary, decompressors)
+                    opened[current] = opener  # most recently used last: the oldest is closed first
                 chunk = opener.open(cid, entry)
-                if self.chunk_id(chunk) != cid:
+                if blake2b(chunk, digest_size=ID_SIZE, key=id_key).digest() != cid:
                     raise AuthenticationError(f"chunk {cid.hex()} in {entry.pack} does not match its id")
                 yield chunk
         finally:
@@ -280,6 +284,16 @@ class SnapshotWriter:
             self.packer.add(cid, chunk)
         return cid
 
+    def add_chunk_batch(self, chunks: list[bytes]) -> list[bytes]:
+        """``add_chunk`` for each chunk in turn, the index searched once for the whole batch; their ids."""
+        chunk_id = self.repo.chunk_id
+        ids = [chunk_id(chunk) for chunk in chunks]
+        holds, add = self.packer.holds, self.packer.add
+        for cid, chunk, known in zip(ids, chunks, self._known.contains_many(ids)):
+            if not known and not holds(cid):
+                add(cid, chunk)
+        return ids
+
     def add_chunks(self, chunks: Iterable[bytes]) -> list[bytes]:
         """Store chunks cut by the caller (who knows the stream's structure); returns their ids."""
         ids = []
@@ -316,8 +330,8 @@ class SnapshotWriter:
         depth = 0
         while True:
             chunker = RecordChunker(**LIST_SIZES)
-            chunks = [c for cid in ids for c in chunker.feed(cid)] + chunker.finish()
-            ids = [self.add_chunk(c) for c in chunks]
+            chunks = chunker.feed_many(ids) + chunker.finish()
+            ids = self.add_chunk_batch(chunks)
             depth += 1
             if len(ids) == 1:
                 return ids[0], depth
