@@ -184,7 +184,7 @@ class ChunkIndex:
 
     def contains_many(self, ids: list[bytes]) -> list[bool]:
         """``cid in self`` for each id, with one vectorised search (a backup asks for every chunk it cuts)."""
-        if self._pending:
+        if len(self._arriving):
             self._build()
         if len(self._ids) and ids:
             wanted = np.array(ids, dtype="S32")
