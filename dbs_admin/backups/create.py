@@ -104,7 +104,7 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
                                               "server_version": connection.pg_version})
             body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary,
-                                 dump_size=sizing.dump_bytes(database), entries=media, files_first=True)
+                                 dump_size=sizing.dump_bytes(database), entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     if vendor == "mysql":
@@ -118,8 +118,7 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
                                        extra={"dump_format": "mariadb-dump-sql",
                                               "server_version": ".".join(map(str, connection.mysql_version))})
             body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
-                                 reporter, manifest=summary, dump_size=sizing.dump_bytes(database), entries=media,
-                                 files_first=True)
+                                 reporter, manifest=summary, dump_size=sizing.dump_bytes(database), entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")

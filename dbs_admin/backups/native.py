@@ -10,7 +10,6 @@ hash-checked, before the engine-specific code swaps anything in.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dbs_admin.backups import files_cache, payload, sizing, storage_media
-from dbs_admin.backups.dump_ahead import DumpAhead
 from dbs_admin.backups.errors import IntegrityCheckError, PayloadError, RestoreError, UnsafePathError
 from dbs_admin.backups.files import MEDIA, RestoreNames, check_not_protected, clean_name, file_roots, root_for_restore
 from dbs_admin.backups.manifest import check_against_trailer
@@ -59,43 +57,21 @@ def media_files() -> list[tuple[str, str, Path | None]]:
 def stream(
     head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter,
     manifest: dict[str, Any] | None = None, dump_size: int | None = None,
-    entries: list[tuple[str, str, Path | None]] | None = None, files_first: bool = False,
+    entries: list[tuple[str, str, Path | None]] | None = None,
 ) -> Iterator[bytes]:
-    """The payload of a native backup: header, the dump's bytes and every media file, then the trailer.
+    """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
 
     ``manifest`` is completed with the dump's and the files' hashes (``dump``, ``file_sha256``) at the end.
     ``dump_size``: the dump's size, known beforehand (SQLite's copy) or estimated (``sizing.dump_bytes``), so
     progress has a total and the bar's database and files parts are sized by bytes.
     ``entries``: :func:`media_files` as the caller already listed them for the manifest (else listed here).
-    ``files_first``: ``dump`` is a tool's pipe (``mariadb-dump``, ``pg_dump``); it is read ahead on a thread
-    (``dump_ahead``) from now on while the files are written first, so the tool and the sealing of the media
-    overlap. Either order is a valid payload (PAYLOAD.md §6).
     """
     entries = media_files() if entries is None else entries
-    media_total = sizing.file_bytes(sizing.media_sizes(entries))
-    sizing.announce(reporter, dump_size, media_total, files_first=files_first)
-    ahead = DumpAhead(dump) if files_first else None
-    try:
-        yield payload.MAGIC
-        yield payload.json_frame(payload.HEAD, head)
-        files: list[list] = []
-        if ahead is not None:
-            yield from _file_records(entries, media_total, reporter, files)
-        dump_end = yield from _dump_records(ahead if ahead is not None else dump, dump_info, dump_size, reporter)
-        if ahead is None:
-            yield from _file_records(entries, media_total, reporter, files)
-    finally:
-        if ahead is not None:
-            ahead.close()
-    if manifest is not None:
-        manifest.update(dump=dump_end, file_sha256=files)
-    yield payload.json_frame(payload.TRAILER, {"dump": dump_end, "files": files})
-    yield payload.frame(payload.END)
-
-
-def _dump_records(dump: Iterable[bytes], dump_info: dict[str, Any], dump_size: int | None,
-                  reporter: Reporter) -> Iterator[bytes]:
-    """DUMP, the dump's bytes as DATA, END_DATA; returns the END_DATA record (size, sha256)."""
+    sizes = sizing.media_sizes(entries)
+    media_total = sizing.file_bytes(sizes)
+    sizing.announce(reporter, dump_size, media_total)
+    yield payload.MAGIC
+    yield payload.json_frame(payload.HEAD, head)
     yield payload.json_frame(payload.DUMP, dump_info)
     digest, size = hashlib.sha256(), 0
     for chunk in dump:
@@ -106,14 +82,8 @@ def _dump_records(dump: Iterable[bytes], dump_info: dict[str, Any], dump_size: i
         reporter.report("database", size, dump_size)
     dump_end = {"size": size, "sha256": digest.hexdigest()}
     yield payload.json_frame(payload.END_DATA, dump_end)
-    return dump_end
-
-
-def _file_records(entries: list[tuple[str, str, Path | None]], media_total: int, reporter: Reporter,
-                  files: list[list]) -> Iterator[bytes]:
-    """Every media file as FILE, DATA, END_DATA (by bytes for progress); each one written lands in ``files``."""
-    done_bytes = 0
-    for root_id, name, path in entries:
+    files, done_bytes = [], 0
+    for root_id, name, path in entries:  # by bytes, as the dump
         reporter.check()
         reporter.report("files", done_bytes, media_total)
         hit = files_cache.reusable(root_id, name, None if path is None else Path(path))
@@ -132,6 +102,10 @@ def _file_records(entries: list[tuple[str, str, Path | None]], media_total: int,
             fsize, sha = yield from payload.file_frames(f, {"root": root_id, "name": name, "ref": name})
             files.append([root_id, name, fsize, sha])
             done_bytes += fsize
+    if manifest is not None:
+        manifest.update(dump=dump_end, file_sha256=files)
+    yield payload.json_frame(payload.TRAILER, {"dump": dump_end, "files": files})
+    yield payload.frame(payload.END)
 
 
 def read_chunks(stream: BinaryIO, size: int = payload.DATA_CHUNK) -> Iterator[bytes]:
@@ -166,17 +140,9 @@ def stage(stream: BinaryIO, work: Path, *, dry_run: bool, reporter: Reporter,
     result = StagedNative(engine=str(head.get("engine")), dump_path=work / "dump", staging=staging)
     current: StagedFile | None = None
     target: str | None = None
-    # Progress by bytes: the manifest knows the dump's size and every file's (backups.sizing); the record after
-    # HEAD tells in which order the payload carries them (the files first when the dump was read ahead).
+    # Progress by bytes: the manifest knows the dump's size and every file's (backups.sizing).
     dump_total, files_total = sizing.listed_dump_bytes(summary), sizing.listed_file_bytes(summary)
-    try:
-        second = next(frames, None)
-    except payload.MALFORMED as exc:
-        raise payload.malformed(exc) from exc
-    if second is not None:
-        frames = itertools.chain([second], frames)
-    sizing.announce(reporter, dump_total, files_total,
-                    files_first=second is not None and second[0] == payload.FILE)
+    sizing.announce(reporter, dump_total, files_total)
     files_done = 0
     seen: dict[tuple[str, str], tuple[int, str]] = {}
     dump_end = None

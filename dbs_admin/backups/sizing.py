@@ -30,8 +30,6 @@ from dbs_admin.models import Backup
 log = logging.getLogger("dbs_admin.backups")
 
 SIZING = "sizing"  # progress(SIZING, database part, database part + media part)
-SIZING_FILES_FIRST = "sizing, files first"  # the same, for a capture that writes the media before the database
-SIZINGS = (SIZING, SIZING_FILES_FIRST)
 
 
 def database_bytes(alias: str) -> int | None:
@@ -85,16 +83,9 @@ def _stat_size(path: Path) -> int:
         return -1
 
 
-def announce(reporter: Any, database_part: int | None, media_part: int, *, files_first: bool = False) -> None:
-    """Send the SIZING estimate (nothing when the database part is unknown: the bar keeps its fixed shares).
-
-    ``files_first``: the media comes before the database (a native payload whose dump is read ahead,
-    ``native.stream``), so the bar's files part must come first too (SIZING_FILES_FIRST); with the database
-    part unknown the two parts then share the span by halves."""
-    if files_first:
-        database_part = database_part if database_part is not None else max(media_part, 1)
-        reporter.report(SIZING_FILES_FIRST, database_part, database_part + media_part, force=True)
-    elif database_part is not None and database_part + media_part > 0:
+def announce(reporter: Any, database_part: int | None, media_part: int) -> None:
+    """Send the SIZING estimate (nothing when the database part is unknown: the bar keeps its fixed shares)."""
+    if database_part is not None and database_part + media_part > 0:
         reporter.report(SIZING, database_part, database_part + media_part, force=True)
 
 

@@ -34,7 +34,7 @@ from dbs_admin import signals
 from dbs_admin.conf import dbs_settings
 from dbs_admin.jobs import handoff, locks
 from dbs_admin.jobs import unattended_alerts as alerts
-from dbs_admin.jobs.progress_plan import SIZINGS, ProgressPlan
+from dbs_admin.jobs.progress_plan import SIZING, ProgressPlan
 from dbs_admin.jobs.workspace import alive_file, remove_partial_files
 from dbs_admin.models import Job
 
@@ -133,7 +133,7 @@ class JobRun:
         """The stage's own figures (``done`` of ``total`` rows, files or bytes) for the text under the bar; the
         bar itself is the whole job's fraction (``progress_plan``), which only moves forward."""
         fraction = self._plan.fraction(stage, done, total)
-        if stage in SIZINGS:  # an estimate for the bar, not a stage to show
+        if stage == SIZING:  # an estimate for the bar, not a stage to show
             return
         self._queue(stage=stage[:100], bytes_done=done, bytes_total=total, progress=fraction)
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# progress(SIZING, database part, whole): the capture's two parts (SIZING_FILES_FIRST: the media comes first)
-from dbs_admin.backups.sizing import SIZING_FILES_FIRST, SIZINGS
+from dbs_admin.backups.sizing import SIZING  # progress(SIZING, database part, whole): the capture's two parts
 
 MIN_PART = 0.02  # of the shared span: a part estimated at zero bytes still shows that it ran
 VERIFYING = "verifying on "  # an upload's verification by reading it back (targets that verify on put)
@@ -71,7 +70,6 @@ class ProgressPlan:
     _uploads_seen: list[str] = field(default_factory=list)
     _last: float = 0.0
     _database_part: float | None = None  # of the span database + files share, from the SIZING estimate
-    _files_first: bool = False  # the capture writes the media before the database (SIZING_FILES_FIRST)
 
     def __post_init__(self) -> None:
         self._phase = PLANS.get(self.kind, {}).get(None)
@@ -84,12 +82,10 @@ class ProgressPlan:
             self._phase = phases[stage]
             self._uploads_seen.clear()
             self._database_part = None
-            self._files_first = False
-        if stage in SIZINGS:
+        if stage == SIZING:
             if total:
                 part = min(max(done, 0) / total, 1.0)
                 self._database_part = min(max(part, MIN_PART), 1 - MIN_PART)
-                self._files_first = stage == SIZING_FILES_FIRST
             return self._last
         where = self._where(stage, done, total)
         if where is not None:
@@ -127,17 +123,12 @@ class ProgressPlan:
             return bands
         first = min(spans[p][0] for p in DATABASE_PARTS if p in spans)
         last = spans["files"][1]
-        if self._files_first:  # the files' part, then the database's
-            cut = first + (last - first) * (1 - self._database_part)
-            database, files = (cut, last), (first, cut)
-        else:
-            cut = first + (last - first) * self._database_part
-            database, files = (first, cut), (cut, last)
+        cut = first + (last - first) * self._database_part
         out = []
         for name, start, end in bands:
             if name in DATABASE_PARTS:
-                start, end = database
+                start, end = first, cut
             elif name == "files":
-                start, end = files
+                start, end = cut, last
             out.append((name, start, end))
         return tuple(out)

@@ -109,48 +109,6 @@ def test_a_native_dump_reports_its_bytes_against_a_total_on_every_engine(two_tar
         assert {total for stage, _, total in second if stage == "database"} == {first_size}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_native_backup_and_its_restore_move_one_bar_forward_through_both_parts_in_their_order(two_targets):
-    """PostgreSQL and MariaDB write the media first while their dump is read ahead (``backups.dump_ahead``): the
-    estimate says so, and the bar crosses the files' part, then the database's, never stuck or back; SQLite's
-    copy is already made, so its dump comes first. Restores follow the order the payload has."""
-    from django.db import connection
-
-    from dbs_admin import restore_backup
-
-    seed(posts=60, images=4, seed=14)
-    files_first = connection.vendor != "sqlite"
-    for kind in ("backup", "restore"):
-        plan = ProgressPlan(kind, uploads=0)
-        seen: list = []
-
-        def progress(stage, done, total, plan=plan, seen=seen):
-            seen.append((stage, plan.fraction(stage, done, total)))
-
-        if kind == "backup":
-            result = create_backup(kind="native", target="local", passphrase=PASSPHRASE, progress=progress)
-        else:
-            restore_backup(result.name, target="local", passphrase=PASSPHRASE, progress=progress)
-        stages = [s for s, _ in seen if s in ("database", "files")]
-        sizing = [s for s, _ in seen if s.startswith("sizing")]
-        assert sizing == ["sizing, files first" if files_first else "sizing"], seen
-        order = list(dict.fromkeys(stages))
-        assert order == (["files", "database"] if files_first else ["database", "files"]), order
-        fractions = [f for _, f in seen]
-        assert fractions == sorted(fractions), seen
-        first, second = order  # the bar's part for what comes first lies before the other's
-        assert max(f for s, f in seen if s == first) <= min(f for s, f in seen if s == second) + 1e-9
-
-
-def test_a_capture_that_writes_the_files_first_gets_the_files_part_first():
-    plan = ProgressPlan("backup", uploads=1)
-    assert plan.fraction("sizing, files first", 30, 100) == 0.0  # the database a third... of the bytes, after
-    assert plan.fraction("files", 50, 100) == pytest.approx(0.7 * 0.7 / 2)  # the media's part comes first
-    assert plan.fraction("database", 50, 100) == pytest.approx(0.49 + 0.21 / 2)
-    plan.fraction("sizing", 30, 100)  # a later estimate in the usual order puts the database first again
-    assert plan.fraction("files", 100, 100) == pytest.approx(0.7)
-
-
 def _media_files():
     from pathlib import Path
 
