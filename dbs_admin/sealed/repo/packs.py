@@ -192,8 +192,6 @@ class ChunkOpener:
         self._dictionaries = dictionaries
         self._decompressors = {} if decompressors is None else decompressors
         self._zstd_dict: zstandard.ZstdDecompressor | None = None
-        self._block_size = obj.structure.table.block_size
-        self._checked = obj._verified  # the blocks read_range checked (the same dict, emptied in place)
 
     def _dict_decompressor(self) -> zstandard.ZstdDecompressor:
         if self._zstd_dict is None:
@@ -208,16 +206,12 @@ class ChunkOpener:
         return self._zstd_dict
 
     def open(self, chunk_id: bytes, entry: Entry, blob: bytes | memoryview | None = None) -> bytes:
-        if blob is None:
-            offset, length, size = entry.offset, entry.length, self._block_size
-            first = offset // size
-            if length and (offset + length - 1) // size == first and first in self._checked:
-                start = offset - first * size  # inside one block already checked (most chunks): a view of it
-                blob = memoryview(self._checked[first])[start : start + length]
-            else:
-                blob = self.obj.read_range(offset, length)
+        if blob is None:  # inside one block already checked (most chunks): a view of it, else the checked read
+            blob = self.obj.checked_view(entry.offset, entry.length)
+            if blob is None:
+                blob = self.obj.read_range(entry.offset, entry.length)
         try:
-            body = self._aead.decrypt(entry.seq.to_bytes(12, "big"), blob, chunk_id + bytes((entry.flags,)))
+            body = self._aead.decrypt(_nonce(entry.seq), blob, _ad(chunk_id, entry.flags))
         except InvalidTag:
             raise AuthenticationError(f"chunk {chunk_id.hex()} in {self.obj.name} failed authentication: the "
                                       "pack was tampered with or the index points to the wrong place") from None
