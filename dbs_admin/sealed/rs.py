@@ -31,6 +31,7 @@ from functools import lru_cache
 import numpy as np
 import reedsolo
 
+from dbs_admin.sealed import rs_isal
 from dbs_admin.sealed.rs_params import FCR, GENERATOR, NSYM, PRIM, K, N, codewords_for, parity_size
 
 __all__ = [
@@ -110,6 +111,15 @@ def _tables() -> np.ndarray:
     return np.ascontiguousarray(table.transpose(1, 0, 2)).view(np.uint64)  # (K, 256, NSYM // 8)
 
 
+@lru_cache(maxsize=1)
+def parity_matrix() -> np.ndarray:
+    """The code as a matrix, ``A[i, p]`` = coefficient of message position ``p`` in parity byte ``i`` (NSYM x K).
+
+    It is the parity of the value 1 at each position; ISA-L (``rs_isal``) encodes with it directly.
+    """
+    return np.ascontiguousarray(_tables().view(np.uint8).reshape(K, 256, NSYM)[:, 1, :].T)
+
+
 _local = threading.local()
 
 
@@ -167,7 +177,19 @@ def encode_parity(messages: np.ndarray) -> np.ndarray:
 
 
 def pieces_parity(buf: bytes | bytearray | memoryview, count: int) -> list[bytes]:
-    """Parity of ``count`` equal-length pieces laid end to end in ``buf`` (one numpy pass)."""
+    """Parity of ``count`` equal-length pieces laid end to end in ``buf``.
+
+    Through ISA-L when the system has it (``rs_isal``: same bytes, ~3.5x faster), else one numpy pass.
+    """
+    if count == 0 or len(buf) == 0:
+        return [b""] * count
+    if rs_isal.available():
+        return rs_isal.pieces_parity(buf, count, parity_matrix())
+    return numpy_pieces_parity(buf, count)
+
+
+def numpy_pieces_parity(buf: bytes | bytearray | memoryview, count: int) -> list[bytes]:
+    """``pieces_parity`` with numpy alone (the reference the ISA-L path is held to)."""
     if count == 0 or len(buf) == 0:
         return [b""] * count
     flat = np.frombuffer(buf, dtype=np.uint8)
