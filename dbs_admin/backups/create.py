@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ from dbs_admin.backups import (
     sizing,
 )
 from dbs_admin.backups.catalog import record_backup
-from dbs_admin.backups.dump_ahead import DumpAhead
 from dbs_admin.backups.errors import BackupError, BackupExistsError, CancelledError
 from dbs_admin.backups.failures import is_out_of_space, out_of_space
 from dbs_admin.backups.pipeline import seal_in_background as seal
@@ -96,17 +94,15 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
         return report, summary
     if vendor == "postgresql":
         native_postgres.check_tool("pg_dump", database)
-        with logical_capture.snapshot(database), ExitStack() as stack:
+        with logical_capture.snapshot(database):
             snapshot_id = native_postgres.export_snapshot(database)
-            # the tool starts now and its pipe is read ahead while the rows are counted (dump_ahead.py: why)
-            dump = stack.enter_context(DumpAhead(native_postgres.dump_chunks(database, snapshot_id)))
             counts = logical_capture.count_rows(database)
             media = native.media_files()
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
                                        files=len(media),
                                        extra={"dump_format": "pg_dump-custom",
                                               "server_version": connection.pg_version})
-            body = native.stream(_public(head), dump,
+            body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary,
                                  dump_size=sizing.dump_bytes(database), entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
@@ -114,15 +110,14 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
     if vendor == "mysql":
         native_mysql.refuse_unswappable(database)
         mysql_session.refuse_non_transactional(connection, connection.introspection.table_names(), error=BackupError)
-        with native_mysql.consistent_dump(database) as tool, DumpAhead(tool.chunks()) as dump:
-            # the pipe is read ahead from here, while the rows are counted (dump_ahead.py: why)
+        with native_mysql.consistent_dump(database) as dump:
             counts = logical_capture.count_rows(database)
             media = native.media_files()
             summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
                                        files=len(media),
                                        extra={"dump_format": "mariadb-dump-sql",
                                               "server_version": ".".join(map(str, connection.mysql_version))})
-            body = native.stream(_public(head), dump, {"engine": "mysql", "format": "mariadb-dump-sql"},
+            body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
                                  reporter, manifest=summary, dump_size=sizing.dump_bytes(database), entries=media)
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary

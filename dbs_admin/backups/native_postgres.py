@@ -80,20 +80,12 @@ def export_snapshot(alias: str) -> str:
 
 
 def dump_chunks(alias: str, snapshot_id: str) -> Iterator[bytes]:
-    """The bytes of ``pg_dump -Fc`` of ``alias`` at ``snapshot_id``, read from its pipe.
-
-    The tool and its connection options are resolved here, on the calling thread (they read Django's
-    connection); the returned iterator only runs the tool and reads its pipe, so it may be read on another
-    thread (``dump_ahead``).
-    """
+    """The bytes of ``pg_dump -Fc`` of ``alias`` at ``snapshot_id``, read from its pipe."""
     tool = check_tool("pg_dump", alias)
     args, env = _conn_args(alias)
-    return _run_dump([tool, "-Fc", "--no-password", "--snapshot", snapshot_id, *args], env)
-
-
-def _run_dump(command: list[str], env: dict[str, str]) -> Iterator[bytes]:
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, env=env)
+        proc = subprocess.Popen([tool, "-Fc", "--no-password", "--snapshot", snapshot_id, *args],
+                                stdout=subprocess.PIPE, stderr=err, env=env)
         try:
             while chunk := proc.stdout.read(1 << 20):
                 yield chunk
