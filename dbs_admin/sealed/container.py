@@ -48,6 +48,7 @@ from dbs_admin.sealed.layout import (
     header_digest,
 )
 from dbs_admin.sealed.metadata import encode_record, file_size_of
+from dbs_admin.sealed.rs_params import parity_size
 from dbs_admin.sealed.structure import load_structure
 
 # Batches prepared side by side (parity, hashes): one per core of a small machine, without holding much memory.
@@ -84,10 +85,13 @@ def _copy_range(f: BinaryIO, src: int, dst: int, length: int) -> None:
 class ContainerWriter:
     """Lays out one sealed file. Call ``feed`` with the data stream, then ``finish``."""
 
-    def __init__(self, f: BinaryIO, header: Header, header_payload: bytes | None = None, *, hash_file: bool = False):
+    def __init__(self, f: BinaryIO, header: Header, header_payload: bytes | None = None, *, hash_file: bool = False,
+                 read_back: bool = False):
         """``header_payload`` lets ``heal`` keep the original bytes (the AEAD binds their digest).
 
         ``hash_file``: compute the finished file's SHA-256 (returned by ``check_written``).
+        ``read_back``: the caller will call ``check_written``; the data records are then read back and
+        checked while the file is still being written (see ``check_written``) instead of all at the end.
         """
         self.f = f
         self.header = header
@@ -111,6 +115,9 @@ class ContainerWriter:
         self._pool = ThreadPoolExecutor(PREPARE_DEPTH, thread_name_prefix="dbs-parity")
         self._inflight: deque[Future] = deque()
         self._writeback = EarlyWriteback(f.fileno())
+        # one thread, so read-back jobs run in file order (copy B's SHA-256 is extended by them, in order)
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="dbs-readback") if read_back else None
+        self._read_back: list[Future] = []
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes of the data stream (any sizes)."""
@@ -147,11 +154,40 @@ class ContainerWriter:
                 sha256.update(piece)
         written = batch.length + sum(len(p) for p in batch.pieces[1::2])
         self._writeback.wrote(written)
+        if self._reader is not None:
+            self._read_back.append(self._reader.submit(
+                self._check_records, self.offset, [len(p) for p in batch.pieces], batch.crcs, self.block_count, None))
         self.offset += written
         self.entries += batch.entries
         self.crcs.extend(batch.crcs)
         self.data_length += batch.length
         self.block_count += batch.blocks
+
+    def _check_records(self, offset: int, lengths: list[int], crcs, first: int, sha256) -> int | None:
+        """Read back the records of blocks ``first``... at ``offset`` (data and parity ``lengths``, alternating),
+        compare each with the CRC-32 it was written with (``crcs``), and extend ``sha256`` with the bytes read.
+        Returns the first block that differs, or None."""
+        fd = self.f.fileno()
+        total = sum(lengths)
+        buf = bytearray(total)
+        view = memoryview(buf)
+        done = 0
+        while done < total:
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n <= 0:
+                return first
+            done += n
+        if sha256 is not None:
+            sha256.update(buf)
+        pos = 0
+        for k in range(0, len(lengths), 2):
+            data_len, parity_len = lengths[k], lengths[k + 1]
+            record_crc = zlib.crc32(view[pos + data_len : pos + data_len + parity_len],
+                                    zlib.crc32(view[pos : pos + data_len]))
+            if record_crc != crcs[k // 2]:
+                return first + k // 2
+            pos += data_len + parity_len
+        return None
 
     def close(self) -> None:
         """Stop the worker threads (idempotent; ``finish`` calls it); raise a failed background flush."""
@@ -160,6 +196,11 @@ class ContainerWriter:
 
     def check_written(self, path: Path) -> str | None:
         """Verify-after-write: the file re-read from ``path`` is exactly what was written; returns its SHA-256.
+
+        With ``read_back`` the data records of both copies were already read back and checked against their
+        CRC-32s as they were written (copy A batch by batch during the stream, copy B batch by batch as it was
+        copied, on one thread of their own), so only the metadata is read here and those checks are awaited.
+        Otherwise, as follows.
 
         Metadata goes through the reader's own discovery and healing (it must
         come back intact, from both copies, without scanning); copy B must be
@@ -177,6 +218,8 @@ class ContainerWriter:
                     or st.table.entries != bytes(self.entries) or size != self.total_size
                     or st.table.copy_offsets != (self.copy_a, self.copy_b)):
                 raise SealedError(f"verification after writing {path} failed: the metadata did not read back")
+            if self._reader is not None:
+                return self._checked_while_writing(path)
             reader = BlockReader(f, size, st.table)
             for first in range(0, st.table.block_count, BATCH_BLOCKS):
                 last = min(first + BATCH_BLOCKS, st.table.block_count) - 1
@@ -223,7 +266,10 @@ class ContainerWriter:
             if self._sha256 is not None:
                 self._sha256.update(record)
         f.flush()
-        _copy_range(f, self.copy_a, copy_b, size_a)
+        if self._reader is None:
+            _copy_range(f, self.copy_a, copy_b, size_a)
+        else:
+            self._copy_b_checked(copy_b)
         header_1 = copy_b + size_a
         header_len = len(encode_record(KIND_HEADER, 1, file_id, self.header_payload))
         table_1 = header_1 + header_len
@@ -245,6 +291,38 @@ class ContainerWriter:
         f.flush()
         self.copy_b, self.total_size = copy_b, total
         return total
+
+    def _copy_b_checked(self, copy_b: int) -> None:
+        """Copy B from copy A a batch of records at a time, each batch read back and checked (and hashed) on the
+        read-back thread while the next is copied: the copy and its check overlap instead of following each other."""
+        src, dst = self.copy_a, copy_b
+        for first in range(0, self.block_count, BATCH_BLOCKS):
+            last = min(first + BATCH_BLOCKS, self.block_count)
+            lengths = []
+            for i in range(first, last):
+                data_len = min(self.block_size, self.data_length - i * self.block_size)
+                lengths += (data_len, parity_size(data_len))
+            span = sum(lengths)
+            _copy_range(self.f, src, dst, span)
+            self._read_back.append(self._reader.submit(
+                self._check_records, dst, lengths, self.crcs[first:last], first, self._sha256))
+            src += span
+            dst += span
+
+    def _checked_while_writing(self, path: Path) -> str | None:
+        """``check_written`` when every record was read back as written (``read_back``): wait for those checks."""
+        try:
+            bad = [b for b in (job.result() for job in self._read_back) if b is not None]
+        finally:
+            self._reader.shutdown(wait=True)
+        if bad:
+            raise SealedError(f"verification after writing {path} failed near block {bad[0]}: "
+                              "the storage does not return what was written")
+        if self._sha256 is None:
+            return None
+        for record in self._tail:
+            self._sha256.update(record)
+        return self._sha256.hexdigest()
 
     def _table(self, copy_a: int, copy_b: int) -> Table:
         return Table(self.header.file_id, self.digest, self.data_length, self.block_count,

@@ -201,7 +201,8 @@ def seal(
                                    allow_weak=allow_weak_argon2)
             header = Header(file_id=file_id, created=int(time.time()), block_size=BLOCK_SIZE,
                             chunk_size=PLAINTEXT_CHUNK_SIZE, slots=slots)
-            writer = state["writer"] = ContainerWriter(f, header, hash_file=file_sha256 and verify_after_write)
+            writer = state["writer"] = ContainerWriter(f, header, hash_file=file_sha256 and verify_after_write,
+                                                        read_back=verify_after_write)
             state["slots"] = slots
             try:
                 encryptor = ChunkEncryptor(data_key, writer.digest, header.chunk_size)

@@ -262,9 +262,10 @@ def test_seal_report_carries_the_sha256_of_the_file_as_written(tmp_path, size):
     assert seal(b"x", tmp_path / "h.dbs", passphrase=PASSPHRASE, **CHEAP).sha256 is None  # only on request
 
 
-@pytest.mark.parametrize("offset", [5000, -3000])
-def test_verify_after_write_catches_storage_that_lies(tmp_path, monkeypatch, offset):
-    """Flip a bit in the written temporary file just before it is verified: nothing is published."""
+@pytest.mark.parametrize("offset", [100, -150])
+def test_verify_after_write_catches_metadata_the_storage_changed(tmp_path, monkeypatch, offset):
+    """Flip a bit of the metadata (the first header, the trailing records) in the written temporary file just
+    before it is verified: nothing is published."""
     from dbs_admin.sealed import SealedError, container
 
     original = container.ContainerWriter.check_written
@@ -279,6 +280,51 @@ def test_verify_after_write_catches_storage_that_lies(tmp_path, monkeypatch, off
         return original(self, path)
 
     monkeypatch.setattr(container.ContainerWriter, "check_written", storage_flips_a_bit)
+    with pytest.raises(SealedError, match="verification after writing"):
+        seal_bytes(random_bytes(500_000), tmp_path / "f.dbs")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("record", [0, 3, 7])
+def test_verify_after_write_catches_a_data_record_the_storage_changed_in_copy_a(tmp_path, monkeypatch, record):
+    """The storage keeps a different byte than it was given for one record of copy A (the writer's own bytes and
+    CRC-32s are right): the read-back of that batch finds it, and nothing is published."""
+    from dbs_admin.sealed import SealedError, container
+
+    original = container.write_all
+    pieces = [0]
+
+    def storage_keeps_a_flipped_bit(f, piece):
+        if len(piece) >= 4096 and pieces[0] // 2 == record and pieces[0] % 2 == 0:  # the data part of the record
+            view = bytearray(piece)
+            view[1234] ^= 0x04
+            piece = bytes(view)
+        if len(piece) >= 4096:
+            pieces[0] += 1
+        return original(f, piece)
+
+    monkeypatch.setattr(container, "write_all", storage_keeps_a_flipped_bit)
+    with pytest.raises(SealedError, match=f"verification after writing .* failed near block {record}"):
+        seal_bytes(random_bytes(600_000), tmp_path / "f.dbs")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", [10, 200_000, -10])
+def test_verify_after_write_catches_copy_b_changed_as_it_was_copied(tmp_path, monkeypatch, where):
+    """Copy B comes out of the in-kernel copy with one byte different: its read-back finds it."""
+    from dbs_admin.sealed import SealedError, container
+
+    original = container._copy_range
+
+    def copy_that_damages(f, src, dst, length):
+        original(f, src, dst, length)
+        if dst > src:  # copy B only
+            at = dst + (where if where >= 0 else length + where)
+            if dst <= at < dst + length:
+                byte = os.pread(f.fileno(), 1, at)
+                os.pwrite(f.fileno(), bytes([byte[0] ^ 0x80]), at)
+
+    monkeypatch.setattr(container, "_copy_range", copy_that_damages)
     with pytest.raises(SealedError, match="verification after writing"):
         seal_bytes(random_bytes(500_000), tmp_path / "f.dbs")
     assert list(tmp_path.iterdir()) == []
