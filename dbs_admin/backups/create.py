@@ -72,6 +72,18 @@ def _seal_logical(database: str, dest: Path | None, head: dict, keys: dict, repo
     return report, summary
 
 
+def _count_in_snapshot(summary: dict, database: str) -> None:
+    """Complete a native backup's manifest with the row counts and migrations, read in the capture's snapshot.
+
+    Why after the dump: the dump tool starts as soon as the snapshot is open and is the backup's critical path;
+    counted before, it sat on its full pipe while every table was counted. The snapshot is the same either way
+    (the capture's transaction stays open until the payload ends), and the manifest is read only at the end.
+    """
+    connection = connections[database]
+    counts = logical_capture.count_rows(database)
+    summary.update(counts=counts, rows=sum(counts.values()), migrations=manifest.migration_state(connection))
+
+
 def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, reporter: Reporter, *,
                  write=seal) -> tuple[Any, dict]:
     connection = connections[database]
@@ -96,29 +108,27 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
         native_postgres.check_tool("pg_dump", database)
         with logical_capture.snapshot(database):
             snapshot_id = native_postgres.export_snapshot(database)
-            counts = logical_capture.count_rows(database)
             media = native.media_files()
-            summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
-                                       files=len(media),
+            summary = manifest.summary(**common, counts={}, migrations=[], files=len(media),
                                        extra={"dump_format": "pg_dump-custom",
                                               "server_version": connection.pg_version})
             body = native.stream(_public(head), native_postgres.dump_chunks(database, snapshot_id),
                                  {"engine": "postgresql", "format": "pg_dump-custom"}, reporter, manifest=summary,
-                                 dump_size=sizing.dump_bytes(database), entries=media)
+                                 dump_size=sizing.dump_bytes(database), entries=media,
+                                 after_dump=lambda: _count_in_snapshot(summary, database))
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     if vendor == "mysql":
         native_mysql.refuse_unswappable(database)
         mysql_session.refuse_non_transactional(connection, connection.introspection.table_names(), error=BackupError)
         with native_mysql.consistent_dump(database) as dump:
-            counts = logical_capture.count_rows(database)
             media = native.media_files()
-            summary = manifest.summary(**common, counts=counts, migrations=manifest.migration_state(connection),
-                                       files=len(media),
+            summary = manifest.summary(**common, counts={}, migrations=[], files=len(media),
                                        extra={"dump_format": "mariadb-dump-sql",
                                               "server_version": ".".join(map(str, connection.mysql_version))})
             body = native.stream(_public(head), dump.chunks(), {"engine": "mysql", "format": "mariadb-dump-sql"},
-                                 reporter, manifest=summary, dump_size=sizing.dump_bytes(database), entries=media)
+                                 reporter, manifest=summary, dump_size=sizing.dump_bytes(database), entries=media,
+                                 after_dump=lambda: _count_in_snapshot(summary, database))
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     raise BackupError(f"native backups support SQLite, PostgreSQL and MariaDB/MySQL, not {vendor}; use --kind logical")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,6 +58,7 @@ def stream(
     head: dict[str, Any], dump: Iterable[bytes], dump_info: dict[str, Any], reporter: Reporter,
     manifest: dict[str, Any] | None = None, dump_size: int | None = None,
     entries: list[tuple[str, str, Path | None]] | None = None,
+    after_dump: Callable[[], None] | None = None,
 ) -> Iterator[bytes]:
     """The payload of a native backup: header, the dump's bytes, then every media file, then the trailer.
 
@@ -65,6 +66,8 @@ def stream(
     ``dump_size``: the dump's size, known beforehand (SQLite's copy) or estimated (``sizing.dump_bytes``), so
     progress has a total and the bar's database and files parts are sized by bytes.
     ``entries``: :func:`media_files` as the caller already listed them for the manifest (else listed here).
+    ``after_dump``: called once the dump's last byte is out, before the files (still inside the caller's
+    snapshot): what the capture must read in the snapshot but need not read before the dump tool starts.
     """
     entries = media_files() if entries is None else entries
     sizes = sizing.media_sizes(entries)
@@ -82,6 +85,8 @@ def stream(
         reporter.report("database", size, dump_size)
     dump_end = {"size": size, "sha256": digest.hexdigest()}
     yield payload.json_frame(payload.END_DATA, dump_end)
+    if after_dump is not None:
+        after_dump()
     files, done_bytes = [], 0
     for root_id, name, path in entries:  # by bytes, as the dump
         reporter.check()
