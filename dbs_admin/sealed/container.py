@@ -147,7 +147,8 @@ class ContainerWriter:
 
     def _drain_one(self) -> None:
         batch = self._inflight.popleft().result()
-        sha256 = self._sha256
+        # With read-back, copy A is hashed by the read-back thread from the bytes it reads (in file order), not here
+        sha256 = self._sha256 if self._reader is None else None
         for piece in batch.pieces:
             write_all(self.f, piece)
             if sha256 is not None:
@@ -156,12 +157,17 @@ class ContainerWriter:
         self._writeback.wrote(written)
         if self._reader is not None:
             self._read_back.append(self._reader.submit(
-                self._check_records, self.offset, [len(p) for p in batch.pieces], batch.crcs, self.block_count, None))
+                self._check_records, self.offset, [len(p) for p in batch.pieces], batch.crcs, self.block_count,
+                self._sha256))
         self.offset += written
         self.entries += batch.entries
         self.crcs.extend(batch.crcs)
         self.data_length += batch.length
         self.block_count += batch.blocks
+
+    def _hash_in_order(self, record: bytes) -> None:
+        """A read-back job that only extends the file's SHA-256 (returns None: nothing to check)."""
+        self._sha256.update(record)
 
     def _check_records(self, offset: int, lengths: list[int], crcs, first: int, sha256) -> int | None:
         """Read back the records of blocks ``first``... at ``offset`` (data and parity ``lengths``, alternating),
@@ -263,8 +269,12 @@ class ContainerWriter:
         for record in (encode_record(KIND_TABLE, 0, file_id, table_payload),
                        encode_record(KIND_MANIFEST, 0, file_id, manifest_payload)):
             write_all(f, record)
-            if self._sha256 is not None:
+            if self._sha256 is None:
+                continue
+            if self._reader is None:
                 self._sha256.update(record)
+            else:  # after copy A's read-back jobs, which hash it: the read-back thread keeps the file's order
+                self._read_back.append(self._reader.submit(self._hash_in_order, record))
         f.flush()
         if self._reader is None:
             _copy_range(f, self.copy_a, copy_b, size_a)
