@@ -36,8 +36,8 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
+from dbs_admin.targets.base import is_repository
 from dbs_admin.targets.naming import backup_file_name
-from dbs_admin.targets.repository import is_repository
 
 log = logging.getLogger("dbs_admin.backups")
 KINDS = ("logical", "native")

@@ -35,7 +35,7 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import open_sealed
 from dbs_admin.targets import get_target
-from dbs_admin.targets.repository import is_repository
+from dbs_admin.targets.base import is_repository
 
 log = logging.getLogger("dbs_admin.backups")
 

@@ -31,7 +31,7 @@ from django.core.management import BaseCommand, CommandError, CommandParser
 from dbs_admin.backups.errors import KeyMissingError
 from dbs_admin.errors import DbsError
 from dbs_admin.management.passphrases import can_prompt, get_passphrase
-from dbs_admin.sealed import SealedError, load_identity
+from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import KeySlotError, WrongIdentityError, WrongPassphraseError
 
 NO_INPUT_FLAGS = ("--no-input", "--noinput")
@@ -128,6 +128,8 @@ def read_key(options: dict[str, Any], *, required: bool = True, source: str | No
     """
     no_input = options["no_input"]
     if options.get("identity"):
+        from dbs_admin.sealed import load_identity  # here: the keys module (Argon2, the AEAD) is not start-up's
+
         passphrase = get_passphrase(passphrase_file=options.get("passphrase_file"), no_input=no_input)
         return {"passphrase": None, "identity": load_identity(options["identity"], passphrase)}
     passphrase = get_passphrase(passphrase_file=options.get("passphrase_file"), no_input=True, required=False)
