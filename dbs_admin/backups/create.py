@@ -21,17 +21,7 @@ from django.utils import timezone
 
 from dbs_admin import signals
 from dbs_admin.backups import copies as copies_mod
-from dbs_admin.backups import (
-    logical_capture,
-    manifest,
-    mysql_session,
-    native,
-    native_mysql,
-    native_postgres,
-    native_sqlite,
-    repository,
-    sizing,
-)
+from dbs_admin.backups import logical_capture, manifest, mysql_session, native, native_sqlite
 from dbs_admin.backups.catalog import record_backup
 from dbs_admin.backups.errors import BackupError, BackupExistsError, CancelledError
 from dbs_admin.backups.failures import is_out_of_space, out_of_space
@@ -46,8 +36,8 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import SealedError
 from dbs_admin.sealed.errors import DestinationExistsError
+from dbs_admin.targets.base import is_repository
 from dbs_admin.targets.naming import backup_file_name
-from dbs_admin.targets.repository import is_repository
 
 log = logging.getLogger("dbs_admin.backups")
 KINDS = ("logical", "native")
@@ -105,6 +95,8 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
             shutil.rmtree(work, ignore_errors=True)
         return report, summary
     if vendor == "postgresql":
+        from dbs_admin.backups import native_postgres, sizing
+
         native_postgres.check_tool("pg_dump", database)
         with logical_capture.snapshot(database):
             snapshot_id = native_postgres.export_snapshot(database)
@@ -119,6 +111,8 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
             report = write(body, dest, manifest=summary, file_sha256=True, **keys)
         return report, summary
     if vendor == "mysql":
+        from dbs_admin.backups import native_mysql, sizing
+
         native_mysql.refuse_unswappable(database)
         mysql_session.refuse_non_transactional(connection, connection.introspection.table_names(), error=BackupError)
         with native_mysql.consistent_dump(database) as dump:
@@ -137,6 +131,8 @@ def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, repor
 def _create_snapshot(store, name, kind, label, created_at, database, keys, reporter, user) -> BackupResult:
     """A backup to one repository target alone: the same capture, stored as an incremental snapshot
     (backups/repository.py); no sealed file is made."""
+    from dbs_admin.backups import repository
+
     head = {"format": 1, "kind": kind, "engine": connections[database].vendor, "label": label,
             "created_at": created_at, "_created": created_at, "database": database}
     sealer = _seal_logical if kind == "logical" else _seal_native
@@ -162,6 +158,12 @@ def _create_snapshot(store, name, kind, label, created_at, database, keys, repor
     )
 
 
+def _snapshot_report() -> type:
+    from dbs_admin.backups.repository import SnapshotReport
+
+    return SnapshotReport
+
+
 REPOSITORIES = "repositories"  # in the Backup row's manifest: per repository target, bytes added and total
 
 
@@ -178,6 +180,8 @@ def _repository_figures(store, report) -> dict:
 def _teed_write(repo_stores, name, keys, snapshots: dict):
     """A ``write`` for the sealers: the sealed file as usual, the same pieces also written as a snapshot to
     each repository target (``repository.SnapshotTee``); each snapshot's outcome lands in ``snapshots``."""
+    from dbs_admin.backups import repository
+
 
     def write(body, dest, *, manifest, **options):
         tee = repository.SnapshotTee(repo_stores, name, manifest, keys)
@@ -290,7 +294,7 @@ def _create_backup(*, kind, target, output, label, passphrase, recipients, datab
         final_path = dest
         for store in repo_stores:  # each snapshot stands or fails alone, as each file copy does
             written = snapshots.get(store.name)
-            if isinstance(written, repository.SnapshotReport):
+            if isinstance(written, _snapshot_report()):
                 outcome.stored.append((store.name, name))
                 figures[store.name] = _repository_figures(store, written)
             else:

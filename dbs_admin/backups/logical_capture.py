@@ -200,12 +200,12 @@ def stream(
         for rows in _rows(model, alias, batch, frozenset(stored)):
             reporter.check()
             if encoders:
-                out = []
-                for row in rows:
-                    row = list(row)
-                    for i, enc in encoders:
-                        row[i] = enc(row[i])
-                    out.append(row)
+                # Column by column (transposed with zip, in C): only the columns with an encoder are touched,
+                # no row is copied into a list of its own. MessagePack packs a tuple as the array a list makes.
+                by_column = list(zip(*rows))
+                for i, enc in encoders:
+                    by_column[i] = list(map(enc, by_column[i]))
+                out = list(zip(*by_column))
             else:
                 out = rows
             for i, fc in fcols:

@@ -24,7 +24,7 @@ from django.db import DatabaseError, connections
 
 from dbs_admin import signals
 from dbs_admin.backups import manifest as manifest_mod
-from dbs_admin.backups import native, native_mysql, native_postgres, native_sqlite, own_tables, repository
+from dbs_admin.backups import native, native_sqlite
 from dbs_admin.backups.errors import CancelledError, RestoreError
 from dbs_admin.backups.failures import database_errors, first_line, is_out_of_space, out_of_space
 from dbs_admin.backups.logical_restore import LogicalRestore, Selection, summary_lines
@@ -35,7 +35,7 @@ from dbs_admin.conf import dbs_settings
 from dbs_admin.models import Backup
 from dbs_admin.sealed import open_sealed
 from dbs_admin.targets import get_target
-from dbs_admin.targets.repository import is_repository
+from dbs_admin.targets.base import is_repository
 
 log = logging.getLogger("dbs_admin.backups")
 
@@ -179,6 +179,8 @@ def _opened(source, target: str | None, passphrase, identity) -> Iterator[tuple[
     """``(reader, where it was read from, a function opening it again)`` of a sealed file or a repository snapshot."""
     repo_target = get_target(target) if target else None
     if repo_target is not None and is_repository(repo_target):
+        from dbs_admin.backups import repository
+
         name = Path(str(source)).name
 
         def reopen_snapshot():
@@ -210,6 +212,8 @@ def _restore(reader, summary: dict, kind: str, database: str, selection: Selecti
 def _console_kept(database: str) -> Iterator[list[str]]:
     """Set the console's records aside before a reset and load them back afterwards (even if the restore failed:
     the rebuilt database must not lose the log of what happened)."""
+    from dbs_admin.backups import own_tables
+
     notes: list[str] = []
     work = private_dir("reset")
     kept = work / "console-records"
@@ -252,8 +256,12 @@ def _restore_native(reader, summary: dict, database: str, dry_run: bool, reporte
                 if summary.get("engine") == "sqlite":
                     native_sqlite.swap_in(staged.dump_path, database)
                 elif summary.get("engine") == "mysql":
+                    from dbs_admin.backups import native_mysql
+
                     native_mysql.restore(staged.dump_path, database)
                 else:
+                    from dbs_admin.backups import native_postgres
+
                     native_postgres.restore(staged.dump_path, database)
                 staged.staging.committed()
             except BaseException:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dbs_admin.backups.errors import KeyMissingError
 from dbs_admin.conf import dbs_settings
-from dbs_admin.sealed import Argon2Params
+
+if TYPE_CHECKING:
+    from dbs_admin.sealed import Argon2Params
 
 NO_KEY = ("no key to seal the backup: give a passphrase, or recipient public keys (DBS_ADMIN['RECIPIENTS'] "
           "seals unattended backups); nothing was written")
@@ -33,7 +36,12 @@ def can_seal_without_passphrase(recipients: Sequence[str] | None = None) -> bool
 
 
 def argon2_params() -> tuple[Argon2Params, bool]:
-    """Passphrase-slot cost from ``DBS_ADMIN["ARGON2"]``; ``allow_weak: True`` there permits cheap test costs."""
+    """Passphrase-slot cost from ``DBS_ADMIN["ARGON2"]``; ``allow_weak: True`` there permits cheap test costs.
+
+    The keys module (Argon2, the AEAD) is imported here, when a backup is sealed, not when ``dbs_backup``'s
+    module is loaded (``--help``, a refusal, and the console's start-up do not need it)."""
+    from dbs_admin.sealed import Argon2Params
+
     conf = dict(dbs_settings.ARGON2)
     allow_weak = bool(conf.pop("allow_weak", False))
     return Argon2Params(**conf), allow_weak

@@ -122,6 +122,12 @@ class Target(Protocol):
         """The file's path when the target is a local folder, else None."""
 
 
+def is_repository(target: object) -> bool:
+    """A target holding a repository of incremental snapshots, not one sealed file per backup. Here, not in
+    ``targets.repository``: every backup and restore asks, and that module imports the repository's code."""
+    return getattr(target, "format", None) == "repository"
+
+
 def check_name(name: str) -> str:
     """Refuse names that could escape the target folder or clash with temporary and sidecar files."""
     if not _NAME_RE.fullmatch(name) or ".." in name or name.endswith(SIDECAR_SUFFIX):

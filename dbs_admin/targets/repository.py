@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from dbs_admin.sealed.repo import DirectoryStore, ObjectStore, keyless_listing
 from dbs_admin.sealed.repo.prune import forget
-from dbs_admin.targets.base import DIR_MODE, StoredFile
+from dbs_admin.targets.base import DIR_MODE, StoredFile, is_repository  # noqa: F401 - its callers' old home
 from dbs_admin.targets.errors import StoredFileMissingError, TargetError
 from dbs_admin.targets.naming import parse_backup_file_name
 
@@ -99,6 +99,3 @@ def remote_repository(name: str, target: Any) -> RepositoryTarget:
 
     return RepositoryTarget(name, target.kind, store_for(target))
 
-
-def is_repository(target: object) -> bool:
-    return getattr(target, "format", None) == "repository"

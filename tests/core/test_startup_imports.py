@@ -20,7 +20,9 @@ HEAVY = ["numpy", "reedsolo", "dbs_admin.jobs.tasks", "dbs_admin.backups.create"
          "dbs_admin.drills.health", "dbs_admin.jobs.reaper",
          # what only one console page or action uses: validating from the list (the job launcher, Celery's
          # sending side, the hand-off's cryptography), comparing and restoring versions of an object
-         "dbs_admin.jobs.launch", "dbs_admin.jobs.handoff", "dbs_admin.history.revert", "dbs_admin.history.diff"]
+         "dbs_admin.jobs.launch", "dbs_admin.jobs.handoff", "dbs_admin.history.revert", "dbs_admin.history.diff",
+         # what only sealing or opening a file uses (Argon2, the AEAD), and what only saving a post uses
+         "dbs_admin.sealed.keys", "argon2", "markdown"]
 
 PROBE = """
 import json, sys
@@ -96,3 +98,54 @@ def test_the_dbs_commands_run_no_system_checks_and_manage_py_check_still_does(tm
     out = subprocess.run([sys.executable, "-c", CHECKS_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [0, 1]
+
+
+FREEZE_PROBE = """
+import gc, json
+import django
+django.setup()
+from django.core.management import call_command
+from dbs_admin.management.cli import DbsCommand
+seen = []
+class Probe(DbsCommand):
+    def handle(self, *args, **options):
+        seen.append(gc.get_freeze_count())
+call_command(Probe())  # a caller whose process goes on (a worker, the tests)
+called = seen[-1]
+Probe().run_from_argv(["manage.py", "probe"])  # the command line, whose process ends with the command
+print(json.dumps([called, seen[-1], len(gc.get_objects())]))
+"""
+
+
+def test_the_command_line_freezes_what_start_up_made_and_call_command_leaves_the_heap_alone(tmp_path):
+    """Frozen, the start-up objects are skipped by every later collection and by the interpreter's teardown
+    (bench/backup.py measures the time); a process that goes on after ``call_command`` keeps a normal heap."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings", DBS_VAR_DIR=str(tmp_path))
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run([sys.executable, "-c", FREEZE_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True)
+    called, from_argv, left = json.loads(out.stdout.strip().splitlines()[-1])
+    assert called == 0
+    assert from_argv > 10_000  # Django and the apps: tens of thousands of objects
+    assert left < from_argv / 2  # what the collector still walks after the command is a small part
+
+
+BACKUP_PROBE = """
+import json, sys
+import django
+django.setup()
+import dbs_admin.backups.create, dbs_admin.backups.restore
+print(json.dumps(sorted(m for m in %r if m in sys.modules)))
+"""
+OTHER_PATHS = ["dbs_admin.backups.repository", "dbs_admin.sealed.repo", "pyfastcdc", "dbs_admin.backups.native_mysql",
+               "dbs_admin.backups.native_postgres"]
+
+
+def test_backing_up_and_restoring_a_file_import_neither_repositories_nor_other_engines_code(tmp_path):
+    """Each command pays for the code it runs: the repository's and the other engines' modules are imported where
+    a repository target or that engine is used, not by every backup and restore."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="demo_site.settings", DBS_VAR_DIR=str(tmp_path))
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run([sys.executable, "-c", BACKUP_PROBE % (OTHER_PATHS,)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
