@@ -43,6 +43,8 @@ from dbs_admin.sealed.repo.keyfile import KEYS_NAME, RepositoryKey, create_keys,
 from dbs_admin.sealed.repo.locks import lock
 from dbs_admin.sealed.repo.objects import SealedObject
 from dbs_admin.sealed.repo.packs import (
+    DICT_D,
+    DICT_K,
     DICT_PREFIX,
     DICT_SIZE,
     PACK_PREFIX,
@@ -142,7 +144,7 @@ class Repository:
 
         def train(samples: list[bytes]) -> tuple[Dictionary | None, int]:
             try:
-                data = zstandard.train_dictionary(DICT_SIZE, samples).as_bytes()
+                data = zstandard.train_dictionary(DICT_SIZE, samples, k=DICT_K, d=DICT_D).as_bytes()
             except zstandard.ZstdError:
                 return None, 0  # too few or too uniform samples: compress without one
             name = DICT_PREFIX + prefix + secrets.token_hex(16)
