@@ -46,7 +46,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,21 +104,62 @@ def run_tool(argv: list[str], env: dict, cwd: str | None = None) -> dict:
     return {"child_rss_mib": usage.ru_maxrss / 1024, "child_cpu": usage.ru_utime + usage.ru_stime}
 
 
-def one_percent_change(media: Path, posts: int) -> None:
-    """200 posts edited, 3 new 100 KiB images (not timed)."""
-    from blog.models import Attachment, Post
+class OnePercentChange:
+    """200 posts edited, 3 new 100 KiB images (not timed), the same change in every run: the posts and the images
+    of the n-th call come from a fixed seed, and ``undo`` puts the site back as it was seeded.
 
-    rng = random.Random(21)
-    pks = list(Post.objects.values_list("pk", flat=True))
-    for pk in rng.sample(pks, max(1, posts // 100)):
-        post = Post.objects.get(pk=pk)
-        post.content_md += f"\n\nEdited in the bench ({rng.random()})."
-        post.save()
-    (media / "uploads").mkdir(parents=True, exist_ok=True)
-    for i in range(3):
-        name = f"uploads/bench-{time.time_ns()}-{i}.jpg"
-        (media / name).write_bytes(rng.randbytes(100 << 10))
-        Attachment.objects.create(image=name, alt_text="bench")
+    Why undo: with ``--reuse`` the next run starts from this database. Edits left in place would make each run
+    append to posts earlier runs had already grown, so the bytes a "1% change" adds would drift from run to
+    run (they did, by +-0.3 MB) and the size goal could not be measured. ``dirty`` tells a seed an earlier run
+    could not put back (killed): ``main`` seeds again then."""
+
+    MARK = "Edited in the bench"
+
+    def __init__(self, media: Path, posts: int):
+        self.media, self.posts = media, posts
+        self.originals: dict[int, dict] = {}  # pk -> the post's stored fields before its first edit
+        self.files: list[Path] = []
+        self.calls = 0
+
+    @classmethod
+    def dirty(cls) -> bool:
+        from blog.models import Attachment, Post
+
+        return (Post.objects.filter(content_md__contains=cls.MARK).exists()
+                or Attachment.objects.filter(alt_text="bench").exists())
+
+    def apply(self) -> None:
+        from blog.models import Attachment, Post
+
+        rng = random.Random(f"21-{self.calls}")  # each day of --dailies its own change; every run the same ones
+        self.calls += 1
+        pks = sorted(Post.objects.values_list("pk", flat=True))
+        fields = [f.attname for f in Post._meta.concrete_fields if not f.primary_key]
+        for pk in rng.sample(pks, max(1, self.posts // 100)):
+            post = Post.objects.get(pk=pk)
+            self.originals.setdefault(pk, {f: getattr(post, f) for f in fields})
+            post.content_md += f"\n\n{self.MARK} ({rng.random()})."
+            post.save()
+        (self.media / "uploads").mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            name = f"uploads/bench-{len(self.files)}.jpg"
+            (self.media / name).write_bytes(rng.randbytes(100 << 10))
+            self.files.append(self.media / name)
+            Attachment.objects.create(image=name, alt_text="bench")
+
+    def undo(self) -> None:
+        from django.db import transaction
+
+        from blog.models import Attachment, Post
+
+        with transaction.atomic():
+            for pk, values in self.originals.items():
+                Post.objects.filter(pk=pk).update(**values)  # update(): no save(), so updated_at is put back too
+            Attachment.objects.filter(alt_text="bench").delete()
+        for path in self.files:
+            path.unlink(missing_ok=True)
+        self.originals.clear()
+        self.files.clear()
 
 
 def main() -> None:
@@ -148,12 +188,13 @@ def main() -> None:
     django.setup()
     from django.db import connections
 
-    from blog.models import Post
     from dbs_admin.sealed import Identity
 
     if connections["default"].vendor != "sqlite":
         raise SystemExit("this bench compares file-level tools on the SQLite reference site: unset DATABASE_URL")
     seed_reference_site(args.posts, args.images, reuse=args.reuse)
+    if OnePercentChange.dirty():  # a run killed before it could undo its change: start from a fresh seed
+        seed_reference_site(args.posts, args.images, reuse=False)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     media = Path(settings.MEDIA_ROOT)
@@ -161,6 +202,20 @@ def main() -> None:
     identity = Identity.generate()
     import dbs_admin.backups.create  # noqa: F401
     import dbs_admin.backups.restore  # noqa: F401
+
+    change = OnePercentChange(media, args.posts)
+    try:
+        run(args, work, media, db_file, identity, change)
+    finally:
+        connections.close_all()
+        change.undo()
+        connections.close_all()
+
+
+def run(args, work: Path, media: Path, db_file: Path, identity, change: OnePercentChange) -> None:
+    from django.db import connections
+
+    from blog.models import Post
 
     rows: list[tuple[str, str, dict]] = []
     single = in_child(our_backup, "logical", identity.recipient)
@@ -214,7 +269,7 @@ def main() -> None:
     for n, stage in enumerate(stages):
         if stage == "1% change":
             connections.close_all()
-            one_percent_change(media, args.posts)
+            change.apply()
             connections.close_all()
         for tool in tools:
             out = backup(tool, n)
@@ -259,7 +314,7 @@ def main() -> None:
     dailies = []
     for _day in range(len(stages), args.dailies):  # the three snapshots above count: 30 in all by default
         connections.close_all()
-        one_percent_change(media, args.posts)
+        change.apply()
         connections.close_all()
         dailies.append(in_child(repo_backup))
     print(f"{len(Post.objects.all())} posts; repository of ours: {tree_bytes(work / 'ours') / 2**20:.1f} MiB; "

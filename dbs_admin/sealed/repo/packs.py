@@ -36,6 +36,10 @@ FLAG_ZSTD = 1
 FLAG_DICT = 2  # with FLAG_ZSTD: compressed with the zstd dictionary the pack's manifest names
 ZSTD_LEVEL = 3
 DICT_SIZE = 112 << 10  # bytes of a trained dictionary
+# zstd's fastcover parameters (segment and d-mer sizes), fixed: left to zstd, training tries some 40 of them on
+# every first backup. Measured on the reference site's first 4 MiB of row chunks: searched 0.22 s (it chose
+# k=1998, d=8), 74 MB of row chunks then 5.49 MB compressed; fixed at k=2048, d=8, 0.06 s and 5.45 MB.
+DICT_K, DICT_D = 2048, 8
 TRAIN_BYTES = 4 << 20  # plaintext gathered from a repository's first new chunks before training one
 TRAIN_MIN_SAMPLES = 200  # fewer small chunks than this: no dictionary (yet)
 SAMPLE_MAX = 16 << 10  # chunks up to this size are samples (rows, lists), larger ones (file bytes) are not
