@@ -44,7 +44,7 @@ from pathlib import Path
 
 from django.db import DatabaseError, connections
 
-from dbs_admin.backups import logical_capture
+from dbs_admin.backups import logical_capture, pipes
 from dbs_admin.backups.errors import BackupError, RestoreError, ToolMissingError
 from dbs_admin.backups.own_tables import console_models, unlink_missing_sql
 from dbs_admin.backups.selection import backed_up_models
@@ -245,6 +245,7 @@ def consistent_dump(alias: str) -> Iterator[Dump]:
     with tempfile.TemporaryFile() as err:
         with _writes_held(alias, counted) as release, logical_capture.snapshot(alias):
             dump = Dump(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env), err, Path(tool).name)
+            pipes.widen(dump.proc.stdout)  # the tool blocks less on a full pipe (pipes.py: why)
             try:
                 _wait_for_snapshot(dump)
                 release()

@@ -25,6 +25,7 @@ from pathlib import Path
 from django.core.management.color import no_style
 from django.db import connections
 
+from dbs_admin.backups import pipes
 from dbs_admin.backups.errors import BackupError, RestoreError, ToolMissingError
 from dbs_admin.backups.own_tables import console_models, unlink_missing_sql
 
@@ -86,6 +87,7 @@ def dump_chunks(alias: str, snapshot_id: str) -> Iterator[bytes]:
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([tool, "-Fc", "--no-password", "--snapshot", snapshot_id, *args],
                                 stdout=subprocess.PIPE, stderr=err, env=env)
+        pipes.widen(proc.stdout)  # the tool blocks less on a full pipe (pipes.py: why)
         try:
             while chunk := proc.stdout.read(1 << 20):
                 yield chunk
