@@ -111,7 +111,9 @@ def test_two_beats_and_two_workers_make_exactly_one_backup_per_tick(redis_broker
     time.sleep(2)  # a message beat sent just before it stopped is claimed (or not) by now
     ticks = list(ScheduleTick.objects.filter(schedule=task.name))
     jobs = [j for j in Job.objects.filter(kind=Job.Kind.BACKUP) if j.params.get("scheduled")]
-    assert len({t.due_at for t in ticks}) == len(ticks) >= 4
+    # ``both_up`` may be 0: both beats had sent their first tick, not yet claimed. Three ticks claimed after it
+    # is what was waited for; each has its own due time.
+    assert len({t.due_at for t in ticks}) == len(ticks) >= both_up + 3
     assert sorted(t.job_id for t in ticks) == sorted(j.pk for j in jobs)  # one Job per tick, none without one
     for job in jobs:
         wait_job(job.pk, states=(Job.State.SUCCEEDED, Job.State.CANCELLED), worker=workers[0])
