@@ -71,7 +71,7 @@ def _count_in_snapshot(summary: dict, database: str) -> None:
     """
     connection = connections[database]
     counts = logical_capture.count_rows(database)
-    summary.update(counts=counts, rows=sum(counts.values()), migrations=manifest.migration_state(connection))
+    summary.update(manifest.counted(counts, manifest.migration_state(connection)))
 
 
 def _seal_native(database: str, dest: Path | None, head: dict, keys: dict, reporter: Reporter, *,

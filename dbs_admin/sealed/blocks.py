@@ -26,6 +26,11 @@ from dbs_admin.sealed.metadata import read_exact_at
 BATCH_BLOCKS = 32  # blocks encoded / read per numpy batch (2 MiB): amortises per-call overhead
 
 
+def record_crc(data: bytes | memoryview, parity: bytes | memoryview) -> int:
+    """CRC-32 of one record (data, then parity): what the writer notes and its read-back compares."""
+    return zlib.crc32(parity, zlib.crc32(data))
+
+
 def block_parities(buf: bytes | bytearray | memoryview, block_size: int) -> list[bytes]:
     """RS parity of each block in ``buf`` (whole blocks, except that the last may be short)."""
     view = memoryview(buf)
@@ -50,7 +55,7 @@ def assemble_records(
         records += parity
         entries += blake2b(data, DATA_HASH_SIZE)
         entries += blake2b(parity, PARITY_HASH_SIZE)
-        crcs.append(zlib.crc32(parity, zlib.crc32(data)))
+        crcs.append(record_crc(data, parity))
     return records, entries, crcs
 
 
@@ -83,7 +88,7 @@ def prepare_batch(buf: bytes, block_size: int) -> PreparedBatch:
         pieces.append(parity)
         entries += blake2b(data, DATA_HASH_SIZE)
         entries += blake2b(parity, PARITY_HASH_SIZE)
-        crcs.append(zlib.crc32(parity, zlib.crc32(data)))
+        crcs.append(record_crc(data, parity))
     return PreparedBatch(pieces, bytes(entries), crcs, len(view), len(parities))
 
 

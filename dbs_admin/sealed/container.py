@@ -27,14 +27,13 @@ import array
 import dataclasses
 import hashlib
 import os
-import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from dbs_admin.sealed.atomic import EarlyWriteback, write_all
-from dbs_admin.sealed.blocks import BATCH_BLOCKS, BlockReader, prepare_batch
+from dbs_admin.sealed.blocks import BATCH_BLOCKS, BlockReader, prepare_batch, record_crc
 from dbs_admin.sealed.errors import SealedError
 from dbs_admin.sealed.layout import (
     KIND_HEADER,
@@ -47,7 +46,7 @@ from dbs_admin.sealed.layout import (
     copy_size,
     header_digest,
 )
-from dbs_admin.sealed.metadata import encode_record, file_size_of
+from dbs_admin.sealed.metadata import encode_record, file_size_of, read_exact_at
 from dbs_admin.sealed.rs_params import parity_size
 from dbs_admin.sealed.structure import load_structure
 
@@ -173,26 +172,19 @@ class ContainerWriter:
         """Read back the records of blocks ``first``... at ``offset`` (data and parity ``lengths``, alternating),
         compare each with the CRC-32 it was written with (``crcs``), and extend ``sha256`` with the bytes read.
         Returns the first block that differs, or None."""
-        fd = self.f.fileno()
         total = sum(lengths)
-        buf = bytearray(total)
-        view = memoryview(buf)
-        done = 0
-        while done < total:
-            n = os.preadv(fd, [view[done:]], offset + done)
-            if n <= 0:
-                return first
-            done += n
+        data, missing = read_exact_at(self.f, offset, total, offset + total)
+        if missing is not None:
+            return first
         if sha256 is not None:
-            sha256.update(buf)
+            sha256.update(data)
+        view = memoryview(data)
         pos = 0
         for k in range(0, len(lengths), 2):
-            data_len, parity_len = lengths[k], lengths[k + 1]
-            record_crc = zlib.crc32(view[pos + data_len : pos + data_len + parity_len],
-                                    zlib.crc32(view[pos : pos + data_len]))
-            if record_crc != crcs[k // 2]:
+            end = pos + lengths[k]
+            if record_crc(view[pos:end], view[end : end + lengths[k + 1]]) != crcs[k // 2]:
                 return first + k // 2
-            pos += data_len + parity_len
+            pos = end + lengths[k + 1]
         return None
 
     def close(self) -> None:
@@ -233,7 +225,7 @@ class ContainerWriter:
                 span_b, missing_b, _ = reader._span(1, first, last)
                 same = missing_a is None and missing_b is None and span_a == span_b
                 for i, data, parity, _ in reader._split(0, first, last) if same else ():
-                    if zlib.crc32(parity, zlib.crc32(data)) != self.crcs[i]:
+                    if record_crc(data, parity) != self.crcs[i]:
                         same = False
                         break
                 if not same:
